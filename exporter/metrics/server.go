@@ -1,0 +1,102 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// DefaultAddr is where the metrics server listens unless configured otherwise: loopback, so that a load tool
+// started on a shared host does not expose its endpoint to the network by accident.
+const DefaultAddr = "127.0.0.1:9464"
+
+// Server serves /metrics (OpenMetrics when the scraper asks for it, which carries exemplars), /healthz and
+// /readyz.
+type Server struct {
+	srv  *http.Server
+	ln   net.Listener
+	done chan error
+}
+
+// Handler returns the HTTP handler of a metrics server without starting one, for tests and for embedding.
+// ready reports whether the engine is running; nil means always ready.
+func Handler(g prometheus.Gatherer, ready func() bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{
+		EnableOpenMetrics: true,
+		// A failing collector (e.g. the PostgreSQL sampler) must not hide every other series.
+		ErrorHandling:       promhttp.ContinueOnError,
+		MaxRequestsInFlight: 4,
+		Timeout:             10 * time.Second,
+	}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if ready != nil && !ready() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("not ready\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	return mux
+}
+
+// NewServer listens on addr (DefaultAddr when empty; port 0 picks a free port) and serves g in the background.
+// It returns an error naming the address when the listener cannot be opened.
+func NewServer(addr string, g prometheus.Gatherer, ready func() bool) (*Server, error) {
+	if g == nil {
+		return nil, errors.New("metrics server: nil gatherer")
+	}
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics server: listen on %q: %w", addr, err)
+	}
+	s := &Server{
+		srv: &http.Server{
+			Handler:           Handler(g, ready),
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+		},
+		ln:   ln,
+		done: make(chan error, 1),
+	}
+	go func() {
+		err := s.srv.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		if err != nil {
+			slog.Error("metrics server stopped", "component", "metrics", "err", err)
+		}
+		s.done <- err
+	}()
+	return s, nil
+}
+
+// Addr is the address actually listened on (useful with port 0).
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Shutdown stops accepting scrapes and waits for the ones in progress until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		_ = s.srv.Close()
+	}
+	return errors.Join(err, <-s.done)
+}
