@@ -1,0 +1,702 @@
+package report
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"unicode/utf8"
+)
+
+// The results file is read with a hand-written decoder because it is the report's hot path: encoding/json spends
+// most of its time on reflection and on keys the report never looks at. The decoder accepts exactly the lines
+// encoding/json accepts when unmarshalling into record.Record (type errors included, so a line that the daemon or
+// a script would reject is rejected here too), and extracts only the fields the report aggregates. The one
+// deliberate difference: a bare `null` line, which encoding/json accepts as an empty record, is malformed here.
+// FuzzDecodeLine holds the two decoders to the same answers.
+
+// maxDepth matches encoding/json's nesting limit.
+const maxDepth = 10000
+
+// attempt is the part of a record.Attempt the report uses.
+type attempt struct {
+	action      string
+	start, end  float64
+	duration    float64
+	hasDuration bool
+	ok          bool
+	retryAfter  int
+	status      int
+	hasStatus   bool
+	errClass    string
+}
+
+// cycleLine is the part of a record.Record the report uses.
+type cycleLine struct {
+	schema         int
+	agentIndex     int
+	workerIndex    int
+	createOK       bool
+	updateOK       bool
+	createDur      float64
+	updateDur      float64
+	create, update []attempt
+	session        []attempt
+	outcome        string
+	evaluation     string
+	failureReason  string
+	hasReason      bool
+	verdictSeconds float64
+	hasVerdictSecs bool
+	sessionDur     float64
+	start, end     float64
+	errClass       string
+	lateSeconds    float64
+	hasLate        bool
+	scheduled      bool
+}
+
+func (c *cycleLine) reset() {
+	create, update, session := c.create[:0], c.update[:0], c.session[:0]
+	*c = cycleLine{create: create, update: update, session: session}
+}
+
+// decoder holds scratch state so that decoding a line allocates nothing in the common case.
+type decoder struct {
+	buf    []byte
+	pos    int
+	depth  int
+	intern map[string]string
+}
+
+var errSyntax = errors.New("invalid JSON")
+
+type decodeError struct {
+	off int
+	msg string
+}
+
+func (e *decodeError) Error() string { return fmt.Sprintf("%s at byte %d", e.msg, e.off+1) }
+
+func (d *decoder) fail(msg string) error { return &decodeError{off: d.pos, msg: msg} }
+
+// decodeLine parses one JSONL line into c (which it resets first).
+func (d *decoder) decodeLine(line []byte, c *cycleLine) error {
+	c.reset()
+	d.buf, d.pos, d.depth = line, 0, 0
+	d.ws()
+	if d.pos >= len(d.buf) {
+		return d.fail("empty line")
+	}
+	if d.buf[d.pos] != '{' {
+		if err := d.skipValue(); err != nil {
+			return err
+		}
+		return d.fail("line is not a JSON object")
+	}
+	if err := d.object(func(key []byte) error { return d.recordField(key, c) }); err != nil {
+		return err
+	}
+	d.ws()
+	if d.pos != len(d.buf) {
+		return d.fail("unexpected data after the object")
+	}
+	return nil
+}
+
+func (d *decoder) ws() {
+	for d.pos < len(d.buf) {
+		switch d.buf[d.pos] {
+		case ' ', '\t', '\n', '\r':
+			d.pos++
+		default:
+			return
+		}
+	}
+}
+
+// object walks an object; field is called with the (unescaped) key and must consume the value.
+func (d *decoder) object(field func(key []byte) error) error {
+	d.depth++
+	if d.depth > maxDepth {
+		return d.fail("exceeded max depth")
+	}
+	d.pos++ // '{'
+	d.ws()
+	if d.pos < len(d.buf) && d.buf[d.pos] == '}' {
+		d.pos++
+		d.depth--
+		return nil
+	}
+	for {
+		d.ws()
+		if d.pos >= len(d.buf) || d.buf[d.pos] != '"' {
+			return d.fail("expected a key")
+		}
+		key, err := d.stringBytes()
+		if err != nil {
+			return err
+		}
+		d.ws()
+		if d.pos >= len(d.buf) || d.buf[d.pos] != ':' {
+			return d.fail("expected ':'")
+		}
+		d.pos++
+		d.ws()
+		if err := field(key); err != nil {
+			return err
+		}
+		d.ws()
+		if d.pos >= len(d.buf) {
+			return d.fail("unterminated object")
+		}
+		switch d.buf[d.pos] {
+		case ',':
+			d.pos++
+		case '}':
+			d.pos++
+			d.depth--
+			return nil
+		default:
+			return d.fail("expected ',' or '}'")
+		}
+	}
+}
+
+// array walks an array; elem must consume one value.
+func (d *decoder) array(elem func() error) error {
+	d.depth++
+	if d.depth > maxDepth {
+		return d.fail("exceeded max depth")
+	}
+	d.pos++ // '['
+	d.ws()
+	if d.pos < len(d.buf) && d.buf[d.pos] == ']' {
+		d.pos++
+		d.depth--
+		return nil
+	}
+	for {
+		d.ws()
+		if err := elem(); err != nil {
+			return err
+		}
+		d.ws()
+		if d.pos >= len(d.buf) {
+			return d.fail("unterminated array")
+		}
+		switch d.buf[d.pos] {
+		case ',':
+			d.pos++
+		case ']':
+			d.pos++
+			d.depth--
+			return nil
+		default:
+			return d.fail("expected ',' or ']'")
+		}
+	}
+}
+
+// stringBytes scans a string at d.pos and returns its contents, unescaped and with invalid UTF-8 replaced the way
+// encoding/json does it. The fast path returns a sub-slice of the line.
+func (d *decoder) stringBytes() ([]byte, error) {
+	start := d.pos
+	d.pos++
+	simple := true
+	for {
+		if d.pos >= len(d.buf) {
+			return nil, d.fail("unterminated string")
+		}
+		b := d.buf[d.pos]
+		switch {
+		case b == '"':
+			d.pos++
+			raw := d.buf[start:d.pos]
+			if simple {
+				return raw[1 : len(raw)-1], nil
+			}
+			var s string
+			if err := json.Unmarshal(raw, &s); err != nil {
+				return nil, &decodeError{off: start, msg: "invalid string"}
+			}
+			return []byte(s), nil
+		case b == '\\':
+			simple = false
+			d.pos++
+			if d.pos >= len(d.buf) {
+				return nil, d.fail("unterminated string")
+			}
+			switch d.buf[d.pos] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				d.pos++
+			case 'u':
+				if d.pos+4 >= len(d.buf) {
+					return nil, d.fail("invalid \\u escape")
+				}
+				for _, h := range d.buf[d.pos+1 : d.pos+5] {
+					if !isHex(h) {
+						return nil, d.fail("invalid \\u escape")
+					}
+				}
+				d.pos += 5
+			default:
+				return nil, d.fail("invalid escape")
+			}
+		case b < 0x20:
+			return nil, d.fail("control character in string")
+		case b >= utf8.RuneSelf:
+			r, size := utf8.DecodeRune(d.buf[d.pos:])
+			if r == utf8.RuneError && size == 1 {
+				simple = false
+			}
+			d.pos += size
+		default:
+			d.pos++
+		}
+	}
+}
+
+func isHex(b byte) bool {
+	return b >= '0' && b <= '9' || b >= 'a' && b <= 'f' || b >= 'A' && b <= 'F'
+}
+
+// str decodes a string field; null leaves it unchanged, as encoding/json does for a non-pointer string.
+func (d *decoder) str(dst *string) error {
+	if d.null() {
+		return nil
+	}
+	if d.pos >= len(d.buf) || d.buf[d.pos] != '"' {
+		return d.typeErr("string")
+	}
+	b, err := d.stringBytes()
+	if err != nil {
+		return err
+	}
+	*dst = d.internBytes(b)
+	return nil
+}
+
+// strPtr decodes a *string field: null clears it.
+func (d *decoder) strPtr(dst *string, has *bool) error {
+	if d.null() {
+		*dst, *has = "", false
+		return nil
+	}
+	*has = true
+	return d.str(dst)
+}
+
+// internBytes returns a string for b without allocating when the value has been seen before. The table is
+// bounded so that a file full of distinct strings cannot grow it.
+func (d *decoder) internBytes(b []byte) string {
+	if s, ok := d.intern[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if d.intern == nil {
+		d.intern = make(map[string]string)
+	}
+	if len(d.intern) < 4096 {
+		d.intern[s] = s
+	}
+	return s
+}
+
+func (d *decoder) null() bool {
+	if bytes.HasPrefix(d.buf[d.pos:], []byte("null")) {
+		d.pos += 4
+		return true
+	}
+	return false
+}
+
+func (d *decoder) typeErr(want string) error {
+	start := d.pos
+	if err := d.skipValue(); err != nil {
+		return err
+	}
+	return &decodeError{off: start, msg: "expected " + want}
+}
+
+// number scans a JSON number and returns its literal.
+func (d *decoder) number() ([]byte, error) {
+	start := d.pos
+	p := d.pos
+	n := len(d.buf)
+	if p < n && d.buf[p] == '-' {
+		p++
+	}
+	switch {
+	case p < n && d.buf[p] == '0':
+		p++
+	case p < n && d.buf[p] >= '1' && d.buf[p] <= '9':
+		for p < n && d.buf[p] >= '0' && d.buf[p] <= '9' {
+			p++
+		}
+	default:
+		d.pos = p
+		return nil, d.fail("invalid number")
+	}
+	if p < n && d.buf[p] == '.' {
+		p++
+		if p >= n || d.buf[p] < '0' || d.buf[p] > '9' {
+			d.pos = p
+			return nil, d.fail("invalid number")
+		}
+		for p < n && d.buf[p] >= '0' && d.buf[p] <= '9' {
+			p++
+		}
+	}
+	if p < n && (d.buf[p] == 'e' || d.buf[p] == 'E') {
+		p++
+		if p < n && (d.buf[p] == '+' || d.buf[p] == '-') {
+			p++
+		}
+		if p >= n || d.buf[p] < '0' || d.buf[p] > '9' {
+			d.pos = p
+			return nil, d.fail("invalid number")
+		}
+		for p < n && d.buf[p] >= '0' && d.buf[p] <= '9' {
+			p++
+		}
+	}
+	d.pos = p
+	return d.buf[start:p], nil
+}
+
+func (d *decoder) isNumberStart() bool {
+	if d.pos >= len(d.buf) {
+		return false
+	}
+	b := d.buf[d.pos]
+	return b == '-' || b >= '0' && b <= '9'
+}
+
+// float decodes a float64 field; null leaves it unchanged.
+func (d *decoder) float(dst *float64) error {
+	if d.null() {
+		return nil
+	}
+	if !d.isNumberStart() {
+		return d.typeErr("number")
+	}
+	start := d.pos
+	lit, err := d.number()
+	if err != nil {
+		return err
+	}
+	v, err := parseFloat(lit)
+	if err != nil {
+		return &decodeError{off: start, msg: "number out of range"}
+	}
+	*dst = v
+	return nil
+}
+
+// parseFloat has a fast path for the plain decimals the writer produces; anything else goes to strconv.
+func parseFloat(lit []byte) (float64, error) {
+	if len(lit) < 16 {
+		var mant uint64
+		frac := -1
+		ok := true
+		for i, b := range lit {
+			switch {
+			case b >= '0' && b <= '9':
+				mant = mant*10 + uint64(b-'0')
+			case b == '.' && frac < 0:
+				frac = len(lit) - i - 1
+			default:
+				ok = false
+			}
+			if !ok {
+				break
+			}
+		}
+		// Exact when the mantissa fits in 53 bits and the power of ten is exact (at most 1e22), since one
+		// correctly rounded division of two exact values is correctly rounded.
+		if ok && mant < 1<<53 {
+			if frac <= 0 {
+				return float64(mant), nil
+			}
+			return float64(mant) / pow10[frac], nil
+		}
+	}
+	return strconv.ParseFloat(string(lit), 64)
+}
+
+var pow10 = [...]float64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16}
+
+// floatPtr decodes a *float64 field: null clears it.
+func (d *decoder) floatPtr(dst *float64, has *bool) error {
+	if d.null() {
+		*dst, *has = 0, false
+		return nil
+	}
+	*has = true
+	return d.float(dst)
+}
+
+// integer decodes an int field; null leaves it unchanged. Like encoding/json, it rejects fractions and exponents.
+func (d *decoder) integer(dst *int) error {
+	if d.null() {
+		return nil
+	}
+	if !d.isNumberStart() {
+		return d.typeErr("integer")
+	}
+	start := d.pos
+	lit, err := d.number()
+	if err != nil {
+		return err
+	}
+	v, err := parseInt(lit)
+	if err != nil {
+		return &decodeError{off: start, msg: "expected an integer"}
+	}
+	*dst = v
+	return nil
+}
+
+func parseInt(lit []byte) (int, error) {
+	if len(lit) > 0 && len(lit) < 10 && lit[0] != '-' {
+		v := 0
+		for _, b := range lit {
+			if b < '0' || b > '9' {
+				return 0, errSyntax
+			}
+			v = v*10 + int(b-'0')
+		}
+		return v, nil
+	}
+	v, err := strconv.ParseInt(string(lit), 10, 64)
+	return int(v), err
+}
+
+func (d *decoder) intPtr(dst *int, has *bool) error {
+	if d.null() {
+		*dst, *has = 0, false
+		return nil
+	}
+	*has = true
+	return d.integer(dst)
+}
+
+// boolean decodes a bool field; null leaves it unchanged.
+func (d *decoder) boolean(dst *bool) error {
+	switch {
+	case d.null():
+		return nil
+	case bytes.HasPrefix(d.buf[d.pos:], []byte("true")):
+		d.pos += 4
+		*dst = true
+	case bytes.HasPrefix(d.buf[d.pos:], []byte("false")):
+		d.pos += 5
+		*dst = false
+	default:
+		return d.typeErr("true or false")
+	}
+	return nil
+}
+
+// skipValue validates and skips any JSON value.
+func (d *decoder) skipValue() error {
+	if d.pos >= len(d.buf) {
+		return d.fail("unexpected end of line")
+	}
+	switch b := d.buf[d.pos]; {
+	case b == '{':
+		return d.object(func([]byte) error { return d.skipValue() })
+	case b == '[':
+		return d.array(d.skipValue)
+	case b == '"':
+		_, err := d.stringBytes()
+		return err
+	case b == 't' || b == 'f' || b == 'n':
+		for _, lit := range []string{"true", "false", "null"} {
+			if bytes.HasPrefix(d.buf[d.pos:], []byte(lit)) {
+				d.pos += len(lit)
+				return nil
+			}
+		}
+	case b == '-' || b >= '0' && b <= '9':
+		_, err := d.number()
+		return err
+	}
+	return d.fail("invalid value")
+}
+
+// checked skips a value that the report does not use but that encoding/json would type-check.
+func (d *decoder) checked(kind byte) error {
+	if d.null() {
+		return nil
+	}
+	switch kind {
+	case 'i':
+		var x int
+		return d.integer(&x)
+	case 'f':
+		var x float64
+		return d.float(&x)
+	case 's':
+		var x string
+		if d.pos >= len(d.buf) || d.buf[d.pos] != '"' {
+			return d.typeErr("string")
+		}
+		_, err := d.stringBytes()
+		_ = x
+		return err
+	case 'b':
+		var x bool
+		return d.boolean(&x)
+	}
+	return d.skipValue()
+}
+
+// recordKeys lists every key of record.Record; keyFold maps a key that only differs in case to its canonical
+// spelling, because encoding/json matches keys case-insensitively.
+var recordKeys = []string{"agent_index", "task_index", "worker_index", "create_successful", "update_successful",
+	"create_duration", "update_duration", "create_attempts", "update_attempts", "schema", "run_id", "instance",
+	"agent_id", "outcome", "verdict", "session_attempts", "session_duration", "trace_id", "attestation_index",
+	"start_time", "end_time", "error", "profile", "ima_offset", "ima_entries_sent", "scheduled_time", "late_seconds"}
+
+var attemptKeys = []string{"action", "method", "url", "start_time", "end_time", "duration", "ok", "conflicts",
+	"retry_after", "status", "error", "code", "request_id", "bytes_sent", "bytes_received"}
+
+var verdictKeys = []string{"evaluation", "failure_reason", "seconds"}
+
+func keyFold(key []byte, known []string) string {
+	for _, k := range known {
+		if string(key) == k {
+			return k
+		}
+	}
+	for _, k := range known {
+		if bytes.EqualFold(key, []byte(k)) {
+			return k
+		}
+	}
+	return ""
+}
+
+func (d *decoder) recordField(key []byte, c *cycleLine) error {
+	switch keyFold(key, recordKeys) {
+	case "agent_index":
+		return d.integer(&c.agentIndex)
+	case "worker_index":
+		return d.integer(&c.workerIndex)
+	case "task_index", "attestation_index", "ima_offset", "ima_entries_sent":
+		return d.checked('i')
+	case "create_successful":
+		return d.boolean(&c.createOK)
+	case "update_successful":
+		return d.boolean(&c.updateOK)
+	case "create_duration":
+		return d.float(&c.createDur)
+	case "update_duration":
+		return d.float(&c.updateDur)
+	case "create_attempts":
+		return d.attempts(&c.create)
+	case "update_attempts":
+		return d.attempts(&c.update)
+	case "session_attempts":
+		return d.attempts(&c.session)
+	case "schema":
+		return d.integer(&c.schema)
+	case "run_id", "instance", "agent_id", "profile", "trace_id":
+		return d.checked('s')
+	case "outcome":
+		return d.str(&c.outcome)
+	case "verdict":
+		if d.null() {
+			return nil
+		}
+		if d.pos >= len(d.buf) || d.buf[d.pos] != '{' {
+			return d.typeErr("object")
+		}
+		return d.object(func(k []byte) error {
+			switch keyFold(k, verdictKeys) {
+			case "evaluation":
+				return d.str(&c.evaluation)
+			case "failure_reason":
+				return d.strPtr(&c.failureReason, &c.hasReason)
+			case "seconds":
+				return d.floatPtr(&c.verdictSeconds, &c.hasVerdictSecs)
+			}
+			return d.skipValue()
+		})
+	case "session_duration":
+		return d.float(&c.sessionDur)
+	case "start_time":
+		return d.float(&c.start)
+	case "end_time":
+		return d.float(&c.end)
+	case "error":
+		var has bool
+		return d.strPtr(&c.errClass, &has)
+	case "scheduled_time":
+		var x float64
+		return d.floatPtr(&x, &c.scheduled)
+	case "late_seconds":
+		return d.floatPtr(&c.lateSeconds, &c.hasLate)
+	}
+	return d.skipValue()
+}
+
+// attempts decodes an attempt list; like encoding/json, null empties it and a later duplicate key replaces it.
+func (d *decoder) attempts(dst *[]attempt) error {
+	*dst = (*dst)[:0]
+	if d.null() {
+		return nil
+	}
+	if d.pos >= len(d.buf) || d.buf[d.pos] != '[' {
+		return d.typeErr("array")
+	}
+	return d.array(func() error {
+		if d.null() {
+			*dst = append(*dst, attempt{})
+			return nil
+		}
+		if d.pos >= len(d.buf) || d.buf[d.pos] != '{' {
+			return d.typeErr("object")
+		}
+		*dst = append(*dst, attempt{})
+		a := &(*dst)[len(*dst)-1]
+		return d.object(func(k []byte) error { return d.attemptField(k, a) })
+	})
+}
+
+func (d *decoder) attemptField(key []byte, a *attempt) error {
+	switch keyFold(key, attemptKeys) {
+	case "action":
+		return d.str(&a.action)
+	case "method", "url", "code", "request_id":
+		return d.checked('s')
+	case "start_time":
+		return d.float(&a.start)
+	case "end_time":
+		return d.float(&a.end)
+	case "duration":
+		return d.floatPtr(&a.duration, &a.hasDuration)
+	case "ok":
+		if d.null() {
+			a.ok = false
+			return nil
+		}
+		return d.boolean(&a.ok)
+	case "conflicts":
+		return d.checked('b')
+	case "retry_after":
+		var has bool
+		return d.intPtr(&a.retryAfter, &has)
+	case "status":
+		return d.intPtr(&a.status, &a.hasStatus)
+	case "error":
+		var has bool
+		return d.strPtr(&a.errClass, &has)
+	case "bytes_sent", "bytes_received":
+		return d.checked('i')
+	}
+	return d.skipValue()
+}

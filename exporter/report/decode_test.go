@@ -1,0 +1,212 @@
+package report
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/attestload/attestload/attestation/record"
+)
+
+// project maps what encoding/json decoded into the fields the hand-written decoder extracts.
+func project(r *record.Record) cycleLine {
+	conv := func(in []record.Attempt) []attempt {
+		out := []attempt{}
+		for _, a := range in {
+			x := attempt{action: a.Action, start: a.StartTime, end: a.EndTime}
+			if a.Duration != nil {
+				x.duration, x.hasDuration = *a.Duration, true
+			}
+			x.ok = a.OK != nil && *a.OK
+			if a.RetryAfter != nil {
+				x.retryAfter = *a.RetryAfter
+			}
+			if a.Status != nil {
+				x.status, x.hasStatus = *a.Status, true
+			}
+			if a.Error != nil {
+				x.errClass = *a.Error
+			}
+			out = append(out, x)
+		}
+		return out
+	}
+	c := cycleLine{
+		schema: r.Schema, agentIndex: r.AgentIndex, workerIndex: r.WorkerIndex,
+		createOK: r.CreateSuccessful, updateOK: r.UpdateSuccessful,
+		createDur: r.CreateDuration, updateDur: r.UpdateDuration,
+		create: conv(r.CreateAttempts), update: conv(r.UpdateAttempts), session: conv(r.SessionAttempts),
+		outcome: r.Outcome, evaluation: r.Verdict.Evaluation,
+		sessionDur: r.SessionDuration, start: r.StartTime, end: r.EndTime,
+	}
+	if r.Verdict.FailureReason != nil {
+		c.failureReason, c.hasReason = *r.Verdict.FailureReason, true
+	}
+	if r.Verdict.Seconds != nil {
+		c.verdictSeconds, c.hasVerdictSecs = *r.Verdict.Seconds, true
+	}
+	if r.Error != nil {
+		c.errClass = *r.Error
+	}
+	if r.LateSeconds != nil {
+		c.lateSeconds, c.hasLate = *r.LateSeconds, true
+	}
+	c.scheduled = r.ScheduledTime != nil
+	return c
+}
+
+func normalise(c cycleLine) cycleLine {
+	for _, p := range []*[]attempt{&c.create, &c.update, &c.session} {
+		if len(*p) == 0 {
+			*p = []attempt{}
+		}
+	}
+	return c
+}
+
+// checkEquivalent asserts the hand-written decoder agrees with encoding/json on line.
+func checkEquivalent(t *testing.T, line []byte) {
+	t.Helper()
+	var rec record.Record
+	stdErr := json.Unmarshal(line, &rec)
+	var d decoder
+	var got cycleLine
+	myErr := d.decodeLine(line, &got)
+	if bytes.Equal(bytes.TrimSpace(line), []byte("null")) {
+		if myErr == nil {
+			t.Fatalf("a bare null line must be malformed")
+		}
+		return
+	}
+	if (stdErr == nil) != (myErr == nil) {
+		t.Fatalf("encoding/json error %v, decoder error %v, line %q", stdErr, myErr, line)
+	}
+	if stdErr != nil {
+		return
+	}
+	want := normalise(project(&rec))
+	got = normalise(got)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("decoded differently for %q:\n got  %+v\n want %+v", line, got, want)
+	}
+}
+
+func sampleV1Line(t testing.TB) []byte {
+	dur, ok, ra, st := 0.25, true, 0, 202
+	reason, secs, late, sched := "policy_violation", 1.5, 0.02, 1.7e9
+	errc := "timeout"
+	rec := record.Record{
+		AgentIndex: 3, TaskIndex: 9, WorkerIndex: 1, CreateSuccessful: true, UpdateSuccessful: true,
+		CreateDuration: 0.125, UpdateDuration: 0.25,
+		CreateAttempts: []record.Attempt{{Action: "create", Method: "POST", URL: "https://127.0.0.1/x", StartTime: 1.7e9,
+			EndTime: 1.7e9 + 0.125, Duration: &dur, OK: &ok, RetryAfter: &ra, Status: &st, RequestID: "r\u00e9\"q"}},
+		UpdateAttempts: []record.Attempt{{Action: "update", StartTime: 1.7e9 + 1, Duration: &dur, Error: &errc}},
+		Schema:         1, RunID: "run", Instance: "i", AgentID: "a", Outcome: "success",
+		Verdict:         record.Verdict{Evaluation: "fail", FailureReason: &reason, Seconds: &secs},
+		SessionAttempts: []record.Attempt{{Action: "session_create", Duration: &dur}},
+		SessionDuration: 0.25, StartTime: 1.7e9, EndTime: 1.7e9 + 2, ScheduledTime: &sched, LateSeconds: &late,
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func goldenDir(t testing.TB) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for dir := wd; ; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return filepath.Join(dir, "..", "shared", "testdata", "report-golden")
+		}
+		if filepath.Dir(dir) == dir {
+			t.Fatal("no go.mod above the test directory")
+		}
+	}
+}
+
+func goldenLines(t testing.TB) [][]byte {
+	var lines [][]byte
+	for _, name := range []string{"mixed-101.jsonl", "retries-102.jsonl"} {
+		f, err := os.Open(filepath.Join(goldenDir(t), name))
+		if err != nil {
+			t.Skipf("shared test data not available: %v", err)
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			lines = append(lines, append([]byte(nil), sc.Bytes()...))
+		}
+		f.Close()
+	}
+	return lines
+}
+
+func TestDecodeMatchesEncodingJSON(t *testing.T) {
+	for _, l := range goldenLines(t) {
+		checkEquivalent(t, l)
+	}
+	checkEquivalent(t, sampleV1Line(t))
+	for _, l := range edgeLines {
+		t.Run("", func(t *testing.T) { checkEquivalent(t, []byte(l)) })
+	}
+}
+
+var edgeLines = []string{
+	`{}`, ` {} `, `{"agent_index": 1.5}`, `{"agent_index": 1e2}`, `{"agent_index": -0}`, `{"agent_index": "1"}`,
+	`{"AGENT_INDEX": 7}`, `{"agent_index": 7, "agent_index": null}`, `{"create_attempts": [{"ok": true}], "create_attempts": null}`,
+	`{"verdict": {"evaluation": "pass"}, "verdict": {"seconds": 2}}`, `{"verdict": null}`, `{"verdict": 3}`,
+	`{"update_duration": 1e999}`, `{"update_duration": 01}`, `{"x": [1, {"y": [true, false, null]}]}`,
+	`{"outcome": "su\u0063cess"}`, "{\"outcome\": \"\xff\"}", `{"outcome": "a\qb"}`, `{"task_index": "x"}`,
+	`{"run_id": 5}`, `{"trace_id": null}`, `{"create_attempts": [null, {"status": 409, "retry_after": 1}]}`,
+	`{"create_attempts": [{"bytes_sent": 1.5}]}`, `{"create_attempts": [{"conflicts": "no"}]}`, `[1]`, `5`, `"x"`,
+	`null`, `{"a":1}x`, `{"a":1`, `{"a" 1}`, `{"a":1,}`, `{"late_seconds": 0.5, "scheduled_time": 2}`,
+	`{"session_attempts": [{"action": "session_pop", "error": "pop_rejected", "status": 200}]}`,
+	`{"create_duration": 123456789012345678901234567890}`, `{"create_duration": -0.0}`, `{"schema": 1, "error": "timeout"}`,
+	`{"verdict": {"failure_reason": "x", "failure_reason": null}}`, "{\"a\":\"\t\"}", `{"a": tru}`, `{"a": nul}`,
+	`{"ſchema": 1}`, `{"agent_index": 99999999999999999999}`, `{"create_successful": 1}`,
+}
+
+func FuzzDecodeLine(f *testing.F) {
+	f.Add(sampleV1Line(f))
+	for _, l := range edgeLines {
+		f.Add([]byte(l))
+	}
+	if ls := goldenLinesNoSkip(); len(ls) > 0 {
+		for _, l := range ls[:5] {
+			f.Add(l)
+		}
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		checkEquivalent(t, line)
+	})
+}
+
+func goldenLinesNoSkip() [][]byte {
+	var out [][]byte
+	wd, _ := os.Getwd()
+	for dir := wd; filepath.Dir(dir) != dir; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			b, err := os.ReadFile(filepath.Join(dir, "..", "shared", "testdata", "report-golden", "mixed-101.jsonl"))
+			if err != nil {
+				return nil
+			}
+			for _, l := range strings.Split(string(b), "\n") {
+				if l != "" {
+					out = append(out, []byte(l))
+				}
+			}
+			return out
+		}
+	}
+	return nil
+}
