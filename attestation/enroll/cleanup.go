@@ -1,0 +1,273 @@
+package enroll
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// cleanupChunk bounds the id arrays sent per statement: large enough that 100,000 agents take a handful of
+// round trips, small enough that one statement's hashed ANY() and its lock set stay modest.
+const cleanupChunk = 10000
+
+// RemovedCounts says how many rows a cleanup deleted, per table.
+type RemovedCounts struct {
+	EvidenceItems int64 `json:"evidence_items"`
+	Attestations  int64 `json:"attestations"`
+	Sessions      int64 `json:"sessions"`
+	Agents        int64 `json:"verifiermain"`
+	IMAPolicies   int64 `json:"allowlists"`
+	MBPolicies    int64 `json:"mbpolicies"`
+}
+
+// Total is the number of rows deleted over all tables.
+func (c RemovedCounts) Total() int64 {
+	return c.EvidenceItems + c.Attestations + c.Sessions + c.Agents + c.IMAPolicies + c.MBPolicies
+}
+
+// String lists the counts by table name, for a command's output.
+func (c RemovedCounts) String() string {
+	return fmt.Sprintf("verifiermain=%d attestations=%d evidence_items=%d sessions=%d allowlists=%d mbpolicies=%d",
+		c.Agents, c.Attestations, c.EvidenceItems, c.Sessions, c.IMAPolicies, c.MBPolicies)
+}
+
+func (c *RemovedCounts) add(o RemovedCounts) {
+	c.EvidenceItems += o.EvidenceItems
+	c.Attestations += o.Attestations
+	c.Sessions += o.Sessions
+	c.Agents += o.Agents
+	c.IMAPolicies += o.IMAPolicies
+	c.MBPolicies += o.MBPolicies
+}
+
+// Cleanup deletes exactly the rows this enrollment created and those the verifier wrote for its agents:
+// evidence_items, attestations and sessions of its agents, the agents themselves (only those still carrying the
+// run's marker), then the run's two policy rows if no agent references them any more. It runs as one transaction,
+// so an interrupted cleanup can simply be repeated. Its cost grows with the verifier's evidence_items table,
+// which Keylime does not index by agent (see the package tests' benchmark).
+func (e *Enrollment) Cleanup(ctx context.Context, pool *pgxpool.Pool) (RemovedCounts, error) {
+	r := runRows{
+		runID:       e.RunID,
+		agentIDs:    e.AgentIDs,
+		imaName:     e.IMAPolicyName,
+		mbName:      e.MBPolicyName,
+		imaPolicyID: []int32{e.IMAPolicyID},
+		mbPolicyID:  []int32{e.MBPolicyID},
+	}
+	counts, err := r.delete(ctx, pool)
+	if err != nil {
+		return counts, fmt.Errorf("clean up run %s: %w", e.RunID, err)
+	}
+	return counts, nil
+}
+
+// runRows identifies one run's rows for deletion.
+type runRows struct {
+	runID       string
+	agentIDs    []string
+	imaName     string
+	mbName      string
+	imaPolicyID []int32
+	mbPolicyID  []int32
+}
+
+func (r runRows) delete(ctx context.Context, pool *pgxpool.Pool) (RemovedCounts, error) {
+	var total RemovedCounts
+	marker := runMarker(r.runID)
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		var counts RemovedCounts
+		for start := 0; start < len(r.agentIDs); start += cleanupChunk {
+			chunk := r.agentIDs[start:min(start+cleanupChunk, len(r.agentIDs))]
+			// Only ids whose row still carries our marker: an id that someone re-used for a real agent keeps its
+			// attestations and sessions. FOR UPDATE keeps the verifier from attesting them meanwhile.
+			rows, err := tx.Query(ctx,
+				`SELECT agent_id FROM verifiermain WHERE agent_id = ANY($1) AND meta_data = $2 FOR UPDATE`,
+				chunk, marker)
+			if err != nil {
+				return fmt.Errorf("select agents: %w", err)
+			}
+			ours, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				return fmt.Errorf("select agents: %w", err)
+			}
+			if len(ours) == 0 {
+				continue
+			}
+			steps := []struct {
+				what string
+				sql  string
+				n    *int64
+			}{
+				{"evidence items", `DELETE FROM evidence_items WHERE agent_id = ANY($1)`, &counts.EvidenceItems},
+				{"attestations", `DELETE FROM attestations WHERE agent_id = ANY($1)`, &counts.Attestations},
+				{"sessions", `DELETE FROM sessions WHERE agent_id = ANY($1)`, &counts.Sessions},
+			}
+			for _, s := range steps {
+				tag, err := tx.Exec(ctx, s.sql, ours)
+				if err != nil {
+					return fmt.Errorf("delete %s: %w", s.what, explainWriteError(err))
+				}
+				*s.n += tag.RowsAffected()
+			}
+			tag, err := tx.Exec(ctx, `DELETE FROM verifiermain WHERE agent_id = ANY($1) AND meta_data = $2`,
+				ours, marker)
+			if err != nil {
+				return fmt.Errorf("delete agents: %w", explainWriteError(err))
+			}
+			counts.Agents += tag.RowsAffected()
+		}
+		// Policies go by id and exact name, and only once nothing references them: another run's or a real
+		// agent's rows may point at them.
+		tag, err := tx.Exec(ctx, `DELETE FROM allowlists a WHERE a.id = ANY($1) AND a.name = $2
+			AND NOT EXISTS (SELECT 1 FROM verifiermain v WHERE v.ima_policy_id = a.id)`, r.imaPolicyID, r.imaName)
+		if err != nil {
+			return fmt.Errorf("delete IMA policy %q: %w", r.imaName, explainWriteError(err))
+		}
+		counts.IMAPolicies = tag.RowsAffected()
+		tag, err = tx.Exec(ctx, `DELETE FROM mbpolicies m WHERE m.id = ANY($1) AND m.name = $2
+			AND NOT EXISTS (SELECT 1 FROM verifiermain v WHERE v.mb_policy_id = m.id)`, r.mbPolicyID, r.mbName)
+		if err != nil {
+			return fmt.Errorf("delete measured-boot policy %q: %w", r.mbName, explainWriteError(err))
+		}
+		counts.MBPolicies = tag.RowsAffected()
+		total = counts
+		return nil
+	})
+	if err != nil {
+		return RemovedCounts{}, err
+	}
+	return total, nil
+}
+
+// Leftover is an earlier run's enrollment still in the database.
+type Leftover struct {
+	RunID        string // the run marker
+	Prefix       string // the prefix its agent ids were built with (at least the prefix searched for)
+	Agents       int    // verifiermain rows carrying the run's marker
+	Attestations int    // attestations rows of those agents
+	FirstAgentID string // the lowest agent id, for messages
+}
+
+// FindLeftovers lists runs whose marked agents are still enrolled under prefix, excluding the run ids given
+// (normally the current run). Agents with the prefix but without an attestload marker are not reported.
+func FindLeftovers(ctx context.Context, pool *pgxpool.Pool, prefix string, exclude ...string) ([]Leftover, error) {
+	if err := validatePrefix(prefix); err != nil {
+		return nil, fmt.Errorf("find leftovers: %w", err)
+	}
+	rows, err := pool.Query(ctx, `
+		WITH ours AS (
+			SELECT agent_id, substring(meta_data FROM $2) AS run
+			FROM verifiermain
+			WHERE starts_with(agent_id, $1) AND meta_data LIKE '{"attestload_run":%'
+		)
+		SELECT o.run, count(*), min(o.agent_id),
+			coalesce(sum((SELECT count(*) FROM attestations a WHERE a.agent_id = o.agent_id)), 0)
+		FROM ours o
+		WHERE o.run IS NOT NULL AND NOT (o.run = ANY($3))
+		GROUP BY o.run
+		ORDER BY o.run`, prefix, markerRunPattern, append([]string{}, exclude...))
+	if err != nil {
+		return nil, fmt.Errorf("find leftovers under prefix %q: %w", prefix, err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Leftover, error) {
+		var l Leftover
+		var agents, attestations int64
+		err := row.Scan(&l.RunID, &agents, &l.FirstAgentID, &attestations)
+		l.Agents, l.Attestations = int(agents), int(attestations)
+		l.Prefix = enrollPrefix(l.FirstAgentID, l.RunID, prefix)
+		return l, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("find leftovers under prefix %q: %w", prefix, err)
+	}
+	return out, nil
+}
+
+// enrollPrefix recovers the prefix a run was enrolled with from one of its ids (<prefix><run>-<index>); the
+// prefix searched for may be shorter (e.g. "attestload-" for a run enrolled as "attestload-shard2-").
+func enrollPrefix(agentID, runID, fallback string) string {
+	if i := strings.LastIndex(agentID, runID+"-"); i >= len(fallback) {
+		return agentID[:i]
+	}
+	return fallback
+}
+
+// Removed is what CleanupPrefix did.
+type Removed struct {
+	RemovedCounts
+	// Runs are the run ids whose rows were removed.
+	Runs []string
+	// SkippedUnmarked counts agents whose id has the prefix but that carry no attestload marker: they are
+	// someone else's and were left alone.
+	SkippedUnmarked int64
+}
+
+// CleanupPrefix removes every attestload run enrolled under prefix, for `attestload cleanup DB_URL --prefix P`.
+// Only agents that match the prefix and carry an attestload run marker are touched, with their evidence,
+// attestations and sessions, and then their runs' policy rows; a look-alike agent with the prefix but no marker is
+// counted in SkippedUnmarked and left as it is. Each run is deleted in its own transaction.
+func CleanupPrefix(ctx context.Context, pool *pgxpool.Pool, prefix string) (Removed, error) {
+	var out Removed
+	if err := validatePrefix(prefix); err != nil {
+		return out, fmt.Errorf("cleanup: %w", err)
+	}
+	leftovers, err := FindLeftovers(ctx, pool, prefix)
+	if err != nil {
+		return out, fmt.Errorf("cleanup: %w", err)
+	}
+	for _, l := range leftovers {
+		r, err := leftoverRows(ctx, pool, prefix, l)
+		if err != nil {
+			return out, fmt.Errorf("cleanup run %s: %w", l.RunID, err)
+		}
+		counts, err := r.delete(ctx, pool)
+		if err != nil {
+			return out, fmt.Errorf("cleanup run %s: %w", l.RunID, err)
+		}
+		out.add(counts)
+		out.Runs = append(out.Runs, l.RunID)
+	}
+	err = pool.QueryRow(ctx, `SELECT count(*) FROM verifiermain WHERE starts_with(agent_id, $1)
+		AND (meta_data IS NULL OR substring(meta_data FROM $2) IS NULL)`, prefix, markerRunPattern).
+		Scan(&out.SkippedUnmarked)
+	if err != nil {
+		return out, fmt.Errorf("cleanup: count unmarked agents: %w", err)
+	}
+	return out, nil
+}
+
+// leftoverRows collects a leftover run's exact agent ids and the policy rows they point at.
+func leftoverRows(ctx context.Context, pool *pgxpool.Pool, prefix string, l Leftover) (runRows, error) {
+	r := runRows{
+		runID:   l.RunID,
+		imaName: IMAPolicyName(l.Prefix, l.RunID),
+		mbName:  MBPolicyName(l.Prefix, l.RunID),
+	}
+	rows, err := pool.Query(ctx, `SELECT agent_id, ima_policy_id, mb_policy_id FROM verifiermain
+		WHERE starts_with(agent_id, $1) AND meta_data = $2`, prefix, runMarker(l.RunID))
+	if err != nil {
+		return r, fmt.Errorf("list agents: %w", err)
+	}
+	seenIMA, seenMB := map[int32]bool{}, map[int32]bool{}
+	var id string
+	var ima, mb *int32
+	_, err = pgx.ForEachRow(rows, []any{&id, &ima, &mb}, func() error {
+		r.agentIDs = append(r.agentIDs, id)
+		if ima != nil && !seenIMA[*ima] {
+			seenIMA[*ima] = true
+			r.imaPolicyID = append(r.imaPolicyID, *ima)
+		}
+		if mb != nil && !seenMB[*mb] {
+			seenMB[*mb] = true
+			r.mbPolicyID = append(r.mbPolicyID, *mb)
+		}
+		return nil
+	})
+	if err != nil {
+		return r, fmt.Errorf("list agents: %w", err)
+	}
+	return r, nil
+}

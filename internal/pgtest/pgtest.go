@@ -1,0 +1,143 @@
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/attestload/attestload/attestation/enroll"
+)
+
+// EnvURL names the environment variable holding the admin URL of the test server.
+const EnvURL = "ATTESTLOAD_TEST_DATABASE_URL"
+
+// namePrefix starts every throwaway database's name, so a crashed test's leftovers are recognisable.
+const namePrefix = "attestload_t_"
+
+// adminTimeout bounds creating and dropping a database; a test should fail, not hang, on a stuck server.
+const adminTimeout = 30 * time.Second
+
+// AdminURL returns the test server's admin URL, skipping the test when it is not configured (failing under CI).
+func AdminURL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv(EnvURL)
+	if u != "" {
+		return u
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is not set, and CI is set: database tests must not be skipped in CI "+
+			"(run scripts/pg-start.sh and export its output as %s)", EnvURL, EnvURL)
+	}
+	t.Skipf("%s is not set: skipping a test that needs PostgreSQL "+
+		"(export %s=\"$(scripts/pg-start.sh)\", or run make test)", EnvURL, EnvURL)
+	return ""
+}
+
+// NewDatabase creates an empty database with a unique name on the test server and returns its URL. The database
+// is dropped when the test and its subtests finish, after terminating any connection the test left open.
+func NewDatabase(t testing.TB) string {
+	t.Helper()
+	admin := AdminURL(t)
+	u, err := url.Parse(admin)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		t.Fatalf("%s must be a postgres:// URL, got %s", EnvURL, enroll.RedactURL(admin))
+	}
+	name := uniqueName(t.Name())
+
+	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		t.Fatalf("pgtest: connect to %s: %v", enroll.RedactURL(admin), err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		t.Fatalf("pgtest: create database %s on %s: %v", name, enroll.RedactURL(admin), err)
+	}
+	t.Cleanup(func() { dropDatabase(t, admin, name) })
+
+	u.Path = "/" + name
+	return u.String()
+}
+
+// NewKeylimeDatabase is NewDatabase with the Keylime verifier's tables created by enroll.InitSchema.
+func NewKeylimeDatabase(t testing.TB) string {
+	t.Helper()
+	dbURL := NewDatabase(t)
+	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+	defer cancel()
+	pool, err := enroll.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	defer pool.Close()
+	if err := enroll.InitSchema(ctx, pool); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	return dbURL
+}
+
+// Pool connects to dbURL with enroll.Connect and closes the pool when the test ends.
+func Pool(t testing.TB, dbURL string) *pgxpool.Pool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+	defer cancel()
+	pool, err := enroll.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// uniqueName builds a database name from a random suffix and a readable part of the test's name, within
+// PostgreSQL's 63-byte identifier limit.
+func uniqueName(testName string) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	var readable strings.Builder
+	for _, r := range strings.ToLower(testName) {
+		if readable.Len() >= 30 {
+			break
+		}
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			readable.WriteRune(r)
+		default:
+			readable.WriteByte('_')
+		}
+	}
+	return namePrefix + hex.EncodeToString(b[:]) + "_" + readable.String()
+}
+
+// dropDatabase runs at cleanup time, when the test's own context is already cancelled, so it uses its own.
+func dropDatabase(t testing.TB, admin, name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		t.Errorf("pgtest: drop database %s: connect to %s: %v", name, enroll.RedactURL(admin), err)
+		return
+	}
+	defer conn.Close(ctx)
+	// A pool the test forgot to close would make DROP DATABASE fail; end those sessions first. WITH (FORCE)
+	// covers sessions that connect in between.
+	if _, err := conn.Exec(ctx,
+		`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`,
+		name); err != nil {
+		t.Errorf("pgtest: terminate sessions of %s: %v", name, err)
+	}
+	if _, err := conn.Exec(ctx, fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)",
+		pgx.Identifier{name}.Sanitize())); err != nil {
+		t.Errorf("pgtest: drop database %s: %v", name, err)
+	}
+}
