@@ -1,0 +1,9 @@
+// Package daemon is the load engine of attestload: it loads and validates the run configuration, schedules
+// attestation cycles (closed, fleet and rate models), fans every finished record out to sinks, and owns the run's
+// lifecycle (stop on signal or deadline, bounded drain, abort of what is left).
+//
+// It drives cycles through the small Runner interface and delivers records through Sink and EngineObserver, which
+// the exporter packages satisfy structurally without importing daemon. The engine itself knows nothing of HTTP,
+// TPMs, PostgreSQL, Prometheus or OpenTelemetry; the assembly of a real run (Setup) is the only place that names
+// the attestation packages.
+package daemon

@@ -1,0 +1,326 @@
+package daemon
+
+import (
+	"context"
+	"math"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/attestload/attestload/attestation/record"
+)
+
+// fakeRunner runs cycles that take a configurable (fake) time and tracks concurrency.
+type fakeRunner struct {
+	took      func(agent, task int) time.Duration
+	notBefore func(agent int, end time.Time) time.Time
+
+	mu       sync.Mutex
+	inflight int
+	maxIn    int
+	ends     map[int]time.Time
+	starts   map[int][]time.Time
+}
+
+func newFakeRunner(took time.Duration) *fakeRunner {
+	return &fakeRunner{took: func(int, int) time.Duration { return took }, ends: map[int]time.Time{}, starts: map[int][]time.Time{}}
+}
+
+func (f *fakeRunner) Cycle(ctx context.Context, agent, task, worker int) *record.Record {
+	f.mu.Lock()
+	f.inflight++
+	f.maxIn = max(f.maxIn, f.inflight)
+	f.starts[agent] = append(f.starts[agent], time.Now())
+	f.mu.Unlock()
+	r := &record.Record{AgentIndex: agent, TaskIndex: task, WorkerIndex: worker, Outcome: record.OutcomeSuccess}
+	select {
+	case <-time.After(f.took(agent, task)):
+	case <-ctx.Done():
+		r.Outcome = record.OutcomeAborted
+	}
+	f.mu.Lock()
+	f.inflight--
+	f.ends[agent] = time.Now()
+	f.mu.Unlock()
+	return r
+}
+
+func (f *fakeRunner) NotBefore(agent int) time.Time {
+	if f.notBefore == nil {
+		return time.Time{}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.notBefore(agent, f.ends[agent])
+}
+
+// collect is a Sink that keeps every record.
+type collect struct {
+	mu     sync.Mutex
+	recs   []*record.Record
+	closed atomic.Bool
+}
+
+func (c *collect) Observe(r *record.Record) { c.mu.Lock(); c.recs = append(c.recs, r); c.mu.Unlock() }
+func (c *collect) Close() error             { c.closed.Store(true); return nil }
+
+// countObs counts observer events.
+type countObs struct {
+	nopObserver
+	started, dropped, late atomic.Int64
+	maxLate                atomic.Int64
+}
+
+func (o *countObs) CycleStarted() { o.started.Add(1) }
+func (o *countObs) CycleDropped() { o.dropped.Add(1) }
+func (o *countObs) CycleLate(d time.Duration) {
+	o.late.Add(1)
+	for {
+		m := o.maxLate.Load()
+		if int64(d) <= m || o.maxLate.CompareAndSwap(m, int64(d)) {
+			return
+		}
+	}
+}
+
+func TestClosedKeepsWorkersInFlight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fr := newFakeRunner(time.Second)
+		sink := &collect{}
+		e, err := NewEngine(fr, Schedule{Model: ModelClosed, Agents: 20, Workers: 5, Tasks: 3}, WithResultsSink(sink))
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		st, err := e.Run(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Finished != 60 || len(sink.recs) != 60 || !sink.closed.Load() {
+			t.Fatalf("finished %d, sink got %d (closed %v); want 60", st.Finished, len(sink.recs), sink.closed.Load())
+		}
+		if fr.maxIn != 5 {
+			t.Fatalf("max in flight = %d, want 5", fr.maxIn)
+		}
+		// 60 one-second cycles on 5 workers kept busy: exactly 12 s.
+		if took := time.Since(start); took != 12*time.Second {
+			t.Fatalf("run took %s, want 12s (workers idle at some point)", took)
+		}
+		perAgent := map[int]map[int]bool{}
+		for _, r := range sink.recs {
+			if perAgent[r.AgentIndex] == nil {
+				perAgent[r.AgentIndex] = map[int]bool{}
+			}
+			perAgent[r.AgentIndex][r.TaskIndex] = true
+			if r.ScheduledTime != nil || r.LateSeconds != nil {
+				t.Fatalf("closed model record has scheduling times: %+v", r)
+			}
+		}
+		for a := range 20 {
+			if len(perAgent[a]) != 3 || !perAgent[a][0] || !perAgent[a][2] {
+				t.Fatalf("agent %d tasks = %v, want 0,1,2", a, perAgent[a])
+			}
+		}
+	})
+}
+
+func TestClosedHonoursNotBefore(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fr := newFakeRunner(100 * time.Millisecond)
+		// The verifier's quote_interval: 2 s after the last evidence.
+		fr.notBefore = func(_ int, end time.Time) time.Time { return end.Add(2 * time.Second) }
+		sink := &collect{}
+		e, _ := NewEngine(fr, Schedule{Model: ModelClosed, Agents: 2, Workers: 4, Tasks: 3}, WithResultsSink(sink))
+		start := time.Now()
+		if _, err := e.Run(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if len(sink.recs) != 6 {
+			t.Fatalf("got %d records, want 6", len(sink.recs))
+		}
+		for a, ss := range fr.starts {
+			for i := 1; i < len(ss); i++ {
+				if gap := ss[i].Sub(ss[i-1]); gap != 2100*time.Millisecond {
+					t.Fatalf("agent %d cycle %d started %s after the previous, want 2.1s", a, i, gap)
+				}
+			}
+		}
+		if fr.maxIn != 2 {
+			t.Fatalf("max in flight %d, want 2 (one per agent)", fr.maxIn)
+		}
+		if took := time.Since(start); took != 4*time.Second+300*time.Millisecond {
+			t.Fatalf("took %s, want 4.3s", took)
+		}
+	})
+}
+
+func TestFleetHoldsIntervalAndCountsLateness(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const agents = 10
+		stall := atomic.Bool{}
+		fr := newFakeRunner(0)
+		fr.took = func(agent, task int) time.Duration {
+			if stall.Load() {
+				return 25 * time.Second // the verifier stalls: longer than the 10 s interval
+			}
+			return 200 * time.Millisecond
+		}
+		sink := &collect{}
+		obs := &countObs{}
+		e, _ := NewEngine(fr, Schedule{Model: ModelFleet, Agents: agents, Workers: 100, Tasks: 6, Interval: 10 * time.Second},
+			WithResultsSink(sink), WithObserver(obs))
+		start := time.Now()
+		go func() {
+			time.Sleep(29500 * time.Millisecond)
+			stall.Store(true)
+		}()
+		if _, err := e.Run(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if len(sink.recs) != agents*6 {
+			t.Fatalf("got %d records, want %d", len(sink.recs), agents*6)
+		}
+		late := 0
+		for _, r := range sink.recs {
+			if r.ScheduledTime == nil || r.LateSeconds == nil {
+				t.Fatalf("fleet record without scheduled_time/late_seconds: %+v", r)
+			}
+			due := *r.ScheduledTime - float64(start.UnixNano())/1e9
+			want := float64(r.AgentIndex)*1.0 + float64(r.TaskIndex)*10
+			if math.Abs(due-want) > 1e-6 {
+				t.Fatalf("agent %d task %d due at +%.3fs, want +%.3fs (interval not held)", r.AgentIndex, r.TaskIndex, due, want)
+			}
+			if *r.LateSeconds > 0.001 {
+				late++
+			}
+			if *r.ScheduledTime < 30 && *r.LateSeconds != 0 {
+				t.Fatalf("cycle before the stall started late: %+v", r)
+			}
+		}
+		// Tasks 0-3 start on time; task 3 (due at 30+i s) lasts 25 s, so task 4 (due 40+i) starts 15 s late and
+		// lasts 25 s too, so task 5 (due 50+i) starts at 80+i: 30 s late.
+		if late != agents*2 || obs.late.Load() != int64(late) {
+			t.Fatalf("late cycles: records %d, observer %d; want %d", late, obs.late.Load(), agents*2)
+		}
+		if got := time.Duration(obs.maxLate.Load()); got != 30*time.Second {
+			t.Fatalf("max lateness %s, want 30s", got)
+		}
+	})
+}
+
+func TestRateHoldsTargetAndCountsDrops(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, _ := NewStagedPacer(50, []Stage{{Duration: 20 * time.Second, Target: 50}, {Duration: 20 * time.Second, Target: 150}})
+		fr := newFakeRunner(50 * time.Millisecond)
+		sink := &collect{}
+		obs := &countObs{}
+		e, _ := NewEngine(fr, Schedule{Model: ModelRate, Agents: 100, Workers: 100, Pacer: p},
+			WithResultsSink(sink), WithObserver(obs))
+		st, err := e.Run(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 50.0*20 + 100*20 // hold 50/s, ramp 50→150/s
+		if got := float64(len(sink.recs)); math.Abs(got-want)/want > 0.01 {
+			t.Fatalf("%v cycles, want %v within 1%%", got, want)
+		}
+		if st.Dropped != 0 {
+			t.Fatalf("dropped %d with plenty of agents", st.Dropped)
+		}
+		for _, r := range sink.recs {
+			if r.LateSeconds == nil || *r.LateSeconds != 0 {
+				t.Fatalf("rate cycle started late: %+v", r)
+			}
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		// 100/s with 10 agents whose cycles take 1 s: at most 10/s can start, 90/s are dropped.
+		p, _ := NewStagedPacer(100, []Stage{{Duration: 10 * time.Second, Target: 100}})
+		fr := newFakeRunner(time.Second)
+		sink := &collect{}
+		obs := &countObs{}
+		e, _ := NewEngine(fr, Schedule{Model: ModelRate, Agents: 10, Workers: 1000, Pacer: p},
+			WithResultsSink(sink), WithObserver(obs))
+		st, _ := e.Run(t.Context())
+		if st.Started != 100 || st.Dropped != 900 || obs.dropped.Load() != 900 {
+			t.Fatalf("started %d dropped %d (observer %d); want 100 and 900", st.Started, st.Dropped, obs.dropped.Load())
+		}
+		if fr.maxIn != 10 {
+			t.Fatalf("max in flight %d, want 10", fr.maxIn)
+		}
+	})
+}
+
+func TestStopDrainsThenAborts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fr := newFakeRunner(0)
+		fr.took = func(agent, _ int) time.Duration {
+			if agent%2 == 0 {
+				return 3 * time.Second // finishes within the drain timeout
+			}
+			return time.Hour // still running at the deadline
+		}
+		sink := &collect{}
+		e, _ := NewEngine(fr, Schedule{Model: ModelClosed, Agents: 4, Workers: 4, DrainTimeout: 5 * time.Second},
+			WithResultsSink(sink))
+		ctx, cancel := context.WithCancel(t.Context())
+		time.AfterFunc(time.Second, cancel)
+		start := time.Now()
+		st, _ := e.Run(ctx)
+		if took := time.Since(start); took != 6*time.Second {
+			t.Fatalf("Run returned after %s, want 6s (1s run + 5s drain)", took)
+		}
+		if st.Success != 2 || st.Aborted != 2 || len(sink.recs) != 4 || !st.Aborting {
+			t.Fatalf("stats %+v, %d records; want 2 success, 2 aborted, all recorded", st, len(sink.recs))
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		// A second signal (Abort) during the drain ends it at once.
+		fr := newFakeRunner(time.Hour)
+		sink := &collect{}
+		e, _ := NewEngine(fr, Schedule{Model: ModelClosed, Agents: 3, Workers: 3, DrainTimeout: time.Minute},
+			WithResultsSink(sink))
+		ctx, cancel := context.WithCancel(t.Context())
+		time.AfterFunc(time.Second, cancel)
+		time.AfterFunc(2*time.Second, e.Abort)
+		start := time.Now()
+		st, _ := e.Run(ctx)
+		if took := time.Since(start); took != 2*time.Second {
+			t.Fatalf("Run returned after %s, want 2s", took)
+		}
+		if st.Aborted != 3 || len(sink.recs) != 3 {
+			t.Fatalf("stats %+v; want 3 aborted records", st)
+		}
+	})
+}
+
+func TestDurationStopsTheRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fr := newFakeRunner(time.Second)
+		sink := &collect{}
+		e, _ := NewEngine(fr, Schedule{Model: ModelClosed, Agents: 2, Workers: 2, Duration: 9500 * time.Millisecond,
+			DrainTimeout: time.Minute}, WithResultsSink(sink))
+		st, _ := e.Run(t.Context())
+		// Cycles start at 0..9 s on each worker; the one started at 9 s finishes within the drain.
+		if st.Success != 20 || st.Aborted != 0 {
+			t.Fatalf("stats %+v; want 20 successes", st)
+		}
+	})
+}
+
+func TestNewEngineRejectsBadSchedules(t *testing.T) {
+	fr := newFakeRunner(0)
+	for _, s := range []Schedule{
+		{Model: "open", Agents: 1, Workers: 1},
+		{Model: ModelClosed, Agents: 0, Workers: 1},
+		{Model: ModelClosed, Agents: 1, Workers: 0},
+		{Model: ModelFleet, Agents: 1, Workers: 1},
+		{Model: ModelRate, Agents: 1, Workers: 1},
+	} {
+		if _, err := NewEngine(fr, s); err == nil {
+			t.Errorf("NewEngine accepted %+v", s)
+		}
+	}
+}
