@@ -1,0 +1,7 @@
+// Package results writes the run's results file, results/<YYYYmmddHHMMSS>.jsonl (one record.Record per line, the
+// layout of docs/results-and-report.md), and its sidecar <stamp>.run.json describing the run.
+//
+// The writer is a Sink: it buffers lines in memory, flushes them whole at least every FlushInterval and on Close,
+// and fsyncs on Close, so a crash loses at most the line being written and memory stays bounded however long the
+// run. It knows nothing of schedulers, HTTP or metrics; write failures are reported through a callback and counters.
+package results
