@@ -154,4 +154,3 @@ func BenchmarkWriterObserve(b *testing.B) {
 		b.Fatal(err)
 	}
 }
-
