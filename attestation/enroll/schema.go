@@ -45,13 +45,23 @@ var schemaDDL string
 // against a concurrent creator of the same table.
 const schemaLockKey int64 = 0x6174746573746c64 // "attestld"
 
-// InitSchema creates the verifier's tables, as Keylime's migrations leave them at AlembicHead, where they do not
-// exist yet, and then checks the result with CheckSchema. Existing tables are never altered, so running it
-// against an up-to-date verifier database is harmless, and against an outdated one reports ErrSchemaOutdated.
+// InitSchema creates the verifier's tables, as Keylime's migrations leave them at AlembicHead, in a database
+// that has none yet, and then checks the result with CheckSchema. A database that already has a verifiermain
+// table is left exactly as it is, so running InitSchema against an up-to-date verifier database is harmless and
+// against an outdated one reports ErrSchemaOutdated.
 func InitSchema(ctx context.Context, pool *pgxpool.Pool) error {
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", schemaLockKey); err != nil {
 			return err
+		}
+		// A database that already has verifier tables belongs to a verifier's migrations: adding the tables a
+		// newer Keylime would have created behind alembic's back would only hide that it is outdated.
+		var exists bool
+		if err := tx.QueryRow(ctx, "SELECT to_regclass('verifiermain') IS NOT NULL").Scan(&exists); err != nil {
+			return err
+		}
+		if exists {
+			return nil
 		}
 		// No arguments: pgx sends it as one simple-protocol query, which may hold many statements.
 		_, err := tx.Exec(ctx, schemaDDL)

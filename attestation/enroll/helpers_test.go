@@ -1,0 +1,60 @@
+package enroll_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// testCtx returns a context that ends with the test, bounded so a stuck database fails the test.
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// repoRoot walks up from the package directory to go.mod.
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found above the test's directory")
+		}
+		dir = parent
+	}
+}
+
+// sharedFile returns the path of a file in the read-only reference material next to the repository.
+func sharedFile(t testing.TB, elem ...string) string {
+	t.Helper()
+	return filepath.Join(append([]string{repoRoot(t), "..", "shared"}, elem...)...)
+}
+
+// fakeAK builds a structurally valid RSA-2048 TPM2B_PUBLIC (the layout of spec section 4.1) whose modulus
+// encodes i, so every agent gets a distinct, recognisable key without generating RSA keys.
+func fakeAK(i int) string {
+	head := []byte{
+		0x01, 0x18, // size 280
+		0x00, 0x01, 0x00, 0x0b, 0x00, 0x05, 0x00, 0x72, 0x00, 0x00, // RSA, sha256, attributes, empty policy
+		0x00, 0x10, 0x00, 0x14, 0x00, 0x0b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, // NULL sym, RSASSA-sha256, 2048, e
+		0x01, 0x00, // modulus size 256
+	}
+	modulus := make([]byte, 256)
+	modulus[0] = 0xc0
+	binary.BigEndian.PutUint64(modulus[248:], uint64(i))
+	return base64.StdEncoding.EncodeToString(append(head, modulus...))
+}
+
+const testIMAPolicy = `{"meta": {"version": 1, "generator": 2}, "release": 0, "digests": {}, "excludes": [], "keyrings": {}, "ima": {"ignored_keyrings": [], "log_hash_alg": "sha1", "dm_policy": null}, "ima-buf": {}, "verification-keys": ""}`
