@@ -1,0 +1,472 @@
+package report
+
+import (
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/attestload/attestload/attestation/record"
+)
+
+// Phase names, in report order. "cycle" is the whole attestation cycle.
+var phaseNames = [...]string{"session", "negotiate", "evidence", "cycle"}
+
+// Request kinds, in report order.
+var requestKinds = [...]string{record.ActionSessionCreate, record.ActionSessionPoP, record.ActionCreate,
+	record.ActionUpdate}
+
+// maxLabels bounds every map keyed by a value read from the files (error classes, failure reasons): a file with
+// a million distinct strings must not grow memory, so the overflow is counted under "other".
+const maxLabels = 64
+
+type labelCounts map[string]int64
+
+func (m labelCounts) inc(k string) {
+	if _, ok := m[k]; !ok && len(m) >= maxLabels {
+		k = "other"
+	}
+	m[k]++
+}
+
+func (m labelCounts) sorted() []NamedCount {
+	out := make([]NamedCount, 0, len(m))
+	for k, v := range m {
+		out = append(out, NamedCount{k, v})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Count != out[j].Count {
+			return out[i].Count > out[j].Count
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
+
+type requestAgg struct {
+	ok, retry, fail int64
+	lat             *hist
+}
+
+// aggregator folds cycle lines into bounded state.
+type aggregator struct {
+	records, v0        int64
+	maxWorker, maxAgen int
+	trackStart         float64
+	trackEnd           float64
+	haveStart, haveEnd bool
+
+	legacy Legacy
+
+	phases   [len(phaseNames)]*hist
+	verdict  *hist
+	lateness *hist
+	requests [len(requestKinds)]requestAgg
+
+	outcomes    Outcomes
+	outcomeErrs labelCounts
+	pass, fail  int64
+	unknown     int64
+	reasons     labelCounts
+	attempts    int64
+	notOK       int64
+	statuses    labelCounts
+	errors      labelCounts
+	scheduled   int64
+	late        int64
+	timeline    timeline
+}
+
+func newAggregator() *aggregator {
+	a := &aggregator{verdict: newHist(fineSub), lateness: newHist(fineSub), outcomeErrs: labelCounts{},
+		reasons: labelCounts{}, statuses: labelCounts{}, errors: labelCounts{}, maxWorker: -1, maxAgen: -1}
+	for i := range a.phases {
+		a.phases[i] = newHist(fineSub)
+	}
+	for i := range a.requests {
+		a.requests[i].lat = newHist(fineSub)
+	}
+	a.timeline.init()
+	return a
+}
+
+// legacyRequest applies the old per-attempt classification: ok, else retry when retry_after > 0, else fail.
+func legacyRequest(rc *RequestCounters, at []attempt) {
+	for i := range at {
+		a := &at[i]
+		if !a.hasDuration {
+			continue
+		}
+		switch {
+		case a.ok:
+			rc.OK.add(a.duration)
+		case a.retryAfter > 0:
+			rc.Retry.add(a.duration)
+		default:
+			rc.Fail.add(a.duration)
+		}
+		rc.All.add(a.duration)
+	}
+}
+
+func legacyPhase(pc *PhaseCounters, success bool, d float64) {
+	if success {
+		pc.Success.add(d)
+	} else {
+		pc.Fail.add(d)
+	}
+	pc.All.add(d)
+}
+
+func (a *aggregator) add(c *cycleLine) {
+	a.records++
+	if c.schema == 0 {
+		a.v0++
+	}
+	a.maxWorker = max(a.maxWorker, c.workerIndex)
+	a.maxAgen = max(a.maxAgen, c.agentIndex)
+
+	// The old tables.
+	l := &a.legacy
+	legacyRequest(&l.CreateRequests, c.create)
+	legacyRequest(&l.UpdateRequests, c.update)
+	legacyPhase(&l.NegotiationPhase, c.createOK, c.createDur)
+	updateDur := c.updateDur
+	if len(c.update) == 0 {
+		updateDur = 0
+	}
+	legacyPhase(&l.EvidencePhase, c.updateOK, updateDur)
+	legacyPhase(&l.CompleteRuns, c.updateOK, c.createDur+updateDur)
+
+	// Task start is the first create attempt's start; its end the last update attempt's end, or the last create
+	// attempt's. Zero times are treated as missing.
+	var start, end float64
+	if len(c.create) > 0 {
+		start = c.create[0].start
+		end = c.create[len(c.create)-1].end
+	}
+	if len(c.update) > 0 {
+		end = c.update[len(c.update)-1].end
+	}
+	if start != 0 && (!a.haveStart || start < a.trackStart) {
+		a.trackStart, a.haveStart = start, true
+	}
+	if end != 0 && (!a.haveEnd || end > a.trackEnd) {
+		a.trackEnd, a.haveEnd = end, true
+	}
+
+	// Outcome: schema-1 records say it; v0 records (or a missing key) derive it.
+	outcome := c.outcome
+	if outcome == "" {
+		outcome = record.OutcomeFail
+		if c.createOK && c.updateOK {
+			outcome = record.OutcomeSuccess
+		}
+	}
+	switch outcome {
+	case record.OutcomeSuccess:
+		a.outcomes.Success++
+	case record.OutcomeAborted:
+		a.outcomes.Aborted++
+	default:
+		a.outcomes.Fail++
+	}
+	if outcome != record.OutcomeSuccess {
+		reason := c.errClass
+		if reason == "" {
+			reason = "unrecorded"
+		}
+		a.outcomeErrs.inc(reason)
+	}
+
+	// Phases: a phase is measured on every cycle that made at least one request in it.
+	var phase [len(phaseNames)]float64
+	var has [len(phaseNames)]bool
+	if len(c.session) > 0 {
+		phase[0], has[0] = c.sessionDur, true
+		if c.sessionDur == 0 {
+			for i := range c.session {
+				phase[0] += c.session[i].duration
+			}
+		}
+	}
+	if len(c.create) > 0 {
+		phase[1], has[1] = c.createDur, true
+	}
+	if len(c.update) > 0 {
+		phase[2], has[2] = c.updateDur, true
+	}
+	if c.schema >= 1 && c.start > 0 && c.end >= c.start {
+		phase[3], has[3] = c.end-c.start, true
+	} else if has[1] || has[2] {
+		phase[3], has[3] = c.createDur+updateDur, true
+	}
+	for i := range phase {
+		if has[i] {
+			a.phases[i].add(phase[i])
+		}
+	}
+
+	// Verdicts.
+	switch c.evaluation {
+	case record.EvaluationPass:
+		a.pass++
+	case record.EvaluationFail:
+		a.fail++
+		reason := c.failureReason
+		if !c.hasReason || reason == "" {
+			reason = "unspecified"
+		}
+		a.reasons.inc(reason)
+	default:
+		a.unknown++
+	}
+	if c.hasVerdictSecs {
+		a.verdict.add(c.verdictSeconds)
+	}
+
+	// Requests and HTTP.
+	a.requestsOf(c.session, -1, c.schema)
+	a.requestsOf(c.create, 2, c.schema)
+	a.requestsOf(c.update, 3, c.schema)
+
+	// Scheduling.
+	if c.hasLate {
+		a.scheduled++
+		if c.lateSeconds > 0 {
+			a.late++
+		}
+		a.lateness.add(c.lateSeconds)
+	}
+
+	// Throughput by end time: the record's own end for schema 1, else the task end.
+	t := end
+	if c.schema >= 1 && c.end > 0 {
+		t = c.end
+	}
+	if t != 0 {
+		a.timeline.add(t, outcome, &phase, &has)
+	}
+}
+
+// requestsOf counts one list of attempts; kind -1 picks the session kind from each attempt's action.
+func (a *aggregator) requestsOf(at []attempt, kind int, schema int) {
+	for i := range at {
+		x := &at[i]
+		k := kind
+		if k < 0 {
+			k = 0
+			if x.action == record.ActionSessionPoP {
+				k = 1
+			}
+		}
+		r := &a.requests[k]
+		switch {
+		case x.ok:
+			r.ok++
+		case x.retryAfter > 0:
+			r.retry++
+		default:
+			r.fail++
+		}
+		if x.hasDuration {
+			r.lat.add(x.duration)
+		}
+		a.attempts++
+		if !x.ok {
+			a.notOK++
+		}
+		switch {
+		case x.hasStatus:
+			a.statuses.inc(statusClass(x.status))
+		case schema == 0:
+			a.statuses.inc("unrecorded")
+		default:
+			a.statuses.inc("none")
+		}
+		if x.errClass != "" {
+			a.errors.inc(x.errClass)
+		}
+	}
+}
+
+func statusClass(s int) string {
+	if s >= 100 && s < 600 {
+		return fmt.Sprintf("%dxx", s/100)
+	}
+	return "invalid"
+}
+
+// summary builds the Summary; runs are the sidecars found for the inputs.
+func (a *aggregator) summary(inputs []string, skipped int64, runs []RunInfo) *Summary {
+	s := &Summary{Version: SummaryVersion, Inputs: inputs, Records: a.records, V0Records: a.v0,
+		SkippedLines: skipped, Workers: a.maxWorker + 1, Agents: a.maxAgen + 1, Legacy: a.legacy, Runs: runs}
+	if s.Runs == nil {
+		s.Runs = []RunInfo{}
+	}
+	if a.haveStart && a.haveEnd {
+		s.Track = Track{Start: a.trackStart, End: a.trackEnd, Seconds: a.trackEnd - a.trackStart}
+	}
+	s.Legacy.TrackSecondsLegacy = s.Track.Seconds
+	for i, n := range phaseNames {
+		s.Phases = append(s.Phases, latencyOf(n, a.phases[i], s.Track.Seconds))
+	}
+	s.Phases = append(s.Phases, latencyOf("verdict", a.verdict, s.Track.Seconds))
+	for i, n := range requestKinds {
+		r := a.requests[i]
+		s.Requests = append(s.Requests, RequestKind{Name: n, OK: r.ok, Retry: r.retry, Fail: r.fail,
+			All: r.ok + r.retry + r.fail, Latency: latencyOf(n, r.lat, s.Track.Seconds)})
+	}
+	s.Outcomes = a.outcomes
+	s.Outcomes.ByError = a.outcomeErrs.sorted()
+	s.Verdicts = Verdicts{Pass: a.pass, Fail: a.fail, Unknown: a.unknown, FailReasons: a.reasons.sorted(),
+		TimeToVerdict: latencyOf("time_to_verdict", a.verdict, s.Track.Seconds)}
+	s.HTTP = HTTP{Attempts: a.attempts, NotOK: a.notOK, StatusClasses: a.statuses.sorted(), Errors: a.errors.sorted()}
+	s.Scheduling = Scheduling{Scheduled: a.scheduled, Late: a.late,
+		Lateness: latencyOf("lateness", a.lateness, s.Track.Seconds)}
+	if len(runs) > 0 {
+		var dropped, late int64
+		for _, r := range runs {
+			dropped += r.DroppedCycles
+			late += r.LateCycles
+		}
+		s.Scheduling.Dropped, s.Scheduling.LateFromRuns = &dropped, &late
+	}
+	s.Throughput = a.timeline.export()
+	s.CycleHistogram = a.phases[3].logBins(40)
+	if s.CycleHistogram == nil {
+		s.CycleHistogram = []Bin{}
+	}
+	s.Thresholds = nil
+	s.Notes = []string{
+		fmt.Sprintf("Percentiles come from log-linear histograms with a relative error of at most %.2g%%; "+
+			"counts, min, max and averages are exact.", 100.0/(2*fineSub)),
+		fmt.Sprintf("Per-bucket percentiles over time have a relative error of at most %.2g%%.", 100.0/(2*coarseSub)),
+		"Phases are measured on every cycle that made at least one request in them, whatever its outcome.",
+	}
+	if a.v0 > 0 {
+		s.Notes = append(s.Notes, fmt.Sprintf("%d record(s) use the v0 layout: no session phase, verdict, HTTP "+
+			"status or lateness was recorded for them.", a.v0))
+	}
+	return s
+}
+
+// timeline counts cycles per time bucket. The bucket width starts at one second and doubles, merging neighbours,
+// whenever the span would need more than maxBuckets buckets, so memory is bounded whatever the track length.
+type timeline struct {
+	width   float64
+	lo      int64
+	buckets []*tbucket
+}
+
+const maxBuckets = 64
+
+type tbucket struct {
+	cycles, success, fail, aborted int64
+	phases                         [len(phaseNames)]*hist
+}
+
+func (t *timeline) init() { t.width = 1 }
+
+func floorDiv2(i int64) int64 { return i >> 1 } // arithmetic shift floors negatives too
+
+func (t *timeline) coarsen() {
+	newLo := floorDiv2(t.lo)
+	hi := floorDiv2(t.lo + int64(len(t.buckets)) - 1)
+	merged := make([]*tbucket, hi-newLo+1)
+	for i, b := range t.buckets {
+		if b == nil {
+			continue
+		}
+		j := floorDiv2(t.lo+int64(i)) - newLo
+		if merged[j] == nil {
+			merged[j] = b
+			continue
+		}
+		m := merged[j]
+		m.cycles += b.cycles
+		m.success += b.success
+		m.fail += b.fail
+		m.aborted += b.aborted
+		for p := range m.phases {
+			if b.phases[p] != nil {
+				if m.phases[p] == nil {
+					m.phases[p] = newHist(coarseSub)
+				}
+				m.phases[p].merge(b.phases[p])
+			}
+		}
+	}
+	t.width *= 2
+	t.lo = newLo
+	t.buckets = merged
+}
+
+func (t *timeline) add(ts float64, outcome string, phase *[len(phaseNames)]float64, has *[len(phaseNames)]bool) {
+	if math.IsNaN(ts) || math.IsInf(ts, 0) || math.Abs(ts) > 1e15 {
+		return
+	}
+	idx := int64(math.Floor(ts / t.width))
+	if len(t.buckets) == 0 {
+		t.lo = idx
+		t.buckets = []*tbucket{nil}
+	}
+	for {
+		lo, hi := min(t.lo, idx), max(t.lo+int64(len(t.buckets))-1, idx)
+		if hi-lo+1 <= maxBuckets {
+			break
+		}
+		t.coarsen()
+		idx = int64(math.Floor(ts / t.width))
+	}
+	if idx < t.lo {
+		grown := make([]*tbucket, t.lo-idx, int(t.lo-idx)+len(t.buckets))
+		t.buckets = append(grown, t.buckets...)
+		t.lo = idx
+	}
+	for idx >= t.lo+int64(len(t.buckets)) {
+		t.buckets = append(t.buckets, nil)
+	}
+	b := t.buckets[idx-t.lo]
+	if b == nil {
+		b = &tbucket{}
+		t.buckets[idx-t.lo] = b
+	}
+	b.cycles++
+	switch outcome {
+	case record.OutcomeSuccess:
+		b.success++
+	case record.OutcomeAborted:
+		b.aborted++
+	default:
+		b.fail++
+	}
+	for p := range phase {
+		if has[p] {
+			if b.phases[p] == nil {
+				b.phases[p] = newHist(coarseSub)
+			}
+			b.phases[p].add(phase[p])
+		}
+	}
+}
+
+func (t *timeline) export() Throughput {
+	out := Throughput{BucketSeconds: t.width, Buckets: []Bucket{}}
+	for i, b := range t.buckets {
+		start := float64(t.lo+int64(i)) * t.width
+		x := Bucket{Start: start, Offset: float64(i) * t.width, P50: map[string]*float64{},
+			P99: map[string]*float64{}}
+		if b != nil {
+			x.Cycles, x.Success, x.Fail, x.Aborted = b.cycles, b.success, b.fail, b.aborted
+			for p, h := range b.phases {
+				if h != nil {
+					x.P50[phaseNames[p]] = fptr(h.quantile(0.5))
+					x.P99[phaseNames[p]] = fptr(h.quantile(0.99))
+				}
+			}
+		}
+		x.PerSecond = float64(x.Cycles) / t.width
+		out.Buckets = append(out.Buckets, x)
+	}
+	return out
+}

@@ -1,0 +1,206 @@
+package report
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// MaxLineBytes bounds one results line. A longer line is skipped as malformed without being held in memory.
+const MaxLineBytes = 16 << 20
+
+// maxSkipMessages bounds the per-line messages on stderr; the total is always reported.
+const maxSkipMessages = 20
+
+// ResolveInputs turns the command-line arguments into file paths. Each argument is an existing file, a glob, or
+// a run timestamp looked up under resultsDir with or without ".jsonl". Duplicates are dropped, order is kept.
+func ResolveInputs(args []string, resultsDir string) ([]string, error) {
+	if len(args) == 0 {
+		return nil, errors.New("no input: give a results file, a run timestamp or a glob")
+	}
+	var out []string
+	seen := map[string]bool{}
+	addPath := func(p string) {
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	for _, arg := range args {
+		if fi, err := os.Stat(arg); err == nil && !fi.IsDir() {
+			addPath(arg)
+			continue
+		}
+		if strings.ContainsAny(arg, "*?[") {
+			matches, err := filepath.Glob(arg)
+			if err != nil {
+				return nil, fmt.Errorf("input %q: bad glob: %w", arg, err)
+			}
+			var files []string
+			for _, m := range matches {
+				if fi, err := os.Stat(m); err == nil && !fi.IsDir() && !strings.HasSuffix(m, ".run.json") {
+					files = append(files, m)
+				}
+			}
+			if len(files) == 0 {
+				return nil, fmt.Errorf("input %q: the glob matches no file", arg)
+			}
+			for _, f := range files {
+				addPath(f)
+			}
+			continue
+		}
+		found := false
+		if resultsDir != "" && !strings.ContainsRune(arg, filepath.Separator) {
+			for _, p := range []string{filepath.Join(resultsDir, arg), filepath.Join(resultsDir, arg+".jsonl")} {
+				if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+					addPath(p)
+					found = true
+					break
+				}
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("input %q: no such file, and no %s under the results directory %q",
+				arg, strings.TrimSuffix(arg, ".jsonl")+".jsonl", resultsDir)
+		}
+	}
+	return out, nil
+}
+
+// sidecarPath is results/<stamp>.run.json for results/<stamp>.jsonl.
+func sidecarPath(path string) string {
+	return strings.TrimSuffix(path, ".jsonl") + ".run.json"
+}
+
+// readRunInfo reads a sidecar; a missing one is not an error.
+func readRunInfo(path string) (*RunInfo, error) {
+	b, err := os.ReadFile(sidecarPath(path))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var ri RunInfo
+	if err := json.Unmarshal(b, &ri); err != nil {
+		return nil, fmt.Errorf("run sidecar %s: %w", sidecarPath(path), err)
+	}
+	return &ri, nil
+}
+
+// skipLog reports skipped lines on stderr, each with its file and line number, up to a bound.
+type skipLog struct {
+	w     io.Writer
+	count int64
+}
+
+func (s *skipLog) skip(file string, line int64, why string) {
+	s.count++
+	if s.count <= maxSkipMessages && s.w != nil {
+		fmt.Fprintf(s.w, "report: %s:%d: skipped: %s\n", file, line, why)
+	}
+}
+
+// readFile streams one results file into agg.
+func readFile(ctx context.Context, path string, r io.Reader, agg *aggregator, dec *decoder, skips *skipLog) error {
+	br := bufio.NewReaderSize(r, 256<<10)
+	var c cycleLine
+	var long []byte // holds a line that did not fit the reader's buffer
+	var lineNo int64
+	for {
+		if lineNo&0xfff == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		chunk, err := br.ReadSlice('\n')
+		line := chunk
+		tooLong := false
+		if errors.Is(err, bufio.ErrBufferFull) {
+			long = append(long[:0], chunk...)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				chunk, err = br.ReadSlice('\n')
+				if !tooLong && len(long)+len(chunk) > MaxLineBytes {
+					tooLong, long = true, long[:0]
+				}
+				if !tooLong {
+					long = append(long, chunk...)
+				}
+			}
+			line = long
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read %s: %w", path, err)
+		}
+		eof := err != nil
+		if len(line) == 0 && !tooLong && eof {
+			return nil
+		}
+		lineNo++
+		terminated := bytes.HasSuffix(line, []byte("\n"))
+		switch {
+		case tooLong:
+			skips.skip(path, lineNo, fmt.Sprintf("line longer than %d bytes", MaxLineBytes))
+		case len(bytes.TrimSpace(line)) == 0:
+			// Blank lines carry nothing; they are not counted as malformed.
+		default:
+			if derr := dec.decodeLine(line, &c); derr != nil {
+				why := derr.Error()
+				if !terminated {
+					why = "truncated last line (" + why + ")"
+				}
+				skips.skip(path, lineNo, why)
+			} else {
+				agg.add(&c)
+			}
+		}
+		if cap(long) > 1<<20 {
+			long = nil // do not keep a huge buffer alive for the rest of the file
+		}
+		if eof {
+			return nil
+		}
+	}
+}
+
+// Load reads and aggregates the given files (already resolved) and their run sidecars into a Summary. Skipped
+// lines are reported on stderr; the count is in Summary.SkippedLines.
+func Load(ctx context.Context, paths []string, stderr io.Writer) (*Summary, error) {
+	agg := newAggregator()
+	dec := &decoder{}
+	skips := &skipLog{w: stderr}
+	var runs []RunInfo
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, fmt.Errorf("open results file: %w", err)
+		}
+		err = readFile(ctx, p, f, agg, dec, skips)
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		ri, err := readRunInfo(p)
+		if err != nil {
+			return nil, err
+		}
+		if ri != nil {
+			runs = append(runs, *ri)
+		}
+	}
+	if skips.count > maxSkipMessages && stderr != nil {
+		fmt.Fprintf(stderr, "report: %d more skipped lines not shown\n", skips.count-maxSkipMessages)
+	}
+	if skips.count > 0 && stderr != nil {
+		fmt.Fprintf(stderr, "report: skipped %d malformed line(s) in total\n", skips.count)
+	}
+	return agg.summary(paths, skips.count, runs), nil
+}
