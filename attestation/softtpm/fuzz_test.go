@@ -1,0 +1,82 @@
+package softtpm
+
+import (
+	"bytes"
+	"testing"
+)
+
+func FuzzParseAttest(f *testing.F) {
+	for _, name := range []string{"02-agent1-cycle1.json", "05-agent2-quoteonly.json", "01-agent1-session-pop.json"} {
+		v := loadVector(f, name)
+		if v.Outputs.MessageB64 != "" {
+			f.Add(mustB64(f, v.Outputs.MessageB64))
+		}
+		if v.Cycle1 != nil {
+			f.Add(mustB64(f, v.Cycle1.Outputs.MessageB64))
+		}
+	}
+	f.Add([]byte{0xff, 0x54, 0x43, 0x47, 0x80, 0x18})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, err := ParseAttest(b)
+		if err != nil {
+			return
+		}
+		// Whatever parses must rebuild to the same bytes: the parser accepts exactly one encoding.
+		if a.Type == AttestQuote {
+			// pcrDigest cannot be rebuilt without the PCR values, so check that it is the structure's last field.
+			tail := append([]byte{byte(len(a.PCRDigest) >> 8), byte(len(a.PCRDigest))}, a.PCRDigest...)
+			if !bytes.HasSuffix(b, tail) {
+				t.Fatalf("quote pcrDigest %x is not the final TPM2B of %x", a.PCRDigest, b)
+			}
+			return
+		}
+		rebuilt, err := BuildCertifyAttest(CertifyParams{
+			QualifiedSigner: a.QualifiedSigner, ExtraData: a.ExtraData, Clock: a.Clock,
+			FirmwareVersion: a.FirmwareVersion, CertifiedName: a.CertifiedName, QualifiedName: a.QualifiedName,
+		})
+		if err != nil {
+			return // e.g. extraData longer than a TPM accepts, or an empty name
+		}
+		if !bytes.Equal(rebuilt, b) {
+			t.Fatalf("certify parsed as %+v but rebuilds differently:\n in %x\nout %x", a, b, rebuilt)
+		}
+	})
+}
+
+func FuzzParsePCRBlob(f *testing.F) {
+	v := loadVector(f, "05-agent2-quoteonly.json")
+	f.Add(mustB64(f, v.Cycle1.Outputs.SubjectDataB64))
+	f.Add(mustB64(f, loadVector(f, "02-agent1-cycle1.json").Outputs.SubjectDataB64))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		bank, values, order, err := ParsePCRBlob(b)
+		if err != nil {
+			return
+		}
+		vals := make([][]byte, len(order))
+		for i, p := range order {
+			vals[i] = values[p]
+		}
+		if _, err := EncodePCRBlob(bank, order, vals); err != nil {
+			t.Fatalf("parsed blob (bank %04x, PCRs %v) cannot be re-encoded: %v", bank, order, err)
+		}
+	})
+}
+
+func FuzzParsePublic(f *testing.F) {
+	v := loadVector(f, "00-enrollment.json")
+	for _, k := range v.Keys {
+		f.Add(mustB64(f, k.PubB64))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pub, err := ParsePublic(b)
+		if err != nil {
+			return
+		}
+		if pub.N.BitLen()%8 != 0 || pub.E < 3 {
+			t.Fatalf("accepted an odd key: %d bits, e=%d", pub.N.BitLen(), pub.E)
+		}
+		if _, err := NameOf(b); err != nil && pub.N.BitLen() == 2048 && bytes.Equal(b[4:6], []byte{0, 0x0b}) {
+			t.Fatalf("parsable SHA-256 public has no name: %v", err)
+		}
+	})
+}
