@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 	"strconv"
@@ -116,7 +117,7 @@ func (p *Plan) normalize() error {
 	if p.FirstIndex < 0 {
 		return fmt.Errorf("first agent index %d: must not be negative", p.FirstIndex)
 	}
-	if p.FirstIndex > int(^uint32(0)>>1)-p.Count {
+	if p.FirstIndex > math.MaxInt-p.Count {
 		return fmt.Errorf("first agent index %d plus count %d overflows", p.FirstIndex, p.Count)
 	}
 	if last := AgentID(p.Prefix, p.RunID, p.FirstIndex+p.Count-1); len(last) > maxAgentIDLen {
