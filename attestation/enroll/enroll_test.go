@@ -71,11 +71,11 @@ func addForeignAgents(t *testing.T, pool *pgxpool.Pool, prefix string) (lookalik
 	exec(t, pool, `INSERT INTO allowlists (name, ima_policy, generator) VALUES ('real-ima', '{}', 1)`)
 	exec(t, pool, `INSERT INTO mbpolicies (name) VALUES ('real-mb')`)
 	agents := map[string]any{
-		"real-agent-1":              nil,
-		prefix + "lookalike-1":      `{"owner":"someone else"}`,
-		prefix + "zzzz-7":           nil,
-		prefix + "broken-meta":      `not json at all {`,
-		prefix + "near-marker-1":    `{"attestload_run":"ABC"}`,
+		"real-agent-1":                nil,
+		prefix + "lookalike-1":        `{"owner":"someone else"}`,
+		prefix + "zzzz-7":             nil,
+		prefix + "broken-meta":        `not json at all {`,
+		prefix + "near-marker-1":      `{"attestload_run":"ABC"}`,
 		strings.ToUpper(prefix) + "x": `{"attestload_run":"abc"}`,
 	}
 	for _, id := range slices.Sorted(maps.Keys(agents)) {
