@@ -1,7 +1,279 @@
 package report
 
-import "io"
+import (
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+)
 
-func writeText(w io.Writer, s *Summary) error     { return nil }
-func writeMarkdown(w io.Writer, s *Summary) error { return nil }
-func writeHTML(w io.Writer, s *Summary) error     { return nil }
+// The new sections are built once as format-neutral sections and rendered as aligned text, Markdown or HTML, so
+// the three formats cannot drift apart.
+
+type tbl struct {
+	header []string
+	rows   [][]string
+}
+
+type section struct {
+	title string
+	lines []string // sentences before the tables
+	tbls  []tbl
+}
+
+// fmtSeconds prints a duration with three significant digits and a unit, for percentiles.
+func fmtSeconds(p *float64) string {
+	if p == nil {
+		return "--"
+	}
+	v := *p
+	unit, scale := "s", 1.0
+	switch a := math.Abs(v); {
+	case a == 0:
+		return "0s"
+	case a < 1e-6:
+		unit, scale = "ns", 1e9
+	case a < 1e-3:
+		unit, scale = "µs", 1e6
+	case a < 1:
+		unit, scale = "ms", 1e3
+	case a >= 3600:
+		unit, scale = "h", 1.0/3600
+	case a >= 60:
+		unit, scale = "m", 1.0/60
+	}
+	x := v * scale
+	digits := 2
+	switch a := math.Abs(x); {
+	case a >= 100:
+		digits = 0
+	case a >= 10:
+		digits = 1
+	}
+	return strconv.FormatFloat(x, 'f', digits, 64) + unit
+}
+
+func fmtRate(p *float64) string {
+	if p == nil {
+		return "--"
+	}
+	return strconv.FormatFloat(*p, 'f', 2, 64)
+}
+
+func share(n, of int64) string {
+	if of == 0 {
+		return "--"
+	}
+	return strconv.FormatFloat(float64(n)/float64(of)*100, 'f', 1, 64) + "%"
+}
+
+func i64(n int64) string { return strconv.FormatInt(n, 10) }
+
+func latencyRow(label string, l Latency) []string {
+	return []string{label, i64(l.Count), fmtSeconds(l.P50), fmtSeconds(l.P90), fmtSeconds(l.P99),
+		fmtSeconds(l.P999), fmtSeconds(l.Max), fmtSeconds(l.Avg)}
+}
+
+var latencyHeader = []string{"", "count", "p50", "p90", "p99", "p99.9", "max", "avg"}
+
+func namedTable(label string, ns []NamedCount, total int64) tbl {
+	t := tbl{header: []string{label, "count", "share"}}
+	for _, n := range ns {
+		t.rows = append(t.rows, []string{n.Name, i64(n.Count), share(n.Count, total)})
+	}
+	if len(t.rows) == 0 {
+		t.rows = [][]string{{"(none)", "0", "--"}}
+	}
+	return t
+}
+
+// offsetLabel prints a bucket's offset from the first bucket as H:MM:SS (days past a day).
+func offsetLabel(sec float64) string { return "+" + formatTimedelta(sec) }
+
+func buildSections(s *Summary) []section {
+	var out []section
+
+	ph := tbl{header: append([]string{"phase"}, append(latencyHeader[1:], "per second")...)}
+	for _, l := range s.Phases {
+		ph.rows = append(ph.rows, append(latencyRow(l.Name, l), fmtRate(l.Rate)))
+	}
+	rq := tbl{header: append([]string{"request", "ok", "retry", "fail", "all"}, latencyHeader[2:]...)}
+	for _, r := range s.Requests {
+		l := r.Latency
+		rq.rows = append(rq.rows, []string{r.Name, i64(r.OK), i64(r.Retry), i64(r.Fail), i64(r.All),
+			fmtSeconds(l.P50), fmtSeconds(l.P90), fmtSeconds(l.P99), fmtSeconds(l.P999), fmtSeconds(l.Max),
+			fmtSeconds(l.Avg)})
+	}
+	out = append(out, section{title: "Latency percentiles", lines: []string{
+		"Phases: session (PoP token), negotiate (create), evidence (update), cycle (whole cycle), verdict " +
+			"(evidence accepted to verdict observed)."}, tbls: []tbl{ph, rq}})
+
+	o := s.Outcomes
+	total := o.Success + o.Fail + o.Aborted
+	ot := tbl{header: []string{"outcome", "count", "share"}, rows: [][]string{
+		{"success", i64(o.Success), share(o.Success, total)},
+		{"fail", i64(o.Fail), share(o.Fail, total)},
+		{"aborted", i64(o.Aborted), share(o.Aborted, total)},
+	}}
+	out = append(out, section{title: "Cycle outcomes", lines: []string{fmt.Sprintf("%d cycles.", total)},
+		tbls: []tbl{ot, namedTable("failed or aborted, by error", o.ByError, o.Fail+o.Aborted)}})
+
+	v := s.Verdicts
+	vt := tbl{header: []string{"verdict", "count", "share"}, rows: [][]string{
+		{"pass", i64(v.Pass), share(v.Pass, v.Pass+v.Fail+v.Unknown)},
+		{"fail", i64(v.Fail), share(v.Fail, v.Pass+v.Fail+v.Unknown)},
+		{"unknown", i64(v.Unknown), share(v.Unknown, v.Pass+v.Fail+v.Unknown)},
+	}}
+	ttv := tbl{header: append([]string{"time to verdict"}, latencyHeader[1:]...),
+		rows: [][]string{latencyRow("evidence → verdict", v.TimeToVerdict)}}
+	out = append(out, section{title: "Verification verdicts", tbls: []tbl{vt,
+		namedTable("fail reason", v.FailReasons, v.Fail), ttv}})
+
+	h := s.HTTP
+	out = append(out, section{title: "HTTP status and errors", lines: []string{
+		fmt.Sprintf("%d requests, %d not ok (%s).", h.Attempts, h.NotOK, share(h.NotOK, h.Attempts))},
+		tbls: []tbl{namedTable("status class", h.StatusClasses, h.Attempts), namedTable("error class", h.Errors, h.Attempts)}})
+
+	sc := s.Scheduling
+	dropped, lateRuns := "not recorded", "not recorded"
+	if sc.Dropped != nil {
+		dropped = i64(*sc.Dropped)
+	}
+	if sc.LateFromRuns != nil {
+		lateRuns = i64(*sc.LateFromRuns)
+	}
+	lateLine := "Late cycles: not recorded (no record carries late_seconds)."
+	if sc.Scheduled > 0 {
+		lateLine = fmt.Sprintf("Late cycles: %d of %d scheduled cycles (%s).", sc.Late, sc.Scheduled,
+			share(sc.Late, sc.Scheduled))
+	}
+	st := section{title: "Late and dropped cycles", lines: []string{lateLine,
+		"Late cycles reported by the runs: " + lateRuns + ".", "Dropped cycles: " + dropped + "."}}
+	if sc.Scheduled > 0 {
+		st.tbls = []tbl{{header: append([]string{"lateness"}, latencyHeader[1:]...),
+			rows: [][]string{latencyRow("start − due", sc.Lateness)}}}
+	}
+	out = append(out, st)
+
+	tp := tbl{header: []string{"from", "cycles", "success", "fail", "aborted", "per second", "cycle p50", "cycle p99"}}
+	for _, b := range s.Throughput.Buckets {
+		tp.rows = append(tp.rows, []string{offsetLabel(b.Offset), i64(b.Cycles), i64(b.Success), i64(b.Fail),
+			i64(b.Aborted), strconv.FormatFloat(b.PerSecond, 'f', 2, 64), fmtSeconds(b.P50["cycle"]),
+			fmtSeconds(b.P99["cycle"])})
+	}
+	tput := section{title: "Throughput over time", lines: []string{fmt.Sprintf(
+		"Completed cycles per %s bucket, by end time, from the first bucket's start.",
+		fmtSeconds(&s.Throughput.BucketSeconds))}}
+	if len(tp.rows) > 0 {
+		tput.tbls = []tbl{tp}
+	} else {
+		tput.lines = append(tput.lines, "No cycle has an end time.")
+	}
+	out = append(out, tput)
+
+	if len(s.Thresholds) > 0 {
+		th := section{title: "Thresholds"}
+		for _, r := range s.Thresholds {
+			th.lines = append(th.lines, r.String())
+		}
+		out = append(out, th)
+	}
+	notes := section{title: "Notes", lines: append([]string{}, s.Notes...)}
+	notes.lines = append(notes.lines, fmt.Sprintf("%d records from %d file(s); %d malformed line(s) skipped.",
+		s.Records, len(s.Inputs), s.SkippedLines))
+	out = append(out, notes)
+	return out
+}
+
+// alignTable renders a table with the first column left-aligned and the others right-aligned.
+func alignTable(t tbl) []string {
+	widths := make([]int, len(t.header))
+	for _, r := range append([][]string{t.header}, t.rows...) {
+		for i, c := range r {
+			widths[i] = max(widths[i], runeLen(c))
+		}
+	}
+	line := func(r []string) string {
+		cells := make([]string, len(r))
+		for i, c := range r {
+			if i == 0 {
+				cells[i] = padRight(c, widths[i])
+			} else {
+				cells[i] = padLeft(c, widths[i])
+			}
+		}
+		return strings.TrimRight("  "+strings.Join(cells, "  "), " ")
+	}
+	out := []string{line(t.header)}
+	dashes := make([]string, len(widths))
+	for i, w := range widths {
+		dashes[i] = strings.Repeat("-", w)
+	}
+	out = append(out, line(dashes))
+	for _, r := range t.rows {
+		out = append(out, line(r))
+	}
+	return out
+}
+
+func writeText(w io.Writer, s *Summary) error {
+	var b strings.Builder
+	for _, sec := range buildSections(s) {
+		b.WriteString("  " + sec.title + "\n  " + strings.Repeat("═", runeLen(sec.title)) + "\n")
+		for _, l := range sec.lines {
+			b.WriteString("  " + l + "\n")
+		}
+		for _, t := range sec.tbls {
+			b.WriteString("\n")
+			for _, l := range alignTable(t) {
+				b.WriteString(l + "\n")
+			}
+		}
+		b.WriteString("\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func mdEscape(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+
+func writeMarkdown(w io.Writer, s *Summary) error {
+	var b strings.Builder
+	b.WriteString("# Attestation load test report\n\n")
+	b.WriteString(fmt.Sprintf("%d attestations in %s, %d workers, %d agents.\n\n", s.Legacy.CompleteRuns.All.Count,
+		formatTimedelta(s.Track.Seconds), s.Workers, s.Agents))
+	b.WriteString("## Summary tables\n\n```text\n")
+	if err := writeLegacy(&b, s, false); err != nil {
+		return err
+	}
+	b.WriteString("```\n\n")
+	for _, sec := range buildSections(s) {
+		b.WriteString("## " + sec.title + "\n\n")
+		for _, l := range sec.lines {
+			b.WriteString(mdEscape(l) + "\n\n")
+		}
+		for _, t := range sec.tbls {
+			hdr := make([]string, len(t.header))
+			sep := make([]string, len(t.header))
+			for i, h := range t.header {
+				hdr[i] = mdEscape(h)
+				sep[i] = "---:"
+				if i == 0 {
+					sep[i] = "---"
+				}
+			}
+			b.WriteString("| " + strings.Join(hdr, " | ") + " |\n| " + strings.Join(sep, " | ") + " |\n")
+			for _, r := range t.rows {
+				cells := make([]string, len(r))
+				for i, c := range r {
+					cells[i] = mdEscape(c)
+				}
+				b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
+			}
+			b.WriteString("\n")
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/attestload/attestload/exporter/report"
+)
+
+// exitCodeError carries a non-zero exit status that is not an error message (a crossed threshold, skipped lines
+// under --strict). The root command maps it to os.Exit without printing anything more.
+type exitCodeError struct{ code int }
+
+func (e *exitCodeError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// ExitCode returns the process exit status to use.
+func (e *exitCodeError) ExitCode() int { return e.code }
+
+// newReportCmd builds `attestload report`. All logic is in exporter/report; this only maps flags.
+func newReportCmd() *cobra.Command {
+	var (
+		opts   report.Options
+		color  string
+		format string
+	)
+	cmd := &cobra.Command{
+		Use:   "report FILE|TIMESTAMP|GLOB...",
+		Short: "Summarise results files: the old tables, then percentiles, verdicts, errors and throughput",
+		Long: `Reads one or more results files (JSONL, old v0 layout or the current one) and prints one merged report.
+Each argument is a file, a run timestamp looked up under --results-dir (with or without .jsonl), or a glob.
+Malformed or truncated lines are skipped and reported on stderr.
+
+Exit status: 0 ok; 1 error; 3 lines were skipped and --strict was given; 99 a --threshold was crossed.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Inputs = args
+			opts.Format = format
+			switch color {
+			case "always":
+				opts.Color = true
+			case "never":
+				opts.Color = false
+			case "auto":
+				opts.Color = isTerminal(cmd.OutOrStdout())
+			default:
+				return fmt.Errorf("--color %q: want auto, always or never", color)
+			}
+			code, err := report.Run(cmd.Context(), opts, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				cmd.SilenceErrors, cmd.SilenceUsage = true, true
+				return &exitCodeError{code: code}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.ResultsDir, "results-dir", "results", "directory where run timestamps are looked up")
+	f.StringVar(&format, "format", report.FormatText, "output format: text, json, markdown or html")
+	f.BoolVar(&opts.Legacy, "legacy", false, "print exactly the old summary tables and nothing else")
+	f.BoolVar(&opts.Strict, "strict", false, "exit with status 3 when any line was skipped")
+	f.StringArrayVar(&opts.Thresholds, "threshold", nil,
+		"pass/fail check such as 'evidence.p99<2s' (repeatable); a crossed one exits with status 99")
+	f.StringVar(&color, "color", "auto", "colour the legacy banner: auto (only on a terminal), always or never")
+	return cmd
+}
+
+// isTerminal reports whether w is a character device, the usual test for an interactive terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
