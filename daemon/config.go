@@ -1,0 +1,700 @@
+package daemon
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/attestload/attestload/exporter/threshold"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// EnvPrefix prefixes every environment variable attestload reads: ATTESTLOAD_<KEY> with the key's dots as
+// underscores, e.g. ATTESTLOAD_SCHEDULER_FLEET_INTERVAL.
+const EnvPrefix = "ATTESTLOAD_"
+
+// Config is a run's whole configuration. Each field's `key` tag is its config key (YAML path, environment suffix,
+// error messages); the defaults are those of DefaultConfig and config.example.yaml documents them.
+type Config struct {
+	Verifier   VerifierConfig  `key:"verifier"`
+	Database   DatabaseConfig  `key:"database"`
+	Run        RunConfig       `key:"run"`
+	Scheduler  SchedulerConfig `key:"scheduler"`
+	Evidence   EvidenceConfig  `key:"evidence"`
+	Results    ResultsConfig   `key:"results"`
+	Metrics    MetricsConfig   `key:"metrics"`
+	Thresholds []string        `key:"thresholds"`
+}
+
+// VerifierConfig is where the load goes and how the client talks to it.
+type VerifierConfig struct {
+	URL                string        `key:"url"` // empty: start the simulated verifier in-process
+	APIPrefix          string        `key:"api_prefix"`
+	CAFile             string        `key:"ca_file"`
+	CertFile           string        `key:"cert_file"`
+	KeyFile            string        `key:"key_file"`
+	InsecureSkipVerify bool          `key:"insecure_skip_verify"`
+	RequestTimeout     time.Duration `key:"request_timeout"`
+	ConnectTimeout     time.Duration `key:"connect_timeout"`
+	MaxRetries         int           `key:"max_retries"`
+	MaxRetryAfter      time.Duration `key:"max_retry_after"`
+	MaxConnsPerHost    int           `key:"max_conns_per_host"`
+	LocalAddrs         []string      `key:"local_addrs"`
+}
+
+// DatabaseConfig is the verifier's PostgreSQL, where mock agents are enrolled.
+type DatabaseConfig struct {
+	URL              string `key:"url"`
+	Prefix           string `key:"prefix"`
+	CleanupLeftovers bool   `key:"cleanup_leftovers"`
+}
+
+// RunConfig sizes and bounds the run.
+type RunConfig struct {
+	Workers        int           `key:"workers"` // 0: one per CPU thread (the old tool's default)
+	Agents         int           `key:"agents"`  // 0: as many as workers
+	Tasks          int           `key:"tasks"`   // cycles per agent; 0: unlimited
+	Duration       time.Duration `key:"duration"`
+	DrainTimeout   time.Duration `key:"drain_timeout"`
+	Instance       string        `key:"instance"` // empty: the host name
+	Verbose        bool          `key:"verbose"`
+	KeyPool        string        `key:"key_pool"`
+	FirstIndex     int           `key:"first_index"`
+	StatusInterval time.Duration `key:"status_interval"`
+}
+
+// SchedulerConfig chooses the model and its parameters.
+type SchedulerConfig struct {
+	Model string      `key:"model"`
+	Fleet FleetConfig `key:"fleet"`
+	Rate  RateConfig  `key:"rate"`
+}
+
+// FleetConfig is the fleet model: every agent once per interval.
+type FleetConfig struct {
+	Interval time.Duration `key:"interval"`
+	Jitter   float64       `key:"jitter"`
+}
+
+// RateConfig is the rate model: a global arrival rate with ramp stages.
+type RateConfig struct {
+	Start  float64       `key:"start"`
+	Stages []StageConfig `key:"stages"`
+}
+
+// StageConfig is one ramp stage: reach Target cycles per second linearly over Duration.
+type StageConfig struct {
+	Duration time.Duration `key:"duration"`
+	Target   float64       `key:"target"`
+}
+
+// EvidenceConfig chooses what the agents send.
+type EvidenceConfig struct {
+	Profile     string `key:"profile"` // ima, quote-only or captured
+	IMAInitial  int    `key:"ima_initial"`
+	IMAGrow     int    `key:"ima_grow"`
+	IMAUniverse int    `key:"ima_universe"`
+	CapturedLog string `key:"captured_log"`
+}
+
+// ResultsConfig is the results file.
+type ResultsConfig struct {
+	Dir           string        `key:"dir"`
+	FlushInterval time.Duration `key:"flush_interval"`
+	OnError       string        `key:"on_error"` // stop or continue
+	Buffer        int           `key:"buffer"`   // fan-out input bound, in records
+}
+
+// MetricsConfig is the Prometheus endpoint.
+type MetricsConfig struct {
+	Listen string `key:"listen"` // empty: no endpoint
+}
+
+// DefaultConfig is the configuration with nothing set: the old tool's defaults.
+func DefaultConfig() Config {
+	return Config{
+		Verifier: VerifierConfig{APIPrefix: "v3.0", RequestTimeout: 30 * time.Second, ConnectTimeout: 10 * time.Second,
+			MaxRetries: 3, MaxRetryAfter: 60 * time.Second},
+		Database: DatabaseConfig{Prefix: "attestload-"},
+		Run:      RunConfig{DrainTimeout: 30 * time.Second, KeyPool: "keys/ak-pool.bin", StatusInterval: 10 * time.Second},
+		Scheduler: SchedulerConfig{Model: ModelClosed, Fleet: FleetConfig{Interval: 60 * time.Second, Jitter: 0.1},
+			Rate: RateConfig{Start: 10, Stages: []StageConfig{{Duration: time.Minute, Target: 10}}}},
+		Evidence: EvidenceConfig{Profile: "ima", IMAInitial: 200, IMAGrow: 2, IMAUniverse: 1000},
+		Results:  ResultsConfig{Dir: "results", FlushInterval: time.Second, OnError: "stop", Buffer: 8192},
+	}
+}
+
+// ConfigError names the config key at fault.
+type ConfigError struct {
+	Key string
+	Msg string
+}
+
+func (e *ConfigError) Error() string { return fmt.Sprintf("config key %q: %s", e.Key, e.Msg) }
+
+func keyErr(key, format string, args ...any) error {
+	return &ConfigError{Key: key, Msg: fmt.Sprintf(format, args...)}
+}
+
+// leaf is one settable config key and the field it fills.
+type leaf struct {
+	key   string
+	field reflect.Value
+}
+
+func leaves(prefix string, v reflect.Value, out *[]leaf) {
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		k := f.Tag.Get("key")
+		if prefix != "" {
+			k = prefix + "." + k
+		}
+		fv := v.Field(i)
+		if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[time.Duration]() {
+			leaves(k, fv, out)
+			continue
+		}
+		*out = append(*out, leaf{key: k, field: fv})
+	}
+}
+
+// Keys lists every config key, sorted.
+func Keys() []string {
+	var c Config
+	var ls []leaf
+	leaves("", reflect.ValueOf(&c).Elem(), &ls)
+	keys := make([]string, len(ls))
+	for i, l := range ls {
+		keys[i] = l.key
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// EnvName is the environment variable for a config key.
+func EnvName(key string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// Loader loads a Config from its layers: defaults < config file < environment < flags.
+type Loader struct {
+	File    string            // YAML config file; empty for none
+	Environ []string          // os.Environ() form; only ATTESTLOAD_ entries are read
+	Flags   *pflag.FlagSet    // parsed flags; only flags the user set override
+	FlagKey map[string]string // flag name → config key
+}
+
+// Load reads, decodes and validates the configuration. Unknown keys (in the file or the environment), values of
+// the wrong type and out-of-range values are errors naming the key.
+func (l Loader) Load() (*Config, error) {
+	v := viper.New()
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	if l.File != "" {
+		v.SetConfigFile(l.File)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
+			return nil, fmt.Errorf("config file %s: %w", l.File, err)
+		}
+	}
+	known := map[string]bool{}
+	prefixes := map[string]bool{}
+	for _, k := range Keys() {
+		known[k] = true
+		for p := k; strings.Contains(p, "."); {
+			p = p[:strings.LastIndex(p, ".")]
+			prefixes[p] = true
+		}
+		if err := v.BindEnv(k, EnvName(k)); err != nil {
+			return nil, fmt.Errorf("bind %s: %w", EnvName(k), err)
+		}
+	}
+	envKnown := map[string]bool{}
+	for k := range known {
+		envKnown[EnvName(k)] = true
+	}
+	for _, kv := range l.Environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, EnvPrefix) && !envKnown[name] {
+			return nil, fmt.Errorf("environment variable %s: unknown config key (known keys: %s)", name,
+				"see config.example.yaml")
+		}
+	}
+	if l.Flags != nil {
+		for name, key := range l.FlagKey {
+			f := l.Flags.Lookup(name)
+			if f == nil {
+				return nil, fmt.Errorf("flag --%s is not defined", name)
+			}
+			if !known[key] {
+				return nil, fmt.Errorf("flag --%s is bound to unknown config key %q", name, key)
+			}
+			if err := v.BindPFlag(key, f); err != nil {
+				return nil, fmt.Errorf("bind flag --%s: %w", name, err)
+			}
+		}
+	}
+	var unknown []string
+	for _, k := range v.AllKeys() {
+		if !known[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	sort.Strings(unknown)
+	for _, k := range unknown {
+		if prefixes[k] {
+			return nil, keyErr(k, "must be a mapping of keys, got %v", describe(v.Get(k)))
+		}
+		return nil, keyErr(k, "unknown key")
+	}
+
+	cfg := DefaultConfig()
+	var ls []leaf
+	leaves("", reflect.ValueOf(&cfg).Elem(), &ls)
+	for _, lf := range ls {
+		if !v.IsSet(lf.key) {
+			continue
+		}
+		if err := setValue(lf.key, lf.field, v.Get(lf.key)); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+func describe(x any) string {
+	switch x := x.(type) {
+	case string:
+		return strconv.Quote(x)
+	case nil:
+		return "nothing"
+	default:
+		return fmt.Sprintf("%v", x)
+	}
+}
+
+func setValue(key string, f reflect.Value, raw any) error {
+	switch f.Interface().(type) {
+	case string:
+		s, ok := raw.(string)
+		if !ok {
+			if _, isMap := raw.(map[string]any); isMap || raw == nil {
+				return keyErr(key, "must be a string, got %s", describe(raw))
+			}
+			if _, isList := raw.([]any); isList {
+				return keyErr(key, "must be a string, got a list")
+			}
+			s = fmt.Sprint(raw)
+		}
+		f.SetString(s)
+	case bool:
+		b, err := toBool(raw)
+		if err != nil {
+			return keyErr(key, "%v", err)
+		}
+		f.SetBool(b)
+	case int:
+		n, err := toInt(raw)
+		if err != nil {
+			return keyErr(key, "%v", err)
+		}
+		f.SetInt(int64(n))
+	case float64:
+		x, err := toFloat(raw)
+		if err != nil {
+			return keyErr(key, "%v", err)
+		}
+		f.SetFloat(x)
+	case time.Duration:
+		d, err := toDuration(raw)
+		if err != nil {
+			return keyErr(key, "%v", err)
+		}
+		f.SetInt(int64(d))
+	case []string:
+		ss, err := toStrings(raw)
+		if err != nil {
+			return keyErr(key, "%v", err)
+		}
+		if len(ss) == 0 {
+			ss = nil // "[]" in a file means the same as the default
+		}
+		f.Set(reflect.ValueOf(ss))
+	case []StageConfig:
+		st, err := toStages(key, raw)
+		if err != nil {
+			return err
+		}
+		f.Set(reflect.ValueOf(st))
+	default:
+		return keyErr(key, "internal: unsupported field type %s", f.Type())
+	}
+	return nil
+}
+
+func toBool(raw any) (bool, error) {
+	switch x := raw.(type) {
+	case bool:
+		return x, nil
+	case string:
+		b, err := strconv.ParseBool(strings.TrimSpace(x))
+		if err == nil {
+			return b, nil
+		}
+	}
+	return false, fmt.Errorf("must be true or false, got %s", describe(raw))
+}
+
+func toInt(raw any) (int, error) {
+	switch x := raw.(type) {
+	case int:
+		return x, nil
+	case int64:
+		return int(x), nil
+	case int32:
+		return int(x), nil
+	case uint64:
+		if x <= math.MaxInt32 {
+			return int(x), nil
+		}
+	case float64:
+		if x == math.Trunc(x) && math.Abs(x) <= math.MaxInt32 {
+			return int(x), nil
+		}
+	case string:
+		n, err := strconv.Atoi(strings.TrimSpace(x))
+		if err == nil {
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("must be an integer, got %s", describe(raw))
+}
+
+func toFloat(raw any) (float64, error) {
+	switch x := raw.(type) {
+	case int:
+		return float64(x), nil
+	case int64:
+		return float64(x), nil
+	case float64:
+		if !math.IsNaN(x) && !math.IsInf(x, 0) {
+			return x, nil
+		}
+	case float32:
+		return float64(x), nil
+	case string:
+		f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
+		if err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) {
+			return f, nil
+		}
+	}
+	return 0, fmt.Errorf("must be a number, got %s", describe(raw))
+}
+
+// toDuration accepts Go durations ("90s", "1m30s"); a bare number is refused because its unit would be a guess.
+func toDuration(raw any) (time.Duration, error) {
+	switch x := raw.(type) {
+	case time.Duration:
+		return x, nil
+	case string:
+		d, err := time.ParseDuration(strings.TrimSpace(x))
+		if err == nil {
+			return d, nil
+		}
+	case int:
+		if x == 0 {
+			return 0, nil
+		}
+	}
+	return 0, fmt.Errorf("must be a duration such as \"30s\" or \"5m\", got %s", describe(raw))
+}
+
+func toStrings(raw any) ([]string, error) {
+	switch x := raw.(type) {
+	case []string:
+		return x, nil
+	case []any:
+		out := make([]string, 0, len(x))
+		for i, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return nil, fmt.Errorf("item %d must be a string, got %s", i, describe(e))
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	case string:
+		// Environment form: comma-separated.
+		var out []string
+		for _, s := range strings.Split(x, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("must be a list of strings, got %s", describe(raw))
+}
+
+// ParseStages reads the compact stage form used in the environment and on the command line:
+// "DURATION:TARGET,..." e.g. "1m:10,5m:200,30m:200".
+func ParseStages(s string) ([]StageConfig, error) {
+	var out []StageConfig
+	for i, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		ds, ts, ok := strings.Cut(part, ":")
+		if !ok {
+			return nil, fmt.Errorf("stage %d %q: want DURATION:TARGET, e.g. 5m:200", i, part)
+		}
+		d, err := time.ParseDuration(strings.TrimSpace(ds))
+		if err != nil {
+			return nil, fmt.Errorf("stage %d %q: bad duration: %v", i, part, err)
+		}
+		t, err := strconv.ParseFloat(strings.TrimSpace(ts), 64)
+		if err != nil {
+			return nil, fmt.Errorf("stage %d %q: bad target: %v", i, part, err)
+		}
+		out = append(out, StageConfig{Duration: d, Target: t})
+	}
+	return out, nil
+}
+
+func toStages(key string, raw any) ([]StageConfig, error) {
+	if s, ok := raw.(string); ok {
+		st, err := ParseStages(s)
+		if err != nil {
+			return nil, keyErr(key, "%v", err)
+		}
+		return st, nil
+	}
+	list, ok := raw.([]any)
+	if !ok {
+		return nil, keyErr(key, "must be a list of {duration, target}, got %s", describe(raw))
+	}
+	out := make([]StageConfig, 0, len(list))
+	for i, item := range list {
+		ik := fmt.Sprintf("%s[%d]", key, i)
+		m, ok := item.(map[string]any)
+		if !ok {
+			return nil, keyErr(ik, "must be a mapping {duration, target}, got %s", describe(item))
+		}
+		var st StageConfig
+		seen := map[string]bool{}
+		names := make([]string, 0, len(m))
+		for k := range m {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			val := m[k]
+			switch strings.ToLower(k) {
+			case "duration":
+				d, err := toDuration(val)
+				if err != nil {
+					return nil, keyErr(ik+".duration", "%v", err)
+				}
+				st.Duration = d
+			case "target":
+				x, err := toFloat(val)
+				if err != nil {
+					return nil, keyErr(ik+".target", "%v", err)
+				}
+				st.Target = x
+			default:
+				return nil, keyErr(ik+"."+k, "unknown key")
+			}
+			seen[strings.ToLower(k)] = true
+		}
+		if !seen["duration"] {
+			return nil, keyErr(ik+".duration", "missing")
+		}
+		if !seen["target"] {
+			return nil, keyErr(ik+".target", "missing")
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// sqliteExplanation is the old tool's reason for refusing SQLite, kept in its words' spirit.
+const sqliteExplanation = "SQLite is not supported: a file-backed database is easily overwhelmed under load; " +
+	"configure the verifier with PostgreSQL (database_url = \"postgresql://...\")"
+
+// Validate checks ranges and combinations. Errors name the key.
+func (c *Config) Validate() error {
+	nonNeg := func(key string, n int) error {
+		if n < 0 {
+			return keyErr(key, "must be >= 0, got %d", n)
+		}
+		return nil
+	}
+	posDur := func(key string, d time.Duration) error {
+		if d <= 0 {
+			return keyErr(key, "must be > 0, got %s", d)
+		}
+		return nil
+	}
+	nonNegDur := func(key string, d time.Duration) error {
+		if d < 0 {
+			return keyErr(key, "must be >= 0, got %s", d)
+		}
+		return nil
+	}
+	if c.Verifier.URL != "" {
+		u, err := url.Parse(c.Verifier.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return keyErr("verifier.url", "must be an http:// or https:// URL with a host, got %q", c.Verifier.URL)
+		}
+	}
+	if strings.Contains(c.Verifier.APIPrefix, "/") || c.Verifier.APIPrefix == "" {
+		return keyErr("verifier.api_prefix", "must be an API version such as \"v3.0\", got %q", c.Verifier.APIPrefix)
+	}
+	if (c.Verifier.CertFile == "") != (c.Verifier.KeyFile == "") {
+		return keyErr("verifier.cert_file", "cert_file and key_file must be set together")
+	}
+	errs := []error{
+		posDur("verifier.request_timeout", c.Verifier.RequestTimeout),
+		posDur("verifier.connect_timeout", c.Verifier.ConnectTimeout),
+		nonNeg("verifier.max_retries", c.Verifier.MaxRetries),
+		nonNegDur("verifier.max_retry_after", c.Verifier.MaxRetryAfter),
+		nonNeg("verifier.max_conns_per_host", c.Verifier.MaxConnsPerHost),
+		nonNeg("run.workers", c.Run.Workers),
+		nonNeg("run.agents", c.Run.Agents),
+		nonNeg("run.tasks", c.Run.Tasks),
+		nonNegDur("run.duration", c.Run.Duration),
+		nonNegDur("run.drain_timeout", c.Run.DrainTimeout),
+		nonNeg("run.first_index", c.Run.FirstIndex),
+		posDur("run.status_interval", c.Run.StatusInterval),
+	}
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	for i, a := range c.Verifier.LocalAddrs {
+		if net.ParseIP(a) == nil {
+			return keyErr(fmt.Sprintf("verifier.local_addrs[%d]", i), "must be an IP address, got %q", a)
+		}
+	}
+	if d := c.Database.URL; d != "" {
+		low := strings.ToLower(d)
+		switch {
+		case strings.HasPrefix(low, "sqlite") || strings.HasSuffix(low, ".db") || strings.HasSuffix(low, ".sqlite"):
+			return keyErr("database.url", "%s", sqliteExplanation)
+		case strings.HasPrefix(low, "postgres://"), strings.HasPrefix(low, "postgresql://"),
+			strings.HasPrefix(low, "postgresql+psycopg2://"), strings.Contains(low, "host="), strings.Contains(low, "dbname="):
+		default:
+			return keyErr("database.url", "must be a PostgreSQL URL (postgresql://user:password@host:5432/verifierdb)")
+		}
+	}
+	if c.Database.Prefix == "" || strings.ContainsAny(c.Database.Prefix, " %_'\"\\") {
+		return keyErr("database.prefix", "must be non-empty without spaces, quotes, %% or _, got %q", c.Database.Prefix)
+	}
+	switch c.Scheduler.Model {
+	case ModelClosed, ModelFleet, ModelRate:
+	default:
+		return keyErr("scheduler.model", "must be closed, fleet or rate, got %q", c.Scheduler.Model)
+	}
+	if err := posDur("scheduler.fleet.interval", c.Scheduler.Fleet.Interval); err != nil {
+		return err
+	}
+	if j := c.Scheduler.Fleet.Jitter; j < 0 || j > 1 {
+		return keyErr("scheduler.fleet.jitter", "must be within [0, 1], got %v", j)
+	}
+	if c.Scheduler.Rate.Start < 0 {
+		return keyErr("scheduler.rate.start", "must be >= 0, got %v", c.Scheduler.Rate.Start)
+	}
+	if len(c.Scheduler.Rate.Stages) == 0 {
+		return keyErr("scheduler.rate.stages", "must have at least one stage")
+	}
+	for i, s := range c.Scheduler.Rate.Stages {
+		if s.Duration <= 0 {
+			return keyErr(fmt.Sprintf("scheduler.rate.stages[%d].duration", i), "must be > 0, got %s", s.Duration)
+		}
+		if s.Target < 0 {
+			return keyErr(fmt.Sprintf("scheduler.rate.stages[%d].target", i), "must be >= 0, got %v", s.Target)
+		}
+	}
+	switch c.Evidence.Profile {
+	case "ima", "quote-only":
+	case "captured":
+		if c.Evidence.CapturedLog == "" {
+			return keyErr("evidence.captured_log", "must name an IMA log file when evidence.profile is captured")
+		}
+	default:
+		return keyErr("evidence.profile", "must be ima, quote-only or captured, got %q", c.Evidence.Profile)
+	}
+	if c.Evidence.IMAInitial < 1 {
+		return keyErr("evidence.ima_initial", "must be >= 1, got %d", c.Evidence.IMAInitial)
+	}
+	if err := nonNeg("evidence.ima_grow", c.Evidence.IMAGrow); err != nil {
+		return err
+	}
+	if c.Evidence.IMAUniverse < c.Evidence.IMAInitial {
+		return keyErr("evidence.ima_universe", "must be >= evidence.ima_initial (%d), got %d", c.Evidence.IMAInitial,
+			c.Evidence.IMAUniverse)
+	}
+	if c.Results.Dir == "" {
+		return keyErr("results.dir", "must not be empty")
+	}
+	if f := c.Results.FlushInterval; f <= 0 || f > time.Second {
+		return keyErr("results.flush_interval", "must be > 0 and at most 1s, got %s", f)
+	}
+	if c.Results.OnError != "stop" && c.Results.OnError != "continue" {
+		return keyErr("results.on_error", "must be stop or continue, got %q", c.Results.OnError)
+	}
+	if c.Results.Buffer < 1 || c.Results.Buffer > 1<<20 {
+		return keyErr("results.buffer", "must be within [1, 1048576], got %d", c.Results.Buffer)
+	}
+	for i, expr := range c.Thresholds {
+		if _, err := threshold.Parse(expr); err != nil {
+			return keyErr(fmt.Sprintf("thresholds[%d]", i), "%v", err)
+		}
+	}
+	if a := c.Metrics.Listen; a != "" {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			return keyErr("metrics.listen", "must be host:port (e.g. 127.0.0.1:9400 or :9400), got %q", a)
+		}
+	}
+	return nil
+}
+
+// Resolved returns a copy with the automatic values filled in: workers from the CPU count, agents from workers,
+// instance from the host name.
+func (c Config) Resolved() Config {
+	if c.Run.Workers == 0 {
+		c.Run.Workers = runtime.NumCPU()
+	}
+	if c.Run.Agents == 0 {
+		c.Run.Agents = c.Run.Workers
+	}
+	if c.Run.Instance == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "attestload"
+		}
+		c.Run.Instance = h
+	}
+	return c
+}
+
+// PacerStages converts the configured rate stages for NewStagedPacer.
+func (c RateConfig) PacerStages() []Stage {
+	out := make([]Stage, len(c.Stages))
+	for i, s := range c.Stages {
+		out[i] = Stage{Duration: s.Duration, Target: s.Target}
+	}
+	return out
+}

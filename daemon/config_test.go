@@ -1,0 +1,181 @@
+package daemon
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found above the test directory")
+		}
+		dir = parent
+	}
+}
+
+func TestInvalidConfigs(t *testing.T) {
+	cases := map[string]string{
+		"invalid-negative-workers.yaml": `config key "run.workers": must be >= 0, got -1`,
+		"invalid-unknown-key.yaml":      `config key "run.wokers": unknown key`,
+		"invalid-workers-type.yaml":     `config key "run.workers": must be an integer, got "many"`,
+		"invalid-duration-number.yaml":  `config key "run.duration": must be a duration such as "30s" or "5m", got 30`,
+		"invalid-model.yaml":            `config key "scheduler.model": must be closed, fleet or rate, got "open"`,
+		"invalid-stage-target.yaml":     `config key "scheduler.rate.stages[1].target": must be >= 0, got -3`,
+		"invalid-stage-key.yaml":        `config key "scheduler.rate.stages[0].tagret": unknown key`,
+		"invalid-stages-empty.yaml":     `config key "scheduler.rate.stages": must have at least one stage`,
+		"invalid-fleet-scalar.yaml":     `config key "scheduler.fleet": must be a mapping of keys, got "60s"`,
+		"invalid-jitter.yaml":           `config key "scheduler.fleet.jitter": must be within [0, 1], got 2`,
+		"invalid-sqlite.yaml":           `config key "database.url": ` + sqliteExplanation,
+		"invalid-verifier-url.yaml":     `config key "verifier.url": must be an http:// or https:// URL with a host, got "ftp://verifier:8881"`,
+		"invalid-on-error.yaml":         `config key "results.on_error": must be stop or continue, got "ignore"`,
+		"invalid-flush-interval.yaml":   `config key "results.flush_interval": must be > 0 and at most 1s, got 5s`,
+		"invalid-threshold.yaml":        `config key "thresholds[0]": `,
+		"invalid-verbose.yaml":          `config key "run.verbose": must be true or false, got "maybe"`,
+		"invalid-run-list.yaml":         `config key "run": must be a mapping of keys, got [1 2]`,
+		"invalid-yaml.yaml":             `config file testdata/invalid-yaml.yaml: `,
+	}
+	files, _ := filepath.Glob("testdata/invalid-*.yaml")
+	if len(files) != len(cases) {
+		t.Errorf("%d invalid-*.yaml files but %d cases: every file needs its expected error", len(files), len(cases))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			want, ok := cases[filepath.Base(f)]
+			if !ok {
+				t.Fatalf("no expected error for %s", f)
+			}
+			_, err := Loader{File: f}.Load()
+			if err == nil {
+				t.Fatalf("loaded without error; want %q", want)
+			}
+			// Prefix cases (ending in ": ") carry a message from another package, checked there.
+			if strings.HasSuffix(want, ": ") {
+				if !strings.HasPrefix(err.Error(), want) {
+					t.Fatalf("error %q\nwant prefix %q", err, want)
+				}
+				return
+			}
+			if err.Error() != want {
+				t.Fatalf("error %q\nwant       %q", err, want)
+			}
+		})
+	}
+}
+
+func TestExampleConfigIsTheDefaults(t *testing.T) {
+	path := filepath.Join(repoRoot(t), "config.example.yaml")
+	cfg, err := Loader{File: path}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if def := DefaultConfig(); !reflect.DeepEqual(*cfg, def) {
+		t.Fatalf("config.example.yaml differs from DefaultConfig:\n got %+v\nwant %+v", *cfg, def)
+	}
+	// Every key is documented in the example, and it has no key the loader does not know.
+	v := viper.New()
+	v.SetConfigFile(path)
+	if err := v.ReadInConfig(); err != nil {
+		t.Fatal(err)
+	}
+	got := v.AllKeys()
+	sort.Strings(got)
+	if want := Keys(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("example keys\n %v\nwant\n %v", got, want)
+	}
+}
+
+func TestPrecedenceFlagsEnvFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "c.yaml")
+	os.WriteFile(file, []byte("run:\n  workers: 3\n  agents: 7\n  tasks: 2\nscheduler:\n  model: fleet\n"), 0o644)
+	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	fs.IntP("workers", "w", 0, "")
+	fs.IntP("agents", "a", 0, "")
+	fs.Duration("duration", 0, "")
+	if err := fs.Parse([]string{"-w", "9"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("ATTESTLOAD_RUN_WORKERS", "5")
+	t.Setenv("ATTESTLOAD_RUN_TASKS", "4")
+	t.Setenv("ATTESTLOAD_SCHEDULER_RATE_STAGES", "1m:10, 5m:200")
+	t.Setenv("ATTESTLOAD_THRESHOLDS", "evidence.p99<2s,verdict.pass_rate>0.999")
+	cfg, err := Loader{File: file, Environ: os.Environ(), Flags: fs,
+		FlagKey: map[string]string{"workers": "run.workers", "agents": "run.agents", "duration": "run.duration"}}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Run.Workers != 9 || cfg.Run.Agents != 7 || cfg.Run.Tasks != 4 || cfg.Scheduler.Model != ModelFleet ||
+		cfg.Run.Duration != 0 {
+		t.Fatalf("precedence wrong: %+v", cfg.Run)
+	}
+	if want := []StageConfig{{time.Minute, 10}, {5 * time.Minute, 200}}; !reflect.DeepEqual(cfg.Scheduler.Rate.Stages, want) {
+		t.Fatalf("stages from env = %v", cfg.Scheduler.Rate.Stages)
+	}
+	if len(cfg.Thresholds) != 2 {
+		t.Fatalf("thresholds from env = %q", cfg.Thresholds)
+	}
+}
+
+func TestEnvErrorsNameTheKey(t *testing.T) {
+	for _, c := range []struct{ name, val, want string }{
+		{"ATTESTLOAD_RUN_WOKERS", "4", "environment variable ATTESTLOAD_RUN_WOKERS: unknown config key"},
+		{"ATTESTLOAD_RUN_WORKERS", "four", `config key "run.workers": must be an integer, got "four"`},
+		{"ATTESTLOAD_SCHEDULER_RATE_STAGES", "1m", `config key "scheduler.rate.stages": stage 0 "1m": want DURATION:TARGET`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv(c.name, c.val)
+			_, err := Loader{Environ: os.Environ()}.Load()
+			if err == nil || !strings.HasPrefix(err.Error(), c.want) {
+				t.Fatalf("error %v, want prefix %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestResolvedDefaults(t *testing.T) {
+	c := DefaultConfig().Resolved()
+	if c.Run.Workers != runtime.NumCPU() || c.Run.Agents != c.Run.Workers || c.Run.Instance == "" {
+		t.Fatalf("resolved run = %+v", c.Run)
+	}
+	c = DefaultConfig()
+	c.Run.Workers = 5
+	if r := c.Resolved(); r.Run.Agents != 5 {
+		t.Fatalf("agents default to workers: got %d", r.Run.Agents)
+	}
+}
+
+func FuzzLoadConfig(f *testing.F) {
+	f.Add([]byte("run:\n  workers: 3\n"))
+	f.Add([]byte("scheduler:\n  rate:\n    stages:\n      - {duration: 1m, target: 2}\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := Loader{File: p}.Load()
+		if err == nil {
+			if verr := cfg.Validate(); verr != nil {
+				t.Fatalf("Load accepted a config that does not validate: %v", verr)
+			}
+		}
+	})
+}
