@@ -1,0 +1,62 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/attestload/attestload/dashboards"
+)
+
+func TestDashboardsCmdWritesBuild(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "new", "dir")
+	cmd := newDashboardsCmd()
+	var stdout bytes.Buffer
+	cmd.SetOut(&stdout)
+	cmd.SetArgs([]string{"--out", dir})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	want, err := dashboards.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range want {
+		got, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, data) {
+			t.Errorf("%s differs from dashboards.Build()", name)
+		}
+		if !strings.Contains(stdout.String(), filepath.Join(dir, name)+"\n") {
+			t.Errorf("stdout %q does not list %s", stdout.String(), name)
+		}
+	}
+}
+
+func TestDashboardsCmdErrors(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "--out: the directory to write the dashboards into is required"},
+		{[]string{"--out", filepath.Join(file, "sub")}, "--out " + filepath.Join(file, "sub")},
+		{[]string{"--out", "x", "extra"}, `unknown command "extra"`},
+	} {
+		cmd := newDashboardsCmd()
+		cmd.SetOut(&bytes.Buffer{})
+		cmd.SetErr(&bytes.Buffer{})
+		cmd.SetArgs(tc.args)
+		err := cmd.Execute()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("args %q: err = %v, want it to contain %q", tc.args, err, tc.want)
+		}
+	}
+}
