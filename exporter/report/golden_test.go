@@ -56,3 +56,68 @@ func lineDiff(want, got string) string {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestFormatsGolden renders every format for a generated schema-1 file (with its run sidecar) and for a shared
+// v0 file, and compares with testdata/*.golden; -update rewrites them (and the generated input).
+func TestFormatsGolden(t *testing.T) {
+	v1 := filepath.Join("testdata", "v1-sample.jsonl")
+	if *update {
+		if err := os.WriteFile(v1, genRecords(t, 1, 120, 1.7e9, 3*3600), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		side := `{"schema":1,"run_id":"run-1","instance":"host-a","model":"fleet","start_time":1700000000,` +
+			`"end_time":1700010800,"dropped_cycles":7,"late_cycles":58,"agents":37,"workers":4}` + "\n"
+		if err := os.WriteFile(sidecarPath(v1), []byte(side), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wd, _ := os.Getwd()
+	v0, err := filepath.Rel(wd, filepath.Join(goldenDir(t), "mixed-101.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name       string
+		input      string
+		thresholds []string
+	}{
+		{"v1-sample", v1, []string{"evidence.p99<2s", "verdict.pass_rate>0.999", "cycles.dropped==0", "cycle.count>=120"}},
+		{"mixed-101", v0, nil},
+	}
+	for _, c := range cases {
+		if _, err := os.Stat(c.input); err != nil {
+			t.Skipf("input not available: %v", err)
+		}
+		for _, format := range []string{FormatText, FormatJSON, FormatMarkdown, FormatHTML} {
+			t.Run(c.name+"."+format, func(t *testing.T) {
+				var out, errb bytes.Buffer
+				code, err := Run(context.Background(), Options{Inputs: []string{c.input}, Format: format,
+					Thresholds: c.thresholds}, &out, &errb)
+				if err != nil {
+					t.Fatal(err)
+				}
+				wantCode := 0
+				if len(c.thresholds) > 0 {
+					wantCode = ExitThresholdCrossed
+				}
+				if code != wantCode {
+					t.Errorf("exit status %d, want %d", code, wantCode)
+				}
+				golden := filepath.Join("testdata", c.name+"."+format+".golden")
+				if *update {
+					if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
+						t.Fatal(err)
+					}
+					return
+				}
+				want, err := os.ReadFile(golden)
+				if err != nil {
+					t.Fatalf("%v (run with -update to create it)", err)
+				}
+				if !bytes.Equal(out.Bytes(), want) {
+					t.Errorf("%s differs from the golden file:\n%s", golden, lineDiff(string(want), out.String()))
+				}
+			})
+		}
+	}
+}

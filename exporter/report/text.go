@@ -58,6 +58,9 @@ func fmtRate(p *float64) string {
 	if p == nil {
 		return "--"
 	}
+	if math.Abs(*p) < 1 {
+		return strconv.FormatFloat(*p, 'g', 3, 64)
+	}
 	return strconv.FormatFloat(*p, 'f', 2, 64)
 }
 
@@ -159,7 +162,7 @@ func buildSections(s *Summary) []section {
 	tp := tbl{header: []string{"from", "cycles", "success", "fail", "aborted", "per second", "cycle p50", "cycle p99"}}
 	for _, b := range s.Throughput.Buckets {
 		tp.rows = append(tp.rows, []string{offsetLabel(b.Offset), i64(b.Cycles), i64(b.Success), i64(b.Fail),
-			i64(b.Aborted), strconv.FormatFloat(b.PerSecond, 'f', 2, 64), fmtSeconds(b.P50["cycle"]),
+			i64(b.Aborted), fmtRate(&b.PerSecond), fmtSeconds(b.P50["cycle"]),
 			fmtSeconds(b.P99["cycle"])})
 	}
 	tput := section{title: "Throughput over time", lines: []string{fmt.Sprintf(

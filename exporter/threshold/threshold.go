@@ -255,7 +255,17 @@ func AnyCrossed(rs []Result) bool {
 func Format(v float64, kind Kind) string {
 	switch kind {
 	case Duration:
-		return time.Duration(math.Round(v * 1e9)).String()
+		unit, scale := "s", 1.0
+		switch a := math.Abs(v); {
+		case a == 0:
+		case a < 1e-6:
+			unit, scale = "ns", 1e9
+		case a < 1e-3:
+			unit, scale = "µs", 1e6
+		case a < 1:
+			unit, scale = "ms", 1e3
+		}
+		return strconv.FormatFloat(v*scale, 'g', 4, 64) + unit
 	case Ratio:
 		return strconv.FormatFloat(v*100, 'g', 6, 64) + "%"
 	case Rate:

@@ -109,3 +109,18 @@ func TestParseAllJoinsErrors(t *testing.T) {
 		t.Fatalf("ParseAll error %v must name both bad metrics", err)
 	}
 }
+
+func TestFormat(t *testing.T) {
+	for _, c := range []struct {
+		v    float64
+		kind Kind
+		want string
+	}{
+		{0.9145507, Duration, "914.6ms"}, {1.2, Duration, "1.2s"}, {3e-9, Duration, "3ns"}, {4.5e-5, Duration, "45µs"},
+		{7200, Duration, "7200s"}, {0, Duration, "0s"}, {0.951923, Ratio, "95.1923%"}, {12.5, Rate, "12.5/s"}, {7, Count, "7"},
+	} {
+		if got := Format(c.v, c.kind); got != c.want {
+			t.Errorf("Format(%v, %d) = %q, want %q", c.v, c.kind, got, c.want)
+		}
+	}
+}
