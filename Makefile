@@ -25,7 +25,7 @@ build:
 	$(GO) build -o $(BIN) ./cmd/attestload
 
 test:
-	$(WITH_DB) $(GO) test -race $(PKGS)
+	@$(WITH_DB) set -x; $(GO) test -race $(PKGS)
 
 vet:
 	$(GO) vet $(PKGS)
@@ -36,7 +36,7 @@ fmt-check:
 
 # Benchmarks only (no tests); the database ones need PostgreSQL like the tests do.
 bench:
-	$(WITH_DB) $(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	@$(WITH_DB) set -x; $(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
 # Prints the URL to export as ATTESTLOAD_TEST_DATABASE_URL.
 pg-start:
