@@ -187,12 +187,14 @@ func allQueries(t *testing.T) []promQuery {
 	t.Helper()
 	var qs []promQuery
 	labelValues := regexp.MustCompile(`^label_values\((.*), *([a-zA-Z_][a-zA-Z0-9_]*)\)$`)
+	panels, err := Queries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range panels {
+		qs = append(qs, promQuery{q.Dashboard + " / " + q.Panel + " / " + q.RefID, q.Expr})
+	}
 	for name, d := range loadAll(t) {
-		for _, p := range allPanels(d.Panels) {
-			for _, tg := range p.Targets {
-				qs = append(qs, promQuery{name + " / " + p.Title + " / " + tg.RefID, tg.Expr})
-			}
-		}
 		for _, v := range d.Vars.List {
 			if v.Type != "query" {
 				continue
@@ -379,4 +381,24 @@ func TestOverviewHasExemplarHeatmap(t *testing.T) {
 		}
 	}
 	t.Error("overview has no cycle-duration heatmap with exemplars")
+}
+
+func TestExpand(t *testing.T) {
+	qs, err := Queries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range qs {
+		e := Expand(q.Expr, "2m")
+		if strings.Contains(e, "$") {
+			t.Errorf("%s / %s: variables left after Expand: %s", q.Dashboard, q.Panel, e)
+		}
+		if _, err := parse(e); err != nil {
+			t.Errorf("%s / %s: expanded query does not parse: %v", q.Dashboard, q.Panel, err)
+		}
+	}
+	if got, want := Expand(`rate(m{instance=~"$instance"}[$__rate_interval]) and on (job, instance) i{run_id=~"$run"}`, "2m"),
+		`rate(m{instance=~".*"}[2m]) and on (job, instance) i{run_id=~".*"}`; got != want {
+		t.Errorf("Expand = %s, want %s", got, want)
+	}
 }

@@ -47,6 +47,8 @@ func TestDashboardsCmdErrors(t *testing.T) {
 		want string
 	}{
 		{nil, "--out: the directory to write the dashboards into is required"},
+		{[]string{"--queries", "--out", "x"}, "--queries and --out: give one of them"},
+		{[]string{"--queries", "--rate-interval", "soon"}, `--rate-interval "soon": want a duration such as 1m`},
 		{[]string{"--out", filepath.Join(file, "sub")}, "--out " + filepath.Join(file, "sub")},
 		{[]string{"--out", "x", "extra"}, `unknown command "extra"`},
 	} {
@@ -57,6 +59,30 @@ func TestDashboardsCmdErrors(t *testing.T) {
 		err := cmd.Execute()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("args %q: err = %v, want it to contain %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestDashboardsCmdQueries(t *testing.T) {
+	cmd := newDashboardsCmd()
+	var stdout bytes.Buffer
+	cmd.SetOut(&stdout)
+	cmd.SetArgs([]string{"--queries", "--rate-interval", "30s"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	qs, err := dashboards.Queries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(stdout.String(), "\n"), "\n")
+	if len(lines) != len(qs) {
+		t.Fatalf("printed %d lines for %d queries", len(lines), len(qs))
+	}
+	for i, line := range lines {
+		f := strings.Split(line, "\t")
+		if len(f) != 4 || f[0] != qs[i].Dashboard || f[1] != qs[i].Panel || f[3] != dashboards.Expand(qs[i].Expr, "30s") {
+			t.Errorf("line %d = %q", i, line)
 		}
 	}
 }
