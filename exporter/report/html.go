@@ -63,7 +63,14 @@ func (s *svg) axes(yMax float64, yLabel func(float64) string, xTicks []float64, 
 	}
 	for _, t := range xTicks {
 		x := x0 + (x1-x0)*t
-		s.text(x, y0+16, "middle", "tick", xLabel(t))
+		anchor := "middle"
+		switch t {
+		case 0:
+			anchor = "start"
+		case 1:
+			anchor = "end"
+		}
+		s.text(x, y0+16, anchor, "tick", xLabel(t))
 	}
 	fmt.Fprintf(&s.b, `<line x1="%s" y1="%s" x2="%s" y2="%s" class="axis"/>`, f1(x0), f1(y0), f1(x1), f1(y0))
 	fmt.Fprintf(&s.b, `<line x1="%s" y1="%s" x2="%s" y2="%s" class="axis"/>`, f1(x0), f1(y0), f1(x0), f1(y1))

@@ -1,0 +1,281 @@
+package report
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// v0Line builds an old-layout line with one create and one update attempt.
+func v0Line(agent, worker int, createOK, updateOK bool, start, cd, ud float64) string {
+	upd := ""
+	if createOK {
+		upd = fmt.Sprintf(`{"action": "update", "method": "PATCH", "url": "u", "start_time": %v, "end_time": %v, `+
+			`"duration": %v, "ok": %v, "conflicts": false, "retry_after": 0}`, start+cd, start+cd+ud, ud, updateOK)
+	}
+	return fmt.Sprintf(`{"agent_index": %d, "task_index": 0, "worker_index": %d, "create_successful": %v, `+
+		`"update_successful": %v, "create_duration": %v, "update_duration": %v, "create_attempts": [{"action": `+
+		`"create", "method": "POST", "url": "u", "start_time": %v, "end_time": %v, "duration": %v, "ok": %v, `+
+		`"conflicts": false, "retry_after": 0}], "update_attempts": [%s]}`,
+		agent, worker, createOK, createOK && updateOK, cd, ud, start, start+cd, cd, createOK, upd)
+}
+
+func runOn(t *testing.T, content string, opts Options) (*bytes.Buffer, string, int) {
+	t.Helper()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "r.jsonl")
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	opts.Inputs = []string{p}
+	var out, errb bytes.Buffer
+	code, err := Run(context.Background(), opts, &out, &errb)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	return &out, errb.String(), code
+}
+
+func TestTruncatedLastLine(t *testing.T) {
+	full := v0Line(0, 0, true, true, 1, 0.1, 0.2)
+	out, stderr, code := runOn(t, full+"\n"+full[:len(full)/2], Options{Legacy: true})
+	if code != 0 || !strings.Contains(out.String(), "Performed 1 attestations") {
+		t.Errorf("exit %d, output:\n%s", code, out)
+	}
+	if !strings.Contains(stderr, "r.jsonl:2: skipped: truncated last line") {
+		t.Errorf("stderr %q must name line 2 as truncated", stderr)
+	}
+	_, _, code = runOn(t, full+"\n"+full[:len(full)/2], Options{Legacy: true, Strict: true})
+	if code != ExitSkipped {
+		t.Errorf("--strict: exit %d, want %d", code, ExitSkipped)
+	}
+}
+
+func TestGarbageLines(t *testing.T) {
+	good := v0Line(2, 1, true, true, 1, 0.1, 0.2)
+	in := strings.Join([]string{good, "garbage", "", "{\"agent_index\": \"x\"}", good, "[1,2]", "\x00\xff", good}, "\n") + "\n"
+	var opts Options
+	opts.Format = FormatJSON
+	out, stderr, code := runOn(t, in, opts)
+	if code != 0 {
+		t.Errorf("exit %d without --strict", code)
+	}
+	for _, want := range []string{":2: skipped", ":4: skipped", ":6: skipped", ":7: skipped", "skipped 4 malformed line(s)"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if strings.Contains(stderr, ":3:") {
+		t.Error("a blank line is not malformed")
+	}
+	if !strings.Contains(out.String(), `"records": 3,`) || !strings.Contains(out.String(), `"skipped_lines": 4,`) {
+		t.Errorf("JSON must count 3 records and 4 skipped lines")
+	}
+}
+
+func TestManySkippedLinesAreSummarised(t *testing.T) {
+	_, stderr, _ := runOn(t, strings.Repeat("x\n", 100), Options{})
+	if n := strings.Count(stderr, "skipped: "); n != maxSkipMessages {
+		t.Errorf("%d per-line messages, want %d", n, maxSkipMessages)
+	}
+	if !strings.Contains(stderr, "80 more skipped lines not shown") {
+		t.Errorf("stderr %q", stderr)
+	}
+}
+
+func TestOverlongLineIsSkippedNotLoaded(t *testing.T) {
+	good := v0Line(0, 0, true, true, 1, 0.1, 0.2)
+	huge := `{"x": "` + strings.Repeat("a", MaxLineBytes) + `"}`
+	_, stderr, _ := runOn(t, good+"\n"+huge+"\n"+good+"\n", Options{Legacy: true})
+	if !strings.Contains(stderr, ":2: skipped: line longer than") || strings.Contains(stderr, ":3:") {
+		t.Errorf("stderr %q", stderr)
+	}
+}
+
+func TestEmptyFileEveryFormat(t *testing.T) {
+	for _, f := range []string{FormatText, FormatJSON, FormatMarkdown, FormatHTML} {
+		out, stderr, code := runOn(t, "", Options{Format: f})
+		if code != 0 || stderr != "" || out.Len() == 0 {
+			t.Errorf("%s: exit %d stderr %q", f, code, stderr)
+		}
+	}
+	out, _, _ := runOn(t, "", Options{Legacy: true})
+	for _, want := range []string{"Performed 0 attestations in 0:00:00 \n", "Used 0 worker processes and 0 mock agents",
+		"Per second              --      --      --"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("empty legacy output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestOnlyFailedCycles(t *testing.T) {
+	var lines []string
+	for i := range 5 {
+		lines = append(lines, v0Line(i, 0, false, false, float64(i), 2, 0))
+	}
+	out, _, _ := runOn(t, strings.Join(lines, "\n")+"\n", Options{Legacy: true})
+	s := out.String()
+	for _, want := range []string{
+		"│   Number                   0       5       5 │",
+		"│   Percentage            0.0%  100.0%         │",
+		"│   Average                 --    2.0s    2.0s │",
+		"│   Shortest                --     0ns     0ns │", // evidence phase of failed creates: 0 s
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("legacy output lacks %q:\n%s", want, s)
+		}
+	}
+	out, _, code := runOn(t, strings.Join(lines, "\n")+"\n", Options{Thresholds: []string{"cycles.fail_rate<0.5"}})
+	if code != ExitThresholdCrossed || !strings.Contains(out.String(), "crossed  cycles.fail_rate<0.5 (actual 100%)") {
+		t.Errorf("exit %d\n%s", code, out)
+	}
+}
+
+func TestDurationsNanosecondsToHours(t *testing.T) {
+	var lines []string
+	for i, d := range []float64{3e-9, 4.5e-6, 0.0125, 1.25, 125, 7200} {
+		lines = append(lines, v0Line(i, 0, true, true, 10, d, d))
+	}
+	out, _, _ := runOn(t, strings.Join(lines, "\n")+"\n", Options{Legacy: true})
+	if !strings.Contains(out.String(), "│   Shortest             3ns") || !strings.Contains(out.String(), "│   Longest             2.0h") {
+		t.Errorf("legacy output:\n%s", out)
+	}
+	out, _, _ = runOn(t, strings.Join(lines, "\n")+"\n", Options{Format: FormatText})
+	if !strings.Contains(out.String(), "negotiate      6  12.5ms") {
+		t.Errorf("text output:\n%s", out)
+	}
+}
+
+func TestTrackOverADay(t *testing.T) {
+	in := v0Line(0, 0, true, true, 100, 0.2, 0.2) + "\n" + v0Line(1, 3, true, true, 100+93784.4-0.4, 0.2, 0.2) + "\n"
+	out, _, _ := runOn(t, in, Options{Legacy: true})
+	if !strings.Contains(out.String(), "Performed 2 attestations in 1 day, 2:03:04 (93784.4s)\n") ||
+		!strings.Contains(out.String(), "Used 4 worker processes and 2 mock agents") {
+		t.Errorf("legacy output:\n%s", out)
+	}
+}
+
+func TestInputsMergeAndLookup(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("20250101000000.jsonl", v0Line(0, 0, true, true, 1, 0.1, 0.1)+"\n")
+	write("20250102000000.jsonl", v0Line(1, 0, true, true, 5, 0.1, 0.1)+"\n"+v0Line(2, 0, true, true, 6, 0.1, 0.1)+"\n")
+	write("20250102000000.run.json", `{"schema":1,"run_id":"r","instance":"i","model":"rate","start_time":1,"end_time":9,`+
+		`"dropped_cycles":3,"late_cycles":2,"agents":3,"workers":1}`)
+	for _, c := range []struct {
+		args []string
+		n    int64
+	}{
+		{[]string{"20250101000000"}, 1},
+		{[]string{"20250102000000.jsonl"}, 2},
+		{[]string{filepath.Join(dir, "*.jsonl")}, 3},
+		{[]string{"20250101000000", filepath.Join(dir, "2025*")}, 3}, // duplicates are read once
+	} {
+		paths, err := ResolveInputs(c.args, dir)
+		if err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		s, err := Load(context.Background(), paths, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Records != c.n {
+			t.Errorf("%v: %d records, want %d", c.args, s.Records, c.n)
+		}
+		if c.n == 3 && (s.Scheduling.Dropped == nil || *s.Scheduling.Dropped != 3 || math.Abs(s.Track.Seconds-5.2) > 1e-9) {
+			t.Errorf("%v: dropped %v, track %v", c.args, s.Scheduling.Dropped, s.Track.Seconds)
+		}
+		if v, ok := s.Metric("cycles.dropped"); c.n == 1 && ok {
+			t.Errorf("dropped cycles must be 'not recorded' without a sidecar, got %v", v)
+		}
+	}
+	for _, bad := range [][]string{{"nope"}, {filepath.Join(dir, "*.csv")}, {}} {
+		if _, err := ResolveInputs(bad, dir); err == nil {
+			t.Errorf("%v: want an error", bad)
+		}
+	}
+}
+
+func TestEveryThresholdMetricResolves(t *testing.T) {
+	paths := []string{filepath.Join("testdata", "v1-sample.jsonl")}
+	s, err := Load(context.Background(), paths, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"session.p50", "negotiate.p99.9", "evidence.max", "cycle.avg", "verdict.p90",
+		"cycle.count", "evidence.rate", "verdict.pass_rate", "cycles.fail_rate", "http.error_rate",
+		"cycles.dropped", "cycles.late_rate"} {
+		if _, ok := s.Metric(n); !ok {
+			t.Errorf("%s has no value on the sample", n)
+		}
+	}
+	if _, ok := s.Metric("evidence.p42"); ok {
+		t.Error("unknown stat must have no value")
+	}
+}
+
+func TestBoundedState(t *testing.T) {
+	a := newAggregator()
+	var c cycleLine
+	for i := range 300000 {
+		c.reset()
+		c.schema, c.end, c.outcome = 1, float64(i+1), "fail" // three and a half days, one cycle per second
+		c.errClass = fmt.Sprintf("class-%d", i)
+		a.add(&c)
+	}
+	if n := len(a.timeline.buckets); n > maxBuckets {
+		t.Errorf("%d time buckets, bound is %d", n, maxBuckets)
+	}
+	if n := len(a.outcomeErrs); n > maxLabels+1 {
+		t.Errorf("%d error labels, bound is %d and \"other\"", n, maxLabels)
+	}
+	s := a.summary(nil, 0, nil)
+	var total int64
+	for _, b := range s.Throughput.Buckets {
+		total += b.Cycles
+	}
+	if total != 300000 {
+		t.Errorf("buckets hold %d cycles, want 300000", total)
+	}
+}
+
+// TestHTMLInChromium runs scripts/html-check.sh on the sample page: no console errors, no external fetches, the
+// four charts in the rendered DOM, and a screenshot. It skips where Chromium is not installed.
+func TestHTMLInChromium(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	if _, err := exec.LookPath("chromium"); err != nil {
+		t.Skip("chromium is not installed")
+	}
+	dir := t.TempDir()
+	page := filepath.Join(dir, "report.html")
+	f, err := os.Create(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := Run(context.Background(), Options{Inputs: []string{filepath.Join("testdata", "v1-sample.jsonl")},
+		Format: FormatHTML}, f, &bytes.Buffer{})
+	f.Close()
+	if err != nil || code != 0 {
+		t.Fatalf("Run: %d %v", code, err)
+	}
+	cmd := exec.Command("bash", filepath.Join("..", "..", "scripts", "html-check.sh"), page, filepath.Join(dir, "shot.png"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("html-check: %v\n%s", err, out)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "shot.png")); err != nil || fi.Size() < 10000 {
+		t.Errorf("screenshot missing or blank: %v", err)
+	}
+}
