@@ -68,6 +68,7 @@ type RunConfig struct {
 	Instance       string        `key:"instance"` // empty: the host name
 	Verbose        bool          `key:"verbose"`
 	KeyPool        string        `key:"key_pool"`
+	DistinctKeys   int           `key:"distinct_keys"` // agents share this many AKs round-robin
 	FirstIndex     int           `key:"first_index"`
 	StatusInterval time.Duration `key:"status_interval"`
 }
@@ -125,7 +126,7 @@ func DefaultConfig() Config {
 		Verifier: VerifierConfig{APIPrefix: "v3.0", RequestTimeout: 30 * time.Second, ConnectTimeout: 10 * time.Second,
 			MaxRetries: 3, MaxRetryAfter: 60 * time.Second},
 		Database: DatabaseConfig{Prefix: "attestload-"},
-		Run:      RunConfig{DrainTimeout: 30 * time.Second, KeyPool: "keys/ak-pool.bin", StatusInterval: 10 * time.Second},
+		Run:      RunConfig{DrainTimeout: 30 * time.Second, KeyPool: "keys/ak-pool.bin", DistinctKeys: 100, StatusInterval: 10 * time.Second},
 		Scheduler: SchedulerConfig{Model: ModelClosed, Fleet: FleetConfig{Interval: 60 * time.Second, Jitter: 0.1},
 			Rate: RateConfig{Start: 10, Stages: []StageConfig{{Duration: time.Minute, Target: 10}}}},
 		Evidence: EvidenceConfig{Profile: "ima", IMAInitial: 200, IMAGrow: 2, IMAUniverse: 1000},
@@ -540,6 +541,12 @@ func (c *Config) Validate() error {
 		}
 		return nil
 	}
+	positive := func(key string, n int) error {
+		if n < 1 {
+			return keyErr(key, "must be >= 1, got %d", n)
+		}
+		return nil
+	}
 	posDur := func(key string, d time.Duration) error {
 		if d <= 0 {
 			return keyErr(key, "must be > 0, got %s", d)
@@ -576,6 +583,7 @@ func (c *Config) Validate() error {
 		nonNegDur("run.duration", c.Run.Duration),
 		nonNegDur("run.drain_timeout", c.Run.DrainTimeout),
 		nonNeg("run.first_index", c.Run.FirstIndex),
+		positive("run.distinct_keys", c.Run.DistinctKeys),
 		posDur("run.status_interval", c.Run.StatusInterval),
 	}
 	for _, e := range errs {
@@ -599,8 +607,8 @@ func (c *Config) Validate() error {
 			return keyErr("database.url", "must be a PostgreSQL URL (postgresql://user:password@host:5432/verifierdb)")
 		}
 	}
-	if c.Database.Prefix == "" || strings.ContainsAny(c.Database.Prefix, " %_'\"\\") {
-		return keyErr("database.prefix", "must be non-empty without spaces, quotes, %% or _, got %q", c.Database.Prefix)
+	if !validPrefix(c.Database.Prefix) {
+		return keyErr("database.prefix", "must be 1 to 32 letters, digits, '.', '_' or '-', got %q", c.Database.Prefix)
 	}
 	switch c.Scheduler.Model {
 	case ModelClosed, ModelFleet, ModelRate:
@@ -697,4 +705,17 @@ func (c RateConfig) PacerStages() []Stage {
 		out[i] = Stage{Duration: s.Duration, Target: s.Target}
 	}
 	return out
+}
+
+func validPrefix(p string) bool {
+	if p == "" || len(p) > 32 {
+		return false
+	}
+	for _, r := range p {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-'
+		if !ok {
+			return false
+		}
+	}
+	return true
 }

@@ -1,0 +1,493 @@
+package daemon
+
+import (
+	"context"
+	crand "crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/attestload/attestload/attestation/client"
+	"github.com/attestload/attestload/attestation/enroll"
+	"github.com/attestload/attestload/attestation/evidence"
+	"github.com/attestload/attestload/attestation/record"
+	"github.com/attestload/attestload/attestation/simverifier"
+	"github.com/attestload/attestload/attestation/softtpm"
+	"github.com/attestload/attestload/exporter/report"
+	"github.com/attestload/attestload/exporter/results"
+)
+
+// Run is one prepared load run: agents enrolled, verifier reachable (or simulated), results file open. Execute
+// runs it; Close releases what Setup acquired (cleanup of the enrolled rows included) and is safe to call on every
+// exit path, any number of times.
+type Run struct {
+	cfg      Config
+	log      *slog.Logger
+	runID    string
+	start    time.Time
+	engine   *Engine
+	writer   *results.Writer
+	progress *Progress
+	info     report.RunInfo
+	sim      *simverifier.Verifier
+	simDone  chan error
+	simStop  context.CancelFunc
+	verbose  io.Writer
+
+	emu      sync.Mutex // guards stopRun and writeErr; separate from mu because Close triggers onResultsError
+	stopRun  context.CancelFunc
+	writeErr error
+	vmu      sync.Mutex // serialises verbose lines
+
+	mu       sync.Mutex
+	closers  []func(ctx context.Context) error // undone in reverse order by Close
+	closed   bool
+	closeErr error
+}
+
+// Summary is what Execute reports.
+type Summary struct {
+	RunID       string
+	ResultsPath string
+	Stats       Stats
+	Elapsed     time.Duration
+	// ResultsErr is set when the results file failed (lines were lost).
+	ResultsErr error
+}
+
+// SetupOptions are the run's outside connections, set by the command line.
+type SetupOptions struct {
+	Logger  *slog.Logger
+	Verbose io.Writer // per-request log lines (-v); nil: none
+}
+
+// Setup prepares a run from a validated configuration. On error everything already acquired is released.
+func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...Option) (_ *Run, err error) {
+	cfg = cfg.Resolved()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := so.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &Run{cfg: cfg, log: log, runID: enroll.NewRunID(), start: time.Now(), verbose: so.Verbose}
+	defer func() {
+		if err != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			err = errors.Join(err, r.Close(cctx))
+		}
+	}()
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+
+	profile, err := newProfile(cfg.Evidence)
+	if err != nil {
+		return nil, err
+	}
+	n := cfg.Run.Agents
+	nkeys := min(n, cfg.Run.DistinctKeys)
+	keys, err := softtpm.LoadOrCreateKeyPool(cfg.Run.KeyPool, nkeys, crand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("attestation keys (run.key_pool %s): %w", cfg.Run.KeyPool, err)
+	}
+	agents := make([]*client.Agent, n)
+
+	baseURL := cfg.Verifier.URL
+	tlsOpts := client.TLSOptions{CAFile: cfg.Verifier.CAFile, CertFile: cfg.Verifier.CertFile, KeyFile: cfg.Verifier.KeyFile,
+		InsecureSkipVerify: cfg.Verifier.InsecureSkipVerify, ConnectTimeout: cfg.Verifier.ConnectTimeout,
+		MaxConnsPerHost: cfg.Verifier.MaxConnsPerHost, LocalAddrs: cfg.Verifier.LocalAddrs}
+
+	var pool *pgxpool.Pool
+	if cfg.Database.URL != "" {
+		pool, err = enroll.Connect(ctx, cfg.Database.URL)
+		if err != nil {
+			return nil, fmt.Errorf("database: %w", err)
+		}
+		r.addCloser(func(context.Context) error { pool.Close(); return nil })
+		if err := enroll.CheckSchema(ctx, pool); err != nil {
+			return nil, fmt.Errorf("database %s: %w", enroll.RedactURL(cfg.Database.URL), err)
+		}
+		if err := r.handleLeftovers(ctx, pool); err != nil {
+			return nil, err
+		}
+	} else if baseURL != "" {
+		return nil, keyErr("database.url", "must be set with verifier.url: the mock agents are enrolled in the verifier's PostgreSQL")
+	}
+
+	if baseURL == "" {
+		if baseURL, err = r.startSim(ctx, pool, &tlsOpts); err != nil {
+			return nil, err
+		}
+	}
+
+	for i := range n {
+		idx := cfg.Run.FirstIndex + i
+		agents[i] = client.NewAgent(enroll.AgentID(cfg.Database.Prefix, r.runID, idx), idx,
+			softtpm.NewTPM(keys[i%len(keys)]), profile)
+	}
+
+	if pool != nil {
+		t0 := time.Now()
+		en, err := enroll.Enroll(ctx, pool, enroll.Plan{Prefix: cfg.Database.Prefix, RunID: r.runID, Count: n,
+			FirstIndex: cfg.Run.FirstIndex, Keys: func(i int) string { return keys[(i-cfg.Run.FirstIndex)%len(keys)].PublicBase64() },
+			TPMPolicy: profile.TPMPolicy(), IMAPolicyJSON: profile.PolicyJSON(), IMAGenerator: profile.Generator()})
+		if err != nil {
+			return nil, fmt.Errorf("enroll agents: %w", err)
+		}
+		if en.AgentIDs[0] != agents[0].ID {
+			// The ids the client uses must be the ids enrolled; a mismatch would attest agents the verifier lacks.
+			return nil, fmt.Errorf("enroll agents: enrolled id %q differs from the client's %q", en.AgentIDs[0], agents[0].ID)
+		}
+		r.addCloser(func(ctx context.Context) error {
+			removed, err := en.Cleanup(ctx, pool)
+			if err != nil {
+				return fmt.Errorf("cleanup of run %s (run `attestload cleanup` with --prefix %s): %w", r.runID, cfg.Database.Prefix, err)
+			}
+			log.Info("removed the run's rows", "component", "enroll", "run_id", r.runID, "removed", removed)
+			return nil
+		})
+		log.Info("enrolled agents", "component", "enroll", "agents", n, "run_id", r.runID,
+			"database", enroll.RedactURL(cfg.Database.URL), "took", time.Since(t0).Round(time.Millisecond))
+		if r.sim != nil {
+			if _, err := r.sim.LoadAgents(ctx); err != nil {
+				return nil, fmt.Errorf("simulated verifier: load enrolled agents: %w", err)
+			}
+		}
+	} else if r.sim != nil {
+		for _, a := range agents {
+			if err := r.sim.EnrollAgent(simverifier.AgentSpec{ID: a.ID, AKPublic: a.TPM.Key().Public,
+				TPMPolicy: profile.TPMPolicy(), IMAPolicyJSON: profile.PolicyJSON(), IMAGenerator: profile.Generator()}); err != nil {
+				return nil, fmt.Errorf("simulated verifier: enroll %s: %w", a.ID, err)
+			}
+		}
+	}
+
+	tr, err := client.NewTransport(tlsOpts)
+	if err != nil {
+		return nil, fmt.Errorf("verifier transport: %w", err)
+	}
+	r.addCloser(func(context.Context) error { tr.CloseIdleConnections(); return nil })
+	var rt http.RoundTripper = tr
+	if o.transport != nil {
+		rt = o.transport(rt)
+	}
+	ccfg := client.Config{BaseURL: baseURL, APIPrefix: cfg.Verifier.APIPrefix, Transport: rt,
+		RequestTimeout: cfg.Verifier.RequestTimeout, MaxRetries: cfg.Verifier.MaxRetries,
+		MaxRetryAfter: cfg.Verifier.MaxRetryAfter, Logger: log.With("component", "client")}
+	if o.hooks != nil {
+		h, ok := o.hooks.(client.Hooks)
+		if !ok {
+			return nil, fmt.Errorf("WithHooks: %T does not implement client.Hooks", o.hooks)
+		}
+		ccfg.Hooks = h
+	}
+	cl, err := client.New(ccfg)
+	if err != nil {
+		return nil, fmt.Errorf("verifier client: %w", err)
+	}
+
+	r.writer, err = results.Create(cfg.Results.Dir, r.start, results.Options{FlushInterval: cfg.Results.FlushInterval,
+		Logger: log.With("component", "results"), OnError: r.onResultsError})
+	if err != nil {
+		return nil, err
+	}
+	r.addCloser(func(context.Context) error { return r.writer.Close() })
+
+	r.info = report.RunInfo{Schema: record.SchemaVersion, RunID: r.runID, Instance: cfg.Run.Instance,
+		Model: cfg.Scheduler.Model, StartTime: unixSeconds(r.start), Agents: n, Workers: cfg.Run.Workers}
+	if err := results.WriteSidecar(r.writer.Path(), r.info); err != nil {
+		return nil, err
+	}
+
+	sched := Schedule{Model: cfg.Scheduler.Model, Agents: n, Workers: cfg.Run.Workers, Tasks: cfg.Run.Tasks,
+		Duration: cfg.Run.Duration, DrainTimeout: cfg.Run.DrainTimeout, Interval: cfg.Scheduler.Fleet.Interval,
+		Jitter: cfg.Scheduler.Fleet.Jitter, Seed: uint64(r.start.UnixNano())}
+	if cfg.Scheduler.Model == ModelRate {
+		p, err := NewStagedPacer(cfg.Scheduler.Rate.Start, cfg.Scheduler.Rate.PacerStages())
+		if err != nil {
+			return nil, keyErr("scheduler.rate", "%v", err)
+		}
+		sched.Pacer = p
+	}
+	if cfg.Scheduler.Model != ModelClosed && cfg.Run.Workers < n {
+		// In the open models every agent may be in flight; the default (one per CPU) would throttle the fleet.
+		sched.Workers = n
+	}
+	r.progress = NewProgress(r.start)
+	runner := &clientRunner{c: cl, agents: agents, runID: r.runID, instance: cfg.Run.Instance}
+	opts = append(opts, WithResultsSink(r.writer), WithLogger(log.With("component", "engine")),
+		WithQueueBounds(cfg.Results.Buffer, 4096), withRecordHook(r.onRecord))
+	r.engine, err = NewEngine(runner, sched, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
+func newProfile(c EvidenceConfig) (evidence.Profile, error) {
+	switch c.Profile {
+	case "quote-only":
+		return evidence.NewQuoteOnly(), nil
+	case "captured":
+		p, err := evidence.LoadCaptured(c.CapturedLog)
+		if err != nil {
+			return nil, keyErr("evidence.captured_log", "%v", err)
+		}
+		return p, nil
+	default:
+		p, err := evidence.NewSynthetic(c.IMAInitial, c.IMAGrow, c.IMAUniverse)
+		if err != nil {
+			return nil, keyErr("evidence", "%v", err)
+		}
+		return p, nil
+	}
+}
+
+// startSim starts the simulated verifier on loopback with TLS and points the client at its CA. With a pool, the
+// simulator keeps its agents in that database (the verifier's schema), so enrollment and cleanup run for real.
+func (r *Run) startSim(ctx context.Context, pool *pgxpool.Pool, tlsOpts *client.TLSOptions) (string, error) {
+	dir, err := os.MkdirTemp("", "attestload-sim-")
+	if err != nil {
+		return "", fmt.Errorf("simulated verifier: %w", err)
+	}
+	r.addCloser(func(context.Context) error { return os.RemoveAll(dir) })
+	scfg := simverifier.DefaultConfig()
+	scfg.TLSDir = dir
+	scfg.Logger = r.log.With("component", "simverifier")
+	sim, err := simverifier.New(scfg)
+	if err != nil {
+		return "", fmt.Errorf("simulated verifier: %w", err)
+	}
+	r.sim = sim
+	if pool != nil {
+		if _, err := sim.UseDatabase(ctx, pool); err != nil {
+			return "", fmt.Errorf("simulated verifier: %w", err)
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("simulated verifier: %w", err)
+	}
+	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	r.simStop = stop
+	r.simDone = make(chan error, 1)
+	go func() { r.simDone <- sim.Serve(sctx, ln) }()
+	r.addCloser(func(context.Context) error {
+		stop()
+		err := <-r.simDone
+		sim.Close()
+		return err
+	})
+	tlsOpts.CAFile = filepath.Join(dir, "ca.crt")
+	tlsOpts.InsecureSkipVerify = false
+	url := "https://" + ln.Addr().String()
+	where := "in memory"
+	if pool != nil {
+		where = "in the database"
+	}
+	r.log.Info("no verifier configured (verifier.url): running against the simulated verifier, agents enrolled "+where,
+		"component", "simverifier", "url", url)
+	return url, nil
+}
+
+func (r *Run) handleLeftovers(ctx context.Context, pool *pgxpool.Pool) error {
+	left, err := enroll.FindLeftovers(ctx, pool, r.cfg.Database.Prefix)
+	if err != nil {
+		return fmt.Errorf("look for leftovers of earlier runs: %w", err)
+	}
+	if len(left) == 0 {
+		return nil
+	}
+	if !r.cfg.Database.CleanupLeftovers {
+		for _, l := range left {
+			r.log.Warn("rows of an earlier run are still in the database; remove them with `attestload cleanup` "+
+				"or database.cleanup_leftovers", "component", "enroll", "run_id", l.RunID, "agents", l.Agents,
+				"prefix", l.Prefix)
+		}
+		return nil
+	}
+	removed, err := enroll.CleanupPrefix(ctx, pool, r.cfg.Database.Prefix)
+	if err != nil {
+		return fmt.Errorf("remove leftovers of earlier runs: %w", err)
+	}
+	r.log.Info("removed leftovers of earlier runs", "component", "enroll", "runs", removed.Runs,
+		"removed", removed.RemovedCounts)
+	return nil
+}
+
+func (r *Run) addCloser(f func(context.Context) error) {
+	r.mu.Lock()
+	r.closers = append(r.closers, f)
+	r.mu.Unlock()
+}
+
+// Close undoes Setup in reverse order: the results file is closed (flushed, synced), the simulated verifier
+// stopped, the run's rows removed from the database, connections closed. Give it a context with a deadline; the
+// first call does the work, later calls return its error.
+func (r *Run) Close(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.engineAbortForClose()
+	if r.closed {
+		return r.closeErr
+	}
+	r.closed = true
+	var errs []error
+	for i := len(r.closers) - 1; i >= 0; i-- {
+		errs = append(errs, r.closers[i](ctx))
+	}
+	r.closeErr = errors.Join(errs...)
+	return r.closeErr
+}
+
+// ResultsPath is the run's results file.
+func (r *Run) ResultsPath() string { return r.writer.Path() }
+
+// RunID is the run's marker in the database and in every record.
+func (r *Run) RunID() string { return r.runID }
+
+// Abort ends every running cycle at once (the second signal).
+func (r *Run) Abort() { r.engine.Abort() }
+
+func (r *Run) onResultsError(err error) {
+	r.emu.Lock()
+	if r.writeErr == nil {
+		r.writeErr = err
+	}
+	stop := r.stopRun
+	r.emu.Unlock()
+	if r.cfg.Results.OnError == "stop" && stop != nil {
+		r.log.Error("results file failed; stopping the run (results.on_error: stop)", "component", "results", "err", err)
+		stop()
+	}
+}
+
+// Snapshot returns the live figures for a status line.
+func (r *Run) Snapshot() Snapshot { return r.progress.Snapshot(time.Now(), r.engine.InFlight()) }
+
+func (r *Run) onRecord(rec *record.Record) {
+	r.progress.Observe(rec)
+	if r.verbose != nil {
+		r.vmu.Lock()
+		writeVerbose(r.verbose, rec)
+		r.vmu.Unlock()
+	}
+}
+
+// Execute runs the load until the schedule completes, ctx is cancelled (first signal), the duration passes or the
+// results file fails with results.on_error stop. The sidecar is rewritten with the end time and counters. It does
+// not call Close.
+func (r *Run) Execute(ctx context.Context) (Summary, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r.emu.Lock()
+	r.stopRun = cancel
+	failed := r.writeErr != nil
+	r.emu.Unlock()
+	if failed && r.cfg.Results.OnError == "stop" {
+		cancel()
+	}
+	st, err := r.engine.Run(ctx)
+	end := time.Now()
+	r.info.EndTime = unixSeconds(end)
+	r.info.DroppedCycles = int64(st.Dropped)
+	r.info.LateCycles = int64(st.Late)
+	sum := Summary{RunID: r.runID, ResultsPath: r.writer.Path(), Stats: st, Elapsed: end.Sub(r.start)}
+	if serr := results.WriteSidecar(r.writer.Path(), r.info); serr != nil {
+		err = errors.Join(err, serr)
+	}
+	r.emu.Lock()
+	sum.ResultsErr = r.writeErr
+	r.emu.Unlock()
+	if err != nil {
+		sum.ResultsErr = errors.Join(sum.ResultsErr, err)
+	}
+	return sum, err
+}
+
+// engineAbortForClose stops cycles that might still run when Close is called without Execute having returned
+// (Setup failed half-way, or a caller gave up); a finished engine ignores it.
+func (r *Run) engineAbortForClose() {
+	if r.engine != nil {
+		r.engine.Abort()
+	}
+}
+
+// clientRunner adapts the attestation client to the engine.
+type clientRunner struct {
+	c        *client.Client
+	agents   []*client.Agent
+	runID    string
+	instance string
+}
+
+func (cr *clientRunner) Cycle(ctx context.Context, agent, task, worker int) *record.Record {
+	rec := cr.c.Cycle(ctx, cr.agents[agent], task, worker)
+	if rec != nil {
+		rec.RunID = cr.runID
+		rec.Instance = cr.instance
+		if rec.Schema == 0 {
+			rec.Schema = record.SchemaVersion
+		}
+	}
+	return rec
+}
+
+func (cr *clientRunner) NotBefore(agent int) time.Time { return cr.agents[agent].NotBefore }
+
+// writeVerbose prints one line per request in the old tool's -v form:
+// a<agent>|t<task>|c<n> (w<worker>): [ok] ACTION METHOD URL -> STATUS in DURATION
+func writeVerbose(w io.Writer, rec *record.Record) {
+	var b strings.Builder
+	n := 0
+	for _, list := range [][]record.Attempt{rec.SessionAttempts, rec.CreateAttempts, rec.UpdateAttempts} {
+		for _, a := range list {
+			n++
+			tag := "ok"
+			switch {
+			case a.OK != nil && *a.OK:
+			case a.RetryAfter != nil && *a.RetryAfter > 0:
+				tag = "retry"
+			default:
+				tag = "fail"
+			}
+			status := "-"
+			if a.Status != nil {
+				status = fmt.Sprint(*a.Status)
+			}
+			dur := "-"
+			if a.Duration != nil {
+				dur = time.Duration(*a.Duration * float64(time.Second)).Round(time.Microsecond).String()
+			}
+			fmt.Fprintf(&b, "a%d|t%d|c%d (w%d): [%s] %s %s %s -> %s in %s", rec.AgentIndex, rec.TaskIndex, n,
+				rec.WorkerIndex, tag, a.Action, a.Method, a.URL, status, dur)
+			if a.Error != nil {
+				fmt.Fprintf(&b, " error=%s", *a.Error)
+			}
+			if a.Code != "" {
+				fmt.Fprintf(&b, " code=%s", a.Code)
+			}
+			if a.RetryAfter != nil && *a.RetryAfter > 0 {
+				fmt.Fprintf(&b, " retry_after=%ds", *a.RetryAfter)
+			}
+			b.WriteByte('\n')
+		}
+	}
+	io.WriteString(w, b.String())
+}

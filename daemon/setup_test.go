@@ -1,0 +1,114 @@
+package daemon
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/attestload/attestload/attestation/record"
+	"github.com/attestload/attestload/exporter/results"
+)
+
+// testConfig is a small run against the in-process simulated verifier.
+func testConfig(t *testing.T, dir string) Config {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Run.Workers = 3
+	cfg.Run.Agents = 4
+	cfg.Run.Tasks = 2
+	cfg.Run.DistinctKeys = 2
+	cfg.Run.KeyPool = filepath.Join(dir, "keys.pem")
+	cfg.Run.Instance = "test"
+	cfg.Results.Dir = filepath.Join(dir, "results")
+	cfg.Evidence.IMAInitial = 20
+	cfg.Evidence.IMAUniverse = 50
+	return cfg
+}
+
+func readRecords(t *testing.T, path string) []record.Record {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []record.Record
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(nil, 1<<24)
+	for sc.Scan() {
+		var r record.Record
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("line %d: %v", len(out)+1, err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func TestSetupRunsAgainstTheSimulatedVerifier(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, dir)
+	var logs, verbose bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	ctx := t.Context()
+	r, err := Setup(ctx, cfg, SetupOptions{Logger: log, Verbose: &verbose})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := r.Execute(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.Close(cctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(logs.String(), "simulated verifier"); n != 1 {
+		t.Fatalf("%d log lines mention the simulated verifier, want exactly 1:\n%s", n, logs.String())
+	}
+	recs := readRecords(t, sum.ResultsPath)
+	if len(recs) != 8 || sum.Stats.Finished != 8 {
+		t.Fatalf("%d records (stats %+v), want 8", len(recs), sum.Stats)
+	}
+	for _, rec := range recs {
+		if rec.Outcome != record.OutcomeSuccess || rec.RunID != sum.RunID || rec.Instance != "test" ||
+			rec.Schema != record.SchemaVersion || !rec.CreateSuccessful || !rec.UpdateSuccessful {
+			t.Fatalf("record %+v", rec)
+		}
+	}
+	if !strings.Contains(verbose.String(), "|t1|c") || !strings.Contains(verbose.String(), "[ok] update PATCH") {
+		t.Fatalf("verbose output:\n%s", verbose.String())
+	}
+	var info map[string]any
+	b, err := os.ReadFile(results.SidecarPath(sum.ResultsPath))
+	if err != nil || json.Unmarshal(b, &info) != nil {
+		t.Fatalf("sidecar: %v %s", err, b)
+	}
+	if info["run_id"] != sum.RunID || info["end_time"].(float64) <= info["start_time"].(float64) || info["agents"] != 4.0 {
+		t.Fatalf("sidecar %s", b)
+	}
+}
+
+func TestSetupErrorsNameTheKey(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, dir)
+	cfg.Verifier.URL = "https://127.0.0.1:1"
+	_, err := Setup(t.Context(), cfg, SetupOptions{})
+	if err == nil || !strings.Contains(err.Error(), `config key "database.url"`) {
+		t.Fatalf("error %v; want one naming database.url", err)
+	}
+	cfg = testConfig(t, dir)
+	cfg.Evidence.Profile = "captured"
+	cfg.Evidence.CapturedLog = filepath.Join(dir, "missing.txt")
+	_, err = Setup(t.Context(), cfg, SetupOptions{})
+	if err == nil || !strings.Contains(err.Error(), `config key "evidence.captured_log"`) {
+		t.Fatalf("error %v; want one naming evidence.captured_log", err)
+	}
+}
