@@ -637,3 +637,13 @@ func TestKeyPool(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultClockFollowsWallTime guards the cross-run property: a new TPM for an agent the verifier already knows
+// must start above any clock an earlier run reported, which holds because the clock is Unix milliseconds.
+func TestDefaultClockFollowsWallTime(t *testing.T) {
+	before := uint64(time.Now().UnixMilli())
+	c := NewTPM(testKey(t)).ClockInfo()
+	if c.Clock < before {
+		t.Errorf("initial clock %d is below the wall clock %d", c.Clock, before)
+	}
+}
