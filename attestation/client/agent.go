@@ -1,0 +1,133 @@
+package client
+
+import (
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/attestload/attestload/attestation/evidence"
+	"github.com/attestload/attestload/attestation/softtpm"
+)
+
+// defaultBootTime is the boot time every simulated agent starts with. A constant boot time lets the verifier ask
+// for the IMA log incrementally; only a simulated reboot moves it forward.
+var defaultBootTime = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// Agent is the state of one simulated push agent across cycles. An Agent is used by one goroutine at a time; the
+// scheduler may read NotBefore between cycles.
+type Agent struct {
+	// ID is the agent id the verifier knows (verifiermain.agent_id).
+	ID string
+	// Index is the agent's number in the fleet (record agent_index).
+	Index int
+	// TPM signs the PoP and the quotes with the agent's AK.
+	TPM *softtpm.TPM
+	// Profile is the evidence profile (ima, quote-only, ...).
+	Profile evidence.Profile
+	// Log is the agent's IMA log; nil when the profile has no IMA.
+	Log *evidence.AgentLog
+	// BootTime is sent as system_info.boot_time. It changes only on Reboot.
+	BootTime time.Time
+	// NotBefore is the earliest time the next attestation POST should be made, from the verifier's
+	// meta.seconds_to_next_attestation or a Retry-After; zero when unknown.
+	NotBefore time.Time
+	// LastIndex is the attestation index of the last accepted evidence, -1 before any.
+	LastIndex int
+
+	// The token is unexported so that it can never be serialized with the Agent.
+	token       string
+	tokenExpiry time.Time // zero: unknown, use until a 401
+
+	akPublic string
+	setupErr error // a profile PCR value the TPM refused; every cycle then fails as local
+	urls     agentURLs
+}
+
+// agentURLs caches the request URLs of an agent for one client base URL.
+type agentURLs struct {
+	base     string
+	sessions string
+	create   string
+	update   string
+}
+
+// NewAgent prepares an agent: it loads the profile's static PCR values into the TPM and creates the agent's IMA log
+// when the profile has one.
+func NewAgent(id string, index int, tpm *softtpm.TPM, p evidence.Profile) *Agent {
+	a := &Agent{ID: id, Index: index, TPM: tpm, Profile: p, BootTime: defaultBootTime, LastIndex: -1}
+	if p != nil && p.HasIMA() {
+		a.Log = p.NewAgentLog()
+	}
+	if tpm != nil {
+		a.akPublic = tpm.Key().PublicBase64()
+		a.loadStaticPCRs()
+	}
+	return a
+}
+
+func (a *Agent) loadStaticPCRs() {
+	if a.Profile == nil {
+		return
+	}
+	for i, v := range a.Profile.StaticPCRs() {
+		if err := a.TPM.SetPCR(i, v); err != nil {
+			a.setupErr = fmt.Errorf("profile %q: static %w", a.Profile.Name(), err)
+		}
+	}
+}
+
+// Reboot simulates a reboot: the boot time moves forward (so the verifier asks for the IMA log from offset 0), the
+// TPM's PCRs and reset counter restart and the IMA log starts again. The token survives: the verifier ties it to
+// the agent, not to a boot. (The real verifier then judges every later attestation "PCR quote did not make
+// progress", spec §12.)
+func (a *Agent) Reboot() {
+	bt := time.Now().UTC().Truncate(time.Second)
+	if !bt.After(a.BootTime) {
+		bt = a.BootTime.Add(time.Second)
+	}
+	a.BootTime = bt
+	if a.TPM != nil {
+		a.TPM.Reboot()
+		a.loadStaticPCRs()
+	}
+	if a.Log != nil {
+		a.Log.Reboot()
+	}
+}
+
+// HasToken reports whether the agent holds a bearer token that is still valid margin from now.
+func (a *Agent) HasToken(now time.Time, margin time.Duration) bool {
+	if a.token == "" {
+		return false
+	}
+	return a.tokenExpiry.IsZero() || a.tokenExpiry.After(now.Add(margin))
+}
+
+// TokenExpiry is when the agent's token expires according to the PoP answer; zero when it holds none or the
+// verifier did not say.
+func (a *Agent) TokenExpiry() time.Time {
+	if a.token == "" {
+		return time.Time{}
+	}
+	return a.tokenExpiry
+}
+
+// DropToken forgets the bearer token, so the next cycle starts with a session.
+func (a *Agent) DropToken() {
+	a.token = ""
+	a.tokenExpiry = time.Time{}
+}
+
+func (a *Agent) urlsFor(base, prefix string) *agentURLs {
+	if a.urls.base != base {
+		root := base + "/" + prefix
+		id := url.PathEscape(a.ID)
+		a.urls = agentURLs{
+			base:     base,
+			sessions: root + "/sessions",
+			create:   root + "/agents/" + id + "/attestations",
+			update:   root + "/agents/" + id + "/attestations/latest",
+		}
+	}
+	return &a.urls
+}

@@ -1,0 +1,362 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/attestload/attestload/attestation/record"
+)
+
+// ExtraDataEncoding is how the quote challenge goes into the quote's extraData. The verifier accepts both; the PoP
+// always uses the raw nonce.
+type ExtraDataEncoding string
+
+// Quote extraData encodings.
+const (
+	ExtraDataRaw     ExtraDataEncoding = "raw"     // the 16 challenge bytes
+	ExtraDataB64Text ExtraDataEncoding = "b64text" // the ASCII base64 text of the challenge, as the Rust agent sends
+)
+
+// Defaults applied by New for zero Config fields.
+const (
+	DefaultAPIPrefix        = "v3.0"
+	DefaultRequestTimeout   = 30 * time.Second
+	DefaultMaxRetries       = 3
+	DefaultMaxRetryAfter    = 60 * time.Second
+	DefaultMaxBodyBytes     = 1 << 20
+	DefaultTokenRenewMargin = 10 * time.Second
+)
+
+// Config configures a Client. Zero values take the defaults above.
+type Config struct {
+	// BaseURL is the verifier's root, e.g. https://127.0.0.1:8881 (http or https, a host, no query).
+	BaseURL string
+	// APIPrefix is "v3" or "v3.0" (the verifier serves both); default v3.0.
+	APIPrefix string
+	// HTTPClient, if set, is used as is (its Timeout should be zero: RequestTimeout bounds each request).
+	HTTPClient *http.Client
+	// Transport, if HTTPClient is nil, is wrapped in a client that does not follow redirects. Default: a
+	// NewTransport with verification on. A caller may wrap it (e.g. otelhttp) for tracing.
+	Transport http.RoundTripper
+	// RequestTimeout bounds each HTTP request, body included.
+	RequestTimeout time.Duration
+	// MaxRetries bounds the retries per phase (429, 503, 409, 5xx, re-negotiation). 0 means DefaultMaxRetries, a
+	// negative value means no retries.
+	MaxRetries int
+	// MaxRetryAfter caps an honoured Retry-After: a longer one fails the attempt (rate_limited or unavailable) and
+	// sets Agent.NotBefore instead of sleeping that long inside a cycle.
+	MaxRetryAfter time.Duration
+	// MaxBodyBytes bounds what is read from any response; a larger body is bad_response.
+	MaxBodyBytes int64
+	// ExtraDataEncoding of the quote; default raw.
+	ExtraDataEncoding ExtraDataEncoding
+	// TokenRenewMargin: a token expiring within this margin is renewed before the cycle rather than risking a 401.
+	TokenRenewMargin time.Duration
+	// Hooks observe cycles, phases and attempts; nil means none.
+	Hooks Hooks
+	// Logger receives one debug line per failed attempt (never a token); nil discards.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Sleep waits between attempts; nil means a timer that returns ctx.Err() when ctx ends first.
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+// Client runs attestation cycles against one verifier. It is safe for concurrent use by many agents.
+type Client struct {
+	base         string
+	prefix       string
+	http         *http.Client
+	timeout      time.Duration
+	maxRetries   int
+	maxRetryWait time.Duration
+	maxBody      int64
+	extraData    ExtraDataEncoding
+	renewMargin  time.Duration
+	hooks        Hooks
+	log          *slog.Logger
+	now          func() time.Time
+	sleep        func(ctx context.Context, d time.Duration) error
+}
+
+// New validates cfg and builds a Client.
+func New(cfg Config) (*Client, error) {
+	base, err := validateBaseURL(cfg.BaseURL)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		base: base, prefix: cfg.APIPrefix, timeout: cfg.RequestTimeout, maxRetries: cfg.MaxRetries,
+		maxRetryWait: cfg.MaxRetryAfter, maxBody: cfg.MaxBodyBytes, extraData: cfg.ExtraDataEncoding,
+		renewMargin: cfg.TokenRenewMargin, hooks: cfg.Hooks, log: cfg.Logger, now: cfg.Now, sleep: cfg.Sleep,
+	}
+	switch c.prefix {
+	case "":
+		c.prefix = DefaultAPIPrefix
+	case "v3", "v3.0":
+	default:
+		return nil, fmt.Errorf("client config: api prefix %q: must be v3 or v3.0", cfg.APIPrefix)
+	}
+	switch c.extraData {
+	case "":
+		c.extraData = ExtraDataRaw
+	case ExtraDataRaw, ExtraDataB64Text:
+	default:
+		return nil, fmt.Errorf("client config: extra data encoding %q: must be raw or b64text", cfg.ExtraDataEncoding)
+	}
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"request timeout", &c.timeout, DefaultRequestTimeout},
+		{"max retry after", &c.maxRetryWait, DefaultMaxRetryAfter},
+		{"token renew margin", &c.renewMargin, DefaultTokenRenewMargin},
+	} {
+		if *d.v < 0 {
+			return nil, fmt.Errorf("client config: %s %v: must not be negative", d.name, *d.v)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	switch {
+	case c.maxRetries == 0:
+		c.maxRetries = DefaultMaxRetries
+	case c.maxRetries < 0:
+		c.maxRetries = 0
+	}
+	switch {
+	case c.maxBody < 0:
+		return nil, fmt.Errorf("client config: max body bytes %d: must not be negative", cfg.MaxBodyBytes)
+	case c.maxBody == 0:
+		c.maxBody = DefaultMaxBodyBytes
+	}
+	switch {
+	case cfg.HTTPClient != nil:
+		c.http = cfg.HTTPClient
+	default:
+		rt := cfg.Transport
+		if rt == nil {
+			t, err := NewTransport(TLSOptions{})
+			if err != nil {
+				return nil, err
+			}
+			rt = t
+		}
+		c.http = &http.Client{
+			Transport: rt,
+			// A redirect from the verifier is never part of the protocol; seeing it as a status is more useful.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	if c.hooks == nil {
+		c.hooks = nopHooks{}
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	c.log = c.log.With("component", "client")
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.sleep == nil {
+		c.sleep = sleepCtx
+	}
+	return c, nil
+}
+
+func validateBaseURL(s string) (string, error) {
+	if s == "" {
+		return "", errors.New("client config: base url is empty")
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("client config: base url %q: %w", s, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", fmt.Errorf("client config: base url %q: scheme must be http or https", s)
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return "", fmt.Errorf("client config: base url %q: no host", s)
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return "", fmt.Errorf("client config: base url %q: must have no query or fragment", s)
+	}
+	if u.User != nil {
+		return "", fmt.Errorf("client config: base url: must not carry user information")
+	}
+	return strings.TrimSuffix(u.Scheme+"://"+u.Host+u.EscapedPath(), "/"), nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// response is what one attempt got back. body is valid until release is called.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+	buf    *bytes.Buffer
+}
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func (r *response) release() {
+	if r != nil && r.buf != nil {
+		r.buf.Reset()
+		bufPool.Put(r.buf)
+		r.buf, r.body = nil, nil
+	}
+}
+
+// do makes one HTTP request and fills an Attempt with everything but the protocol judgement. A nil response means
+// the request failed before a complete answer (att.Error is set); so does a body over the limit.
+func (c *Client) do(ctx context.Context, action, method, rawURL string, body []byte, token string) (record.Attempt, *response) {
+	att := record.Attempt{Action: action, Method: method, URL: rawURL, RequestID: newRequestID(), BytesSent: int64(len(body))}
+	rctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, method, rawURL, bytes.NewReader(body))
+	start := c.now()
+	att.StartTime = unixSeconds(start)
+	if err != nil {
+		// Only a malformed URL gets here (the agent id is path-escaped, the base validated).
+		finish(&att, start, c.now(), record.ErrLocal)
+		return att, nil
+	}
+	req.Header.Set("Content-Type", "application/vnd.api+json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("X-Request-ID", att.RequestID)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		finish(&att, start, c.now(), classifyErr(ctx, rctx, err))
+		return att, nil
+	}
+	buf := bufPool.Get().(*bytes.Buffer)
+	n, rerr := buf.ReadFrom(io.LimitReader(resp.Body, c.maxBody+1))
+	resp.Body.Close()
+	end := c.now()
+	att.BytesRecv = n
+	status := resp.StatusCode
+	att.Status = &status
+	r := &response{status: status, header: resp.Header, body: buf.Bytes(), buf: buf}
+	switch {
+	case rerr != nil:
+		r.release()
+		finish(&att, start, end, classifyErr(ctx, rctx, rerr))
+		return att, nil
+	case n > c.maxBody:
+		r.release()
+		finish(&att, start, end, record.ErrBadResponse)
+		return att, nil
+	}
+	finish(&att, start, end, "")
+	return att, r
+}
+
+// finish sets the end time and duration, and the error class when class is not empty.
+func finish(att *record.Attempt, start, end time.Time, class string) {
+	att.EndTime = unixSeconds(end)
+	d := end.Sub(start).Seconds()
+	if d < 0 {
+		d = 0
+	}
+	att.Duration = &d
+	if class != "" {
+		setFailed(att, class)
+	}
+}
+
+func setFailed(att *record.Attempt, class string) {
+	f := false
+	att.OK = &f
+	att.Error = &class
+}
+
+func setOK(att *record.Attempt) {
+	t := true
+	att.OK = &t
+	att.Error = nil
+}
+
+func unixSeconds(t time.Time) float64 {
+	return float64(t.UnixNano()) / 1e9
+}
+
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b[:])
+}
+
+// classifyErr maps a transport error to a record error class. parent is the cycle's context: if it is done, the run
+// is shutting down and the attempt was canceled, whatever the error looks like.
+func classifyErr(parent, reqCtx context.Context, err error) string {
+	if parent.Err() != nil {
+		return record.ErrCanceled
+	}
+	if errors.Is(err, context.DeadlineExceeded) || reqCtx.Err() != nil {
+		return record.ErrTimeout
+	}
+	if errors.Is(err, context.Canceled) {
+		return record.ErrCanceled
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return record.ErrDNS
+	}
+	if isTLSErr(err) {
+		return record.ErrTLS
+	}
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return record.ErrConnRefused
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, io.EOF),
+		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		return record.ErrConnReset
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return record.ErrTimeout
+	}
+	return record.ErrNetwork
+}
+
+func isTLSErr(err error) bool {
+	var (
+		verr  *tls.CertificateVerificationError
+		alert tls.AlertError
+		rh    tls.RecordHeaderError
+		ua    x509.UnknownAuthorityError
+		he    x509.HostnameError
+		ci    x509.CertificateInvalidError
+	)
+	return errors.As(err, &verr) || errors.As(err, &alert) || errors.As(err, &rh) || errors.As(err, &ua) ||
+		errors.As(err, &he) || errors.As(err, &ci) || strings.Contains(err.Error(), "tls: ")
+}

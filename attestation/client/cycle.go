@@ -1,0 +1,602 @@
+package client
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/attestload/attestload/attestation/record"
+)
+
+// decision is what the client does after an attempt.
+type decision int
+
+const (
+	decOK          decision = iota
+	decRetry                // wait, then repeat the request
+	decReauth               // 401: new session, then repeat the request
+	decRenegotiate          // 403 challenges_expired / evidence_immutable: start again with a new POST
+	decFail                 // give up the cycle
+)
+
+// backoffBase is the first wait after a 5xx without Retry-After; it doubles per retry. Whole seconds keep
+// retry_after (an integer in the results) equal to what was really waited.
+const backoffBase = time.Second
+
+// conflictWait is how long a 409 waits before the POST is repeated, as the old tool did.
+const conflictWait = time.Second
+
+// cycle carries the state of one Cycle call.
+type cycle struct {
+	c        *Client
+	a        *Agent
+	rec      *record.Record
+	urls     *agentURLs
+	reauthed bool   // the one re-authentication a cycle may do after a 401 has been used
+	failure  string // error class that ended the cycle
+}
+
+// Cycle runs one attestation cycle for a and returns its Record; it never fails, failures are data in the Record.
+//
+// Phases: a session (PoP) when the agent holds no token valid for TokenRenewMargin more; negotiation (POST, 201);
+// evidence (PATCH latest, 202). Retries, each bounded by MaxRetries per phase:
+//   - 429 and 503 with a Retry-After up to MaxRetryAfter: sleep it, repeat (retry_after = seconds slept). A longer
+//     Retry-After fails the cycle and sets Agent.NotBefore.
+//   - 5xx without Retry-After: repeat after 1 s, 2 s, 4 s, ... (capped at MaxRetryAfter).
+//   - 409 on the POST: repeat after 1 s (conflicts true, retry_after 1).
+//   - 401 on POST or PATCH: drop the token, redo the session once per cycle, repeat.
+//   - 403 challenges_expired or evidence_immutable on the PATCH: negotiate again.
+//
+// Everything else fails the cycle at once: 400, 403 (other codes), 404, 415, 422 (evidence_order when the verifier's
+// detail is its ORDER BY bug, else invalid_data), a PoP rejection, a malformed body, and transport errors (timeout,
+// refused, reset, TLS, DNS): a load tool should see those, not hide them behind retries. A cancelled ctx ends the
+// cycle as aborted.
+func (c *Client) Cycle(ctx context.Context, a *Agent, task, worker int) *record.Record {
+	rec := &record.Record{
+		Schema:          record.SchemaVersion,
+		AgentIndex:      a.Index,
+		AgentID:         a.ID,
+		TaskIndex:       task,
+		WorkerIndex:     worker,
+		Verdict:         record.Verdict{Evaluation: record.EvaluationUnknown},
+		CreateAttempts:  []record.Attempt{},
+		UpdateAttempts:  []record.Attempt{},
+		SessionAttempts: []record.Attempt{},
+	}
+	if a.Profile != nil {
+		rec.Profile = a.Profile.Name()
+	}
+	rec.StartTime = unixSeconds(c.now())
+	ctx = c.hooks.CycleStart(ctx, a, task)
+	cy := &cycle{c: c, a: a, rec: rec, urls: a.urlsFor(c.base, c.prefix)}
+	cy.run(ctx)
+
+	rec.EndTime = unixSeconds(c.now())
+	rec.SessionDuration = sumDurations(rec.SessionAttempts)
+	rec.CreateDuration = sumDurations(rec.CreateAttempts)
+	rec.UpdateDuration = sumDurations(rec.UpdateAttempts)
+	switch {
+	case rec.UpdateSuccessful:
+		rec.Outcome = record.OutcomeSuccess
+	case ctx.Err() != nil:
+		rec.Outcome = record.OutcomeAborted
+		cls := record.ErrCanceled
+		rec.Error = &cls
+	default:
+		rec.Outcome = record.OutcomeFail
+		cls := cy.failure
+		if cls == "" {
+			cls = record.ErrLocal
+		}
+		rec.Error = &cls
+	}
+	c.hooks.CycleEnd(ctx, rec)
+	return rec
+}
+
+func sumDurations(atts []record.Attempt) float64 {
+	var s float64
+	for i := range atts {
+		if d := atts[i].Duration; d != nil {
+			s += *d
+		}
+	}
+	return s
+}
+
+func (cy *cycle) run(ctx context.Context) {
+	if ctx.Err() != nil {
+		cy.failure = record.ErrCanceled
+		return
+	}
+	if cy.a.setupErr != nil {
+		cy.failure = record.ErrLocal
+		cy.c.log.Debug("agent setup failed", "agent", cy.a.ID, "err", cy.a.setupErr)
+		return
+	}
+	if !cy.a.HasToken(cy.c.now(), cy.c.renewMargin) {
+		cy.a.DropToken()
+		if !cy.session(ctx) {
+			return
+		}
+	}
+	for round := 0; ; round++ {
+		neg, ok := cy.negotiate(ctx)
+		if !ok {
+			return
+		}
+		switch cy.evidence(ctx, neg) {
+		case decOK:
+			return
+		case decRenegotiate:
+			if round >= cy.c.maxRetries {
+				return // failure already set by evidence
+			}
+		default:
+			return
+		}
+	}
+}
+
+// wait sleeps between attempts; false means the cycle was cancelled meanwhile.
+func (cy *cycle) wait(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	if err := cy.c.sleep(ctx, d); err != nil {
+		cy.failure = record.ErrCanceled
+		return false
+	}
+	return true
+}
+
+// add appends att to the phase's attempts and tells the hooks.
+func (cy *cycle) add(ctx context.Context, list *[]record.Attempt, att record.Attempt, detail string) {
+	*list = append(*list, att)
+	p := &(*list)[len(*list)-1]
+	if p.Error != nil {
+		status := 0
+		if p.Status != nil {
+			status = *p.Status
+		}
+		cy.c.log.Debug("attempt failed", "agent", cy.a.ID, "action", p.Action, "status", status,
+			"error", *p.Error, "code", p.Code, "detail", detail, "request_id", p.RequestID)
+	}
+	cy.c.hooks.Request(ctx, p)
+}
+
+// retryAfter reads a Retry-After header: delay seconds or an HTTP date. ok is false when absent or unreadable.
+func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0, false
+	}
+	// A day is far beyond any sane MaxRetryAfter; capping keeps the arithmetic away from overflow.
+	const maxRA = 24 * time.Hour
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n < 0 {
+			return 0, false
+		}
+		return min(time.Duration(min(n, int64(maxRA/time.Second)))*time.Second, maxRA), true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return min(max(t.Sub(now), 0), maxRA), true
+	}
+	return 0, false
+}
+
+// judge classifies a non-success answer (or a transport failure, r == nil) into a decision and a wait. It sets
+// att.Error/Code/Conflicts; the caller sets RetryAfter once it knows it will retry. retries is how many retries
+// the phase has already made.
+func (cy *cycle) judge(att *record.Attempt, r *response, patch bool, retries int) (decision, time.Duration, string) {
+	if r == nil {
+		return decFail, 0, ""
+	}
+	e := parseAPIError(r.body)
+	att.Code = e.Code
+	ra, hasRA := retryAfter(r.header, cy.c.now())
+	limited := func(class string) (decision, time.Duration, string) {
+		setFailed(att, class)
+		if !hasRA {
+			return cy.backoff(retries, e.Detail)
+		}
+		if ra > cy.c.maxRetryWait {
+			// Sleeping an hour inside a cycle would stall a worker; the scheduler learns when to come back.
+			cy.a.NotBefore = cy.c.now().Add(ra)
+			return decFail, 0, e.Detail
+		}
+		if ra < time.Second {
+			ra = time.Second // "0" is a rounded remainder; an immediate repeat would only be refused again
+		}
+		return decRetry, ra, e.Detail
+	}
+	switch s := r.status; {
+	case s == http.StatusUnauthorized:
+		setFailed(att, record.ErrAuth)
+		return decReauth, 0, e.Detail
+	case s == http.StatusTooManyRequests:
+		return limited(record.ErrRateLimited)
+	case s == http.StatusServiceUnavailable:
+		return limited(record.ErrUnavailable)
+	case s == http.StatusConflict:
+		setFailed(att, record.ErrConflict)
+		t := true
+		att.Conflicts = &t
+		return decRetry, conflictWait, e.Detail
+	case s == http.StatusForbidden:
+		setFailed(att, record.ErrForbidden)
+		if patch && (e.Code == "challenges_expired" || e.Code == "evidence_immutable") {
+			return decRenegotiate, 0, e.Detail
+		}
+		return decFail, 0, e.Detail
+	case s == http.StatusNotFound:
+		setFailed(att, record.ErrNotFound)
+		return decFail, 0, e.Detail
+	case s == http.StatusUnprocessableEntity:
+		if strings.Contains(e.Detail, "same order as the evidence requested") {
+			setFailed(att, record.ErrEvidenceOrder)
+		} else {
+			setFailed(att, record.ErrInvalidData)
+		}
+		return decFail, 0, e.Detail
+	case s >= 500:
+		setFailed(att, record.ErrHTTPStatus)
+		if hasRA {
+			return limited(record.ErrHTTPStatus)
+		}
+		return cy.backoff(retries, e.Detail)
+	default:
+		setFailed(att, record.ErrHTTPStatus)
+		return decFail, 0, e.Detail
+	}
+}
+
+func (cy *cycle) backoff(retries int, detail string) (decision, time.Duration, string) {
+	d := backoffBase << min(retries, 16)
+	if d > cy.c.maxRetryWait {
+		d = cy.c.maxRetryWait
+	}
+	return decRetry, d, detail
+}
+
+// retry records that the client will wait d and repeat, if the phase's budget allows; false means give up.
+func (cy *cycle) retry(att *record.Attempt, retries *int, d time.Duration) bool {
+	if *retries >= cy.c.maxRetries {
+		return false
+	}
+	*retries++
+	secs := int((d + time.Second - 1) / time.Second)
+	att.RetryAfter = &secs
+	return true
+}
+
+// session authenticates the agent: POST /sessions, then the PoP PATCH. It returns true with a token stored in the
+// agent. A retryable failure of either request starts again from the POST, because the verifier discards the
+// session on any PoP failure.
+func (cy *cycle) session(ctx context.Context) bool {
+	c, a := cy.c, cy.a
+	pctx, end := c.hooks.PhaseStart(ctx, PhaseSession)
+	ok := false
+	defer func() { end(ok) }()
+	if a.TPM == nil {
+		cy.failure = record.ErrLocal
+		return false
+	}
+	createBody, err := sessionCreateBody(a.ID)
+	if err != nil {
+		cy.failure = record.ErrLocal
+		return false
+	}
+	retries := 0
+	for {
+		// POST /sessions
+		att, r := c.do(pctx, record.ActionSessionCreate, http.MethodPost, cy.urls.sessions, createBody, "")
+		var sess sessionCreated
+		var dec decision
+		var wait time.Duration
+		var detail string
+		if r != nil && r.status == http.StatusOK {
+			sess, err = parseSessionCreated(r.body)
+			if err != nil {
+				setFailed(&att, record.ErrBadResponse)
+				dec, detail = decFail, err.Error()
+			} else {
+				setOK(&att)
+				dec = decOK
+			}
+		} else {
+			dec, wait, detail = cy.judge(&att, r, false, retries)
+			if dec == decReauth || dec == decRenegotiate {
+				dec = decFail
+			}
+		}
+		r.release()
+		if dec == decRetry && !cy.retry(&att, &retries, wait) {
+			dec = decFail
+		}
+		cy.add(pctx, &cy.rec.SessionAttempts, att, detail)
+		switch dec {
+		case decRetry:
+			if !cy.wait(ctx, wait) {
+				return false
+			}
+			continue
+		case decFail:
+			cy.failure = *att.Error
+			return false
+		}
+
+		// PATCH /sessions/{id} with TPM2_Certify over the raw nonce.
+		msg, sig, err := a.TPM.Certify(sess.Challenge)
+		if err != nil {
+			cy.failure = record.ErrLocal
+			c.log.Debug("certify failed", "agent", a.ID, "err", err)
+			return false
+		}
+		popBody, err := sessionPoPBody(a.ID, sess.ID, msg, sig)
+		if err != nil {
+			cy.failure = record.ErrLocal
+			return false
+		}
+		att, r = c.do(pctx, record.ActionSessionPoP, http.MethodPatch, cy.urls.sessions+"/"+url.PathEscape(sess.ID), popBody, "")
+		detail = ""
+		switch {
+		case r != nil && r.status == http.StatusOK:
+			res, perr := parsePoPResult(r.body)
+			switch {
+			case perr != nil:
+				setFailed(&att, record.ErrBadResponse)
+				dec, detail = decFail, perr.Error()
+			case !res.Pass:
+				// 200 "fail": nonce expired or agent unknown to the verifier.
+				setFailed(&att, record.ErrPoPRejected)
+				dec = decFail
+			default:
+				setOK(&att)
+				dec = decOK
+				a.token, a.tokenExpiry = res.Token, res.Expires
+			}
+		case r != nil && r.status == http.StatusUnauthorized:
+			setFailed(&att, record.ErrPoPRejected)
+			att.Code = parseAPIError(r.body).Code
+			dec = decFail
+		default:
+			dec, wait, detail = cy.judge(&att, r, false, retries)
+			if dec == decReauth || dec == decRenegotiate {
+				dec = decFail
+			}
+		}
+		r.release()
+		if dec == decRetry && !cy.retry(&att, &retries, wait) {
+			dec = decFail
+		}
+		cy.add(pctx, &cy.rec.SessionAttempts, att, detail)
+		switch dec {
+		case decOK:
+			ok = true
+			return true
+		case decRetry:
+			if !cy.wait(ctx, wait) {
+				return false
+			}
+		default:
+			cy.failure = *att.Error
+			return false
+		}
+	}
+}
+
+// reauth handles a 401 on an attestation call: drop the token and authenticate again, once per cycle.
+func (cy *cycle) reauth(ctx context.Context) bool {
+	cy.a.DropToken()
+	if cy.reauthed {
+		cy.failure = record.ErrAuth
+		return false
+	}
+	cy.reauthed = true
+	return cy.session(ctx)
+}
+
+// negotiate sends the capabilities and returns what the verifier asks for.
+func (cy *cycle) negotiate(ctx context.Context) (negotiation, bool) {
+	c, a := cy.c, cy.a
+	pctx, end := c.hooks.PhaseStart(ctx, PhaseNegotiate)
+	ok := false
+	defer func() { end(ok) }()
+	hasIMA := a.Log != nil
+	entries := 0
+	if hasIMA {
+		entries = a.Log.EntryCount()
+	}
+	body, err := capabilitiesBody(a.akPublic, hasIMA, entries, a.BootTime)
+	if err != nil || a.akPublic == "" {
+		cy.failure = record.ErrLocal
+		return negotiation{}, false
+	}
+	retries := 0
+	for {
+		att, r := c.do(pctx, record.ActionCreate, http.MethodPost, cy.urls.create, body, a.token)
+		var neg negotiation
+		var dec decision
+		var wait time.Duration
+		var detail string
+		if r != nil && r.status == http.StatusCreated {
+			neg, err = parseNegotiation(r.body, r.header.Get("Location"))
+			if err != nil {
+				setFailed(&att, record.ErrBadResponse)
+				dec, detail = decFail, err.Error()
+			} else {
+				setOK(&att)
+				dec = decOK
+			}
+		} else {
+			dec, wait, detail = cy.judge(&att, r, false, retries)
+		}
+		r.release()
+		if dec == decRetry && !cy.retry(&att, &retries, wait) {
+			dec = decFail
+		}
+		cy.add(pctx, &cy.rec.CreateAttempts, att, detail)
+		switch dec {
+		case decOK:
+			ok = true
+			cy.rec.CreateSuccessful = true
+			cy.rec.AttestationIndex = neg.Index
+			return neg, true
+		case decRetry:
+			if !cy.wait(ctx, wait) {
+				return negotiation{}, false
+			}
+		case decReauth:
+			if !cy.reauth(pctx) {
+				return negotiation{}, false
+			}
+		default:
+			cy.failure = *att.Error
+			return negotiation{}, false
+		}
+	}
+}
+
+// evidence builds the evidence the verifier asked for, in its order, and sends it.
+func (cy *cycle) evidence(ctx context.Context, neg negotiation) decision {
+	c, a := cy.c, cy.a
+	pctx, end := c.hooks.PhaseStart(ctx, PhaseEvidence)
+	ok := false
+	defer func() { end(ok) }()
+	body, err := cy.buildEvidence(neg)
+	if err != nil {
+		cy.failure = record.ErrLocal
+		c.log.Debug("building evidence failed", "agent", a.ID, "err", err)
+		return decFail
+	}
+	retries := 0
+	for {
+		att, r := c.do(pctx, record.ActionUpdate, http.MethodPatch, cy.urls.update, body, a.token)
+		var dec decision
+		var wait time.Duration
+		var detail string
+		var next *float64
+		if r != nil && r.status == http.StatusAccepted {
+			next, err = parseAccepted(r.body)
+			if err != nil {
+				// The evidence was accepted whatever the body says; only the hint for the next POST is lost.
+				detail = err.Error()
+			}
+			setOK(&att)
+			dec = decOK
+		} else {
+			dec, wait, detail = cy.judge(&att, r, true, retries)
+		}
+		r.release()
+		if dec == decRetry && !cy.retry(&att, &retries, wait) {
+			dec = decFail
+		}
+		cy.add(pctx, &cy.rec.UpdateAttempts, att, detail)
+		switch dec {
+		case decOK:
+			ok = true
+			cy.rec.UpdateSuccessful = true
+			now := c.now()
+			if next != nil {
+				a.NotBefore = now.Add(time.Duration(*next * float64(time.Second)))
+			} else {
+				a.NotBefore = now
+			}
+			if neg.Index != nil {
+				a.LastIndex = *neg.Index
+			}
+			if a.Log != nil {
+				a.Log.Grow()
+			}
+			return decOK
+		case decRetry:
+			if !cy.wait(ctx, wait) {
+				return decFail
+			}
+		case decReauth:
+			if !cy.reauth(pctx) {
+				return decFail
+			}
+		case decRenegotiate:
+			cy.failure = *att.Error
+			return decRenegotiate
+		default:
+			cy.failure = *att.Error
+			return decFail
+		}
+	}
+}
+
+func (cy *cycle) buildEvidence(neg negotiation) ([]byte, error) {
+	a := cy.a
+	items := make([]evidenceCollected, 0, len(neg.Items))
+	// The IMA entries must be read before quoting: PCR 10 has to match exactly the log that is sent.
+	var imaText string
+	var imaN int
+	imaOffset := -1
+	for _, it := range neg.Items {
+		if it.Type != "ima_log" {
+			continue
+		}
+		if a.Log == nil {
+			return nil, fmt.Errorf("verifier requested an ima_log but profile %q has none", profileName(a))
+		}
+		text, n, err := a.Log.Entries(it.StartingOffset)
+		if err != nil {
+			return nil, fmt.Errorf("ima entries from %d: %w", it.StartingOffset, err)
+		}
+		imaText, imaN, imaOffset = text, n, it.StartingOffset
+	}
+	for _, it := range neg.Items {
+		switch it.Type {
+		case "tpm_quote":
+			if it.SigScheme != "rsassa" || it.HashAlg != "sha256" {
+				return nil, fmt.Errorf("quote with %s/%s requested; the AK signs rsassa/sha256 only", it.SigScheme, it.HashAlg)
+			}
+			extra := it.Challenge
+			if cy.c.extraData == ExtraDataB64Text {
+				extra = []byte(it.ChallengeText)
+			}
+			if a.Log != nil {
+				if err := a.TPM.SetPCR(10, a.Log.PCR10()); err != nil {
+					return nil, err
+				}
+			}
+			pcrs := slices.Clone(it.PCRs)
+			slices.Sort(pcrs)
+			pcrs = slices.Compact(pcrs)
+			msg, sig, subject, err := a.TPM.Quote(extra, pcrs)
+			if err != nil {
+				return nil, fmt.Errorf("quote: %w", err)
+			}
+			items = append(items, evidenceCollected{Class: it.Class, Type: it.Type, Data: quoteData{
+				SubjectData: base64.StdEncoding.EncodeToString(subject),
+				Message:     base64.StdEncoding.EncodeToString(msg),
+				Signature:   base64.StdEncoding.EncodeToString(sig),
+			}})
+		case "ima_log":
+			items = append(items, evidenceCollected{Class: it.Class, Type: it.Type, Data: imaData{EntryCount: imaN, Entries: imaText}})
+		default:
+			return nil, fmt.Errorf("verifier requested %s/%s, which the simulated agent cannot provide", it.Class, it.Type)
+		}
+	}
+	if imaOffset >= 0 {
+		off, n := imaOffset, imaN
+		cy.rec.IMAOffset, cy.rec.IMAEntriesSent = &off, &n
+	}
+	return evidenceBody(items)
+}
+
+func profileName(a *Agent) string {
+	if a.Profile == nil {
+		return ""
+	}
+	return a.Profile.Name()
+}
