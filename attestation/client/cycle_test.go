@@ -23,7 +23,9 @@ type fakeClock struct {
 	onWait func(ctx context.Context) error // optional: replaces the wait (e.g. to block until cancel)
 }
 
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Date(2026, 11, 30, 20, 0, 0, 0, time.UTC)} }
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2026, 11, 30, 20, 0, 0, 0, time.UTC)}
+}
 
 func (c *fakeClock) Now() time.Time {
 	c.mu.Lock()
@@ -414,8 +416,10 @@ func TestCycleRetries(t *testing.T) {
 			outcome: record.OutcomeFail, err: record.ErrEvidenceOrder, creates: 1, updates: 1, sessions: 2,
 		},
 		{
-			name:    "422 other is invalid data",
-			setup:   func(f *fakeVerifier) { f.push("update", apiErr(422, "invalid_resource_data", "subject_data lacks PCR 10")) },
+			name: "422 other is invalid data",
+			setup: func(f *fakeVerifier) {
+				f.push("update", apiErr(422, "invalid_resource_data", "subject_data lacks PCR 10"))
+			},
 			outcome: record.OutcomeFail, err: record.ErrInvalidData, creates: 1, updates: 1, sessions: 2,
 		},
 		{
@@ -433,14 +437,18 @@ func TestCycleRetries(t *testing.T) {
 			},
 		},
 		{
-			name:    "503 verification_in_progress with Retry-After",
-			setup:   func(f *fakeVerifier) { f.push("create", canned{status: 503, header: map[string]string{"Retry-After": "3"}}) },
+			name: "503 verification_in_progress with Retry-After",
+			setup: func(f *fakeVerifier) {
+				f.push("create", canned{status: 503, header: map[string]string{"Retry-After": "3"}})
+			},
 			outcome: record.OutcomeSuccess, creates: 2, updates: 1, sessions: 2,
 			slept: []time.Duration{3 * time.Second},
 		},
 		{
-			name:    "500 with empty body retried",
-			setup:   func(f *fakeVerifier) { f.push("update", canned{status: 500, header: map[string]string{"Content-Type": "text/html; charset=UTF-8"}}) },
+			name: "500 with empty body retried",
+			setup: func(f *fakeVerifier) {
+				f.push("update", canned{status: 500, header: map[string]string{"Content-Type": "text/html; charset=UTF-8"}})
+			},
 			outcome: record.OutcomeSuccess, creates: 1, updates: 2, sessions: 2,
 			slept: []time.Duration{time.Second},
 		},
@@ -480,13 +488,17 @@ func TestCycleRetries(t *testing.T) {
 			outcome: record.OutcomeFail, err: record.ErrBadResponse, sessions: 1,
 		},
 		{
-			name:    "201 without challenge is bad_response",
-			setup:   func(f *fakeVerifier) { f.push("create", canned{status: 201, body: `{"data":{"attributes":{"evidence_requested":[]}}}`}) },
+			name: "201 without challenge is bad_response",
+			setup: func(f *fakeVerifier) {
+				f.push("create", canned{status: 201, body: `{"data":{"attributes":{"evidence_requested":[]}}}`})
+			},
 			outcome: record.OutcomeFail, err: record.ErrBadResponse, creates: 1, sessions: 2,
 		},
 		{
-			name:    "huge body is bounded",
-			setup:   func(f *fakeVerifier) { f.push("create", canned{status: 201, body: `{"x":"` + strings.Repeat("a", 3<<20) + `"}`}) },
+			name: "huge body is bounded",
+			setup: func(f *fakeVerifier) {
+				f.push("create", canned{status: 201, body: `{"x":"` + strings.Repeat("a", 3<<20) + `"}`})
+			},
 			mod:     func(c *Config) { c.MaxBodyBytes = 1 << 20 },
 			outcome: record.OutcomeFail, err: record.ErrBadResponse, creates: 1, sessions: 2,
 			check: func(t *testing.T, r *record.Record, _ *Agent) {
@@ -698,4 +710,3 @@ func TestNewConfigErrors(t *testing.T) {
 		t.Errorf("create url %q", u)
 	}
 }
-
