@@ -1,0 +1,211 @@
+package verdict
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/attestload/attestload/attestation/record"
+)
+
+type collect struct {
+	mu     sync.Mutex
+	got    []*record.Record
+	closed bool
+}
+
+func (c *collect) Observe(r *record.Record) { c.mu.Lock(); c.got = append(c.got, r); c.mu.Unlock() }
+func (c *collect) Close() error             { c.mu.Lock(); c.closed = true; c.mu.Unlock(); return nil }
+func (c *collect) snapshot() []*record.Record {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*record.Record(nil), c.got...)
+}
+
+// fakeSource answers from a map the test changes; a nil entry means pending.
+type fakeSource struct {
+	mu    sync.Mutex
+	known map[Key]Result
+	err   error
+	calls int
+}
+
+func (f *fakeSource) Resolve(_ context.Context, keys []Key) (map[Key]Result, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if f.err != nil {
+		return nil, f.err
+	}
+	out := map[Key]Result{}
+	for _, k := range keys {
+		if r, ok := f.known[k]; ok {
+			out[k] = r
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeSource) set(k Key, r Result) { f.mu.Lock(); f.known[k] = r; f.mu.Unlock() }
+
+func ptr[T any](v T) *T { return &v }
+
+func accepted(agent string, index int, endTime float64) *record.Record {
+	return &record.Record{AgentID: agent, Outcome: record.OutcomeSuccess, UpdateSuccessful: true,
+		AttestationIndex: ptr(index), UpdateAttempts: []record.Attempt{{EndTime: endTime}}}
+}
+
+func TestWatcherResolvesAndTimesOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := &fakeSource{known: map[Key]Result{}}
+		next := &collect{}
+		w := NewWatcher(src, Options{Timeout: 10 * time.Second, PollInterval: time.Second}, next)
+		start := float64(time.Now().UnixNano()) / 1e9
+
+		pass := accepted("a", 1, start)
+		fail := accepted("b", 7, start)
+		slow := accepted("c", 2, start)
+		notAccepted := &record.Record{AgentID: "d", Outcome: record.OutcomeFail}
+		for _, r := range []*record.Record{pass, fail, slow, notAccepted} {
+			w.Observe(r)
+		}
+		if got := next.snapshot(); len(got) != 1 || got[0] != notAccepted ||
+			notAccepted.Verdict.Evaluation != record.EvaluationUnknown {
+			t.Fatalf("a cycle without accepted evidence must pass straight through as unknown, got %v", got)
+		}
+
+		time.Sleep(2500 * time.Millisecond)
+		src.set(Key{"a", 1}, Result{Evaluation: record.EvaluationPass})
+		src.set(Key{"b", 7}, Result{Evaluation: record.EvaluationFail, FailureReason: ptr("policy_violation")})
+		time.Sleep(time.Second)
+		synctest.Wait()
+		got := next.snapshot()
+		if len(got) != 3 {
+			t.Fatalf("after the verdicts appeared: %d forwarded, want 3", len(got))
+		}
+		if pass.Verdict.Evaluation != record.EvaluationPass || pass.Verdict.Seconds == nil || *pass.Verdict.Seconds != 3 {
+			t.Fatalf("pass verdict %+v (seconds %v), want pass after 3 s", pass.Verdict, pass.Verdict.Seconds)
+		}
+		if fail.Verdict.Evaluation != record.EvaluationFail || *fail.Verdict.FailureReason != "policy_violation" {
+			t.Fatalf("fail verdict %+v", fail.Verdict)
+		}
+
+		time.Sleep(7 * time.Second)
+		synctest.Wait()
+		if got := next.snapshot(); len(got) != 4 || got[3] != slow {
+			t.Fatalf("after the timeout: %d forwarded, want 4 ending with the pending one", len(got))
+		}
+		if slow.Verdict.Evaluation != record.EvaluationUnknown || slow.Verdict.Seconds != nil {
+			t.Fatalf("timed-out verdict %+v", slow.Verdict)
+		}
+		st := w.Stats()
+		if st.Resolved != 2 || st.TimedOut != 1 || st.Passthrough != 1 || st.Pending != 0 {
+			t.Fatalf("stats %+v", st)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if !next.closed {
+			t.Fatal("Close did not close the next sink")
+		}
+	})
+}
+
+func TestWatcherBoundedAndClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := &fakeSource{known: map[Key]Result{}, err: errors.New("database down")}
+		next := &collect{}
+		w := NewWatcher(src, Options{Timeout: time.Hour, PollInterval: time.Second, MaxPending: 100}, next)
+		for i := range 150 {
+			w.Observe(accepted("a", i, 1))
+		}
+		if st := w.Stats(); st.Pending != 100 || st.Overflowed != 50 {
+			t.Fatalf("stats %+v, want 100 pending and 50 overflowed", st)
+		}
+		if got := len(next.snapshot()); got != 50 {
+			t.Fatalf("%d forwarded at once, want the 50 over the bound", got)
+		}
+		time.Sleep(5 * time.Second) // lookups fail; records keep waiting, nothing is lost
+		synctest.Wait()
+		if st := w.Stats(); st.Pending != 100 || st.PollErrors == 0 {
+			t.Fatalf("stats %+v while the source fails", st)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := len(next.snapshot()); got != 150 {
+			t.Fatalf("after Close %d forwarded, want all 150", got)
+		}
+		late := accepted("z", 1, 1)
+		w.Observe(late)
+		if got := next.snapshot(); got[len(got)-1] != late {
+			t.Fatal("a record observed after Close was not forwarded")
+		}
+	})
+}
+
+func TestWatcherNoSource(t *testing.T) {
+	next := &collect{}
+	w := NewWatcher(nil, Options{}, next)
+	r := accepted("a", 1, 1)
+	w.Observe(r)
+	if got := next.snapshot(); len(got) != 1 || r.Verdict.Evaluation != record.EvaluationUnknown {
+		t.Fatalf("without a source the record must pass through as unknown: %v %+v", got, r.Verdict)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSourceFunc(t *testing.T) {
+	f := SourceFunc(func(agent string, index int) (string, string, bool, bool) {
+		switch index {
+		case 0:
+			return "pass", "", true, true
+		case 1:
+			return "fail", "broken_evidence_chain", true, true
+		case 2:
+			return "pending", "", false, true
+		default:
+			return "", "", false, false
+		}
+	})
+	got, err := f.Resolve(context.Background(), []Key{{"a", 0}, {"a", 1}, {"a", 2}, {"a", 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[Key{"a", 0}].Evaluation != "pass" || *got[Key{"a", 1}].FailureReason != "broken_evidence_chain" ||
+		got[Key{"a", 3}].Evaluation != record.EvaluationUnknown {
+		t.Fatalf("resolved %+v", got)
+	}
+	if _, pending := got[Key{"a", 2}]; pending {
+		t.Fatal("a pending attestation was resolved")
+	}
+}
+
+func TestSettle(t *testing.T) {
+	rows := []row{{index: 5, evaluation: "fail", reason: "policy_violation"}, {index: 7, evaluation: "pass"},
+		{index: 8, evaluation: "pending"}}
+	for _, c := range []struct {
+		index int
+		want  string
+		ok    bool
+	}{
+		{5, "fail", true},
+		{4, "pass", true},    // vanished, a later one passed: §5.3 rolling deletion
+		{6, "pass", true},    // vanished between a failed and a passed one
+		{8, "", false},       // still pending
+		{9, "unknown", true}, // vanished, nothing later passed
+	} {
+		got, ok := settle(rows, c.index)
+		if ok != c.ok || got.Evaluation != c.want {
+			t.Errorf("settle(%d) = %+v, %v; want %q, %v", c.index, got, ok, c.want, c.ok)
+		}
+	}
+	if got, _ := settle([]row{{index: 3, evaluation: "fail"}}, 2); got.Evaluation != record.EvaluationUnknown {
+		t.Errorf("vanished with only a later failure: %+v, want unknown", got)
+	}
+}
