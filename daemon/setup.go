@@ -69,6 +69,7 @@ type Summary struct {
 type SetupOptions struct {
 	Logger  *slog.Logger
 	Verbose io.Writer // per-request log lines (-v); nil: none
+	RunID   string    // the run's marker; empty: a new random one (set it to label metrics before Setup)
 }
 
 // Setup prepares a run from a validated configuration. On error everything already acquired is released.
@@ -81,7 +82,10 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...Option) (_ 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &Run{cfg: cfg, log: log, runID: enroll.NewRunID(), start: time.Now(), verbose: so.Verbose}
+	r := &Run{cfg: cfg, log: log, runID: so.RunID, start: time.Now(), verbose: so.Verbose}
+	if r.runID == "" {
+		r.runID = enroll.NewRunID()
+	}
 	defer func() {
 		if err != nil {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -100,6 +104,11 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...Option) (_ 
 	}
 	n := cfg.Run.Agents
 	nkeys := min(n, cfg.Run.DistinctKeys)
+	if dir := filepath.Dir(cfg.Run.KeyPool); cfg.Run.KeyPool != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("attestation keys (run.key_pool %s): %w", cfg.Run.KeyPool, err)
+		}
+	}
 	keys, err := softtpm.LoadOrCreateKeyPool(cfg.Run.KeyPool, nkeys, crand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("attestation keys (run.key_pool %s): %w", cfg.Run.KeyPool, err)
@@ -269,7 +278,8 @@ func (r *Run) startSim(ctx context.Context, pool *pgxpool.Pool, tlsOpts *client.
 	r.addCloser(func(context.Context) error { return os.RemoveAll(dir) })
 	scfg := simverifier.DefaultConfig()
 	scfg.TLSDir = dir
-	scfg.Logger = r.log.With("component", "simverifier")
+	// The simulator logs every verdict at info; in a load run only its warnings are news.
+	scfg.Logger = slog.New(minLevel{h: r.log.Handler(), min: slog.LevelWarn}).With("component", "simverifier")
 	sim, err := simverifier.New(scfg)
 	if err != nil {
 		return "", fmt.Errorf("simulated verifier: %w", err)
@@ -490,4 +500,21 @@ func writeVerbose(w io.Writer, rec *record.Record) {
 		}
 	}
 	io.WriteString(w, b.String())
+}
+
+// minLevel drops records below min.
+type minLevel struct {
+	h   slog.Handler
+	min slog.Level
+}
+
+func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= m.min && m.h.Enabled(ctx, l)
+}
+func (m minLevel) Handle(ctx context.Context, r slog.Record) error { return m.h.Handle(ctx, r) }
+func (m minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h: m.h.WithAttrs(as), min: m.min}
+}
+func (m minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h: m.h.WithGroup(name), min: m.min}
 }

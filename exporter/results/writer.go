@@ -217,6 +217,8 @@ func WriteSidecar(resultsPath string, info any) error {
 		return fmt.Errorf("write run sidecar: %w", err)
 	}
 	_, werr := tmp.Write(b)
+	cherr := tmp.Chmod(0o644) // CreateTemp makes 0600; the sidecar is as readable as the results file
+	werr = errors.Join(werr, cherr)
 	serr := tmp.Sync()
 	cerr := tmp.Close()
 	if err := errors.Join(werr, serr, cerr); err != nil {

@@ -1,0 +1,278 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+
+	"github.com/attestload/attestload/attestation/enroll"
+	"github.com/attestload/attestload/daemon"
+	"github.com/attestload/attestload/daemon/shard"
+	"github.com/attestload/attestload/exporter/metrics"
+	"github.com/attestload/attestload/exporter/report"
+)
+
+// runFlagKeys binds each run flag to its config key (flags > environment > file > defaults).
+var runFlagKeys = map[string]string{
+	"workers":              "run.workers",
+	"agents":               "run.agents",
+	"tasks":                "run.tasks",
+	"verbose":              "run.verbose",
+	"duration":             "run.duration",
+	"drain-timeout":        "run.drain_timeout",
+	"instance":             "run.instance",
+	"key-pool":             "run.key_pool",
+	"model":                "scheduler.model",
+	"interval":             "scheduler.fleet.interval",
+	"rate-start":           "scheduler.rate.start",
+	"rate-stages":          "scheduler.rate.stages",
+	"profile":              "evidence.profile",
+	"results-dir":          "results.dir",
+	"verifier-ca":          "verifier.ca_file",
+	"insecure-skip-verify": "verifier.insecure_skip_verify",
+	"prefix":               "database.prefix",
+	"cleanup-leftovers":    "database.cleanup_leftovers",
+	"metrics-listen":       "metrics.listen",
+	"threshold":            "thresholds",
+}
+
+// Close deadlines: the normal one leaves time to delete a large run's rows; after a second signal the user wants
+// out, so cleanup gets a short, best-effort deadline.
+const (
+	closeTimeout      = 5 * time.Minute
+	closeTimeoutHurry = 15 * time.Second
+	statusTick        = 500 * time.Millisecond
+)
+
+func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
+	var (
+		configFile string
+		shardFlag  string
+	)
+	cmd := &cobra.Command{
+		Use:   "run [VERIFIER_URL [DB_URL]]",
+		Short: "Drive attestations against a verifier (or the built-in simulated one) and record every cycle",
+		Long: `Enrolls mock agents in the verifier's PostgreSQL, attests them at the pace asked, writes every cycle to
+results/<YYYYmmddHHMMSS>.jsonl, removes the agents again and prints the summary tables.
+
+With no verifier configured it starts the simulated verifier in-process on 127.0.0.1 (TLS) and enrolls in memory.
+
+The old form works as before: attestload run https://verifier:8881 postgresql://postgres:postgres@db/verifierdb -w 4 -a 8 -t 3
+
+Ctrl+C stops starting cycles and drains running ones (run.drain_timeout); a second Ctrl+C aborts them at once.
+Exit status: 0 ok; 1 runtime failure; 2 usage or configuration error; 99 a threshold was crossed.`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 2 {
+				return &usageError{fmt.Errorf("run takes at most two arguments, VERIFIER_URL and DB_URL (got %d)", len(args))}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := daemon.Loader{File: configFile, Environ: os.Environ(), Flags: cmd.Flags(), FlagKey: runFlagKeys}.Load()
+			if err != nil {
+				if _, ok := errors.AsType[*daemon.ConfigError](err); ok {
+					return err
+				}
+				return &usageError{err}
+			}
+			if len(args) > 0 {
+				cfg.Verifier.URL = args[0]
+			}
+			if len(args) > 1 {
+				cfg.Database.URL = args[1]
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			resolved := cfg.Resolved()
+			if shardFlag != "" {
+				sh, err := shard.Parse(shardFlag)
+				if err != nil {
+					return &usageError{fmt.Errorf("--shard: %w", err)}
+				}
+				first, count := sh.Range(resolved.Run.Agents)
+				if count < 1 {
+					return &usageError{fmt.Errorf("--shard %s: no agents left for this shard out of %d", shardFlag, resolved.Run.Agents)}
+				}
+				resolved.Run.FirstIndex += first
+				resolved.Run.Agents = count
+			}
+			return runLoad(cmd.Context(), resolved, stdout, stderr)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configFile, "config", "", "YAML configuration file (see config.example.yaml)")
+	f.StringVar(&shardFlag, "shard", "", "drive only the i-th of n equal parts of the agents, as i/n")
+	f.IntP("workers", "w", 0, "most cycles in flight (default: one per CPU thread)")
+	f.IntP("agents", "a", 0, "number of mock agents (default: as many as workers)")
+	f.IntP("tasks", "t", 0, "attestations per agent (default: until stopped)")
+	f.BoolP("verbose", "v", false, "log every request")
+	f.Duration("duration", 0, "stop starting cycles after this long (e.g. 30s, 1h)")
+	f.Duration("drain-timeout", 0, "after stopping, how long running cycles may finish (default 30s)")
+	f.String("instance", "", "instance name written into every record (default: host name)")
+	f.String("key-pool", "", "file of reusable attestation keys (default keys/ak-pool.bin)")
+	f.String("model", "", "scheduler: closed, fleet or rate (default closed)")
+	f.Duration("interval", 0, "fleet model: each agent's attestation interval (default 60s)")
+	f.Float64("rate-start", 0, "rate model: cycles per second at the start")
+	f.String("rate-stages", "", "rate model: ramp stages DURATION:TARGET,... e.g. 1m:10,5m:200,30m:200")
+	f.String("profile", "", "evidence: ima, quote-only or captured (default ima)")
+	f.String("results-dir", "", "directory of results files (default results)")
+	f.String("verifier-ca", "", "CA certificate file of the verifier")
+	f.Bool("insecure-skip-verify", false, "do not verify the verifier's certificate (testing only)")
+	f.String("prefix", "", "agent id prefix in the database (default attestload-)")
+	f.Bool("cleanup-leftovers", false, "remove rows of earlier crashed runs with the same prefix before starting")
+	f.String("metrics-listen", "", "serve Prometheus metrics on this address, e.g. 127.0.0.1:9400")
+	f.StringArray("threshold", nil, "pass/fail check on the summary, e.g. 'evidence.p99<2s' (repeatable); crossed → exit 99")
+	return cmd
+}
+
+// runLoad is the run's lifecycle: signals, setup, the load, the summary, cleanup on every path.
+func runLoad(parent context.Context, cfg daemon.Config, stdout, stderr io.Writer) (retErr error) {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := context.WithCancel(parent)
+	defer stop()
+
+	var (
+		current atomic.Pointer[daemon.Run]
+		hurry   atomic.Bool
+		done    = make(chan struct{})
+	)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	defer close(done)
+	go func() {
+		select {
+		case s := <-sigs:
+			log.Info("signal received: no new cycles, draining running ones (signal again to abort them)",
+				"signal", s.String(), "drain_timeout", cfg.Run.DrainTimeout)
+			stop()
+		case <-done:
+			return
+		}
+		select {
+		case s := <-sigs:
+			log.Warn("second signal: aborting running cycles and exiting", "signal", s.String())
+			hurry.Store(true)
+			if r := current.Load(); r != nil {
+				r.Abort()
+			}
+		case <-done:
+		}
+	}()
+
+	runID := enroll.NewRunID()
+	var opts []daemon.Option
+	var metricsSrv *metrics.Server
+	if cfg.Metrics.Listen != "" {
+		reg := prometheus.NewRegistry()
+		m, err := metrics.New(reg, metrics.Options{Version: version, Revision: buildCommit(), RunID: runID, Instance: cfg.Run.Instance})
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		ready := atomic.Bool{}
+		metricsSrv, err = metrics.NewServer(cfg.Metrics.Listen, reg, ready.Load)
+		if err != nil {
+			return fmt.Errorf("metrics (metrics.listen %s): %w", cfg.Metrics.Listen, err)
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			retErr = errors.Join(retErr, metricsSrv.Shutdown(sctx))
+		}()
+		log.Info("serving metrics", "addr", metricsSrv.Addr())
+		opts = append(opts, daemon.WithSink(m), daemon.WithObserver(m))
+		defer ready.Store(false)
+		ready.Store(true)
+	}
+
+	so := daemon.SetupOptions{Logger: log, RunID: runID}
+	if cfg.Run.Verbose {
+		so.Verbose = stderr
+	}
+	r, err := daemon.Setup(ctx, cfg, so, opts...)
+	if err != nil {
+		return err
+	}
+	current.Store(r)
+	if hurry.Load() {
+		r.Abort()
+	}
+	closeRun := func() error {
+		d := closeTimeout
+		if hurry.Load() {
+			d = closeTimeoutHurry
+		}
+		cctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		return r.Close(cctx)
+	}
+	log.Info("run started", "run_id", r.RunID(), "results", r.ResultsPath(), "model", cfg.Scheduler.Model,
+		"agents", cfg.Run.Agents, "workers", cfg.Run.Workers)
+
+	statusDone := startStatus(r, stderr, log, cfg.Run.StatusInterval)
+	sum, runErr := r.Execute(ctx)
+	statusDone()
+	closeErr := closeRun()
+
+	log.Info("run finished", "cycles", sum.Stats.Finished, "success", sum.Stats.Success, "fail", sum.Stats.Fail,
+		"aborted", sum.Stats.Aborted, "dropped", sum.Stats.Dropped, "late", sum.Stats.Late,
+		"elapsed", sum.Elapsed.Round(time.Millisecond), "results", sum.ResultsPath)
+
+	// The summary is the same text `attestload report` prints for the run's file.
+	code, repErr := report.Run(context.Background(), report.Options{Inputs: []string{sum.ResultsPath},
+		Thresholds: cfg.Thresholds, Color: isTerminal(stdout)}, stdout, stderr)
+	if err := errors.Join(runErr, closeErr, repErr); err != nil {
+		return err
+	}
+	if code != 0 {
+		return &exitCodeError{code: code}
+	}
+	return nil
+}
+
+// startStatus shows progress: one rewritten line on a terminal, otherwise a log line every interval. The returned
+// function stops it and clears the line.
+func startStatus(r *daemon.Run, stderr io.Writer, log *slog.Logger, interval time.Duration) func() {
+	tty := isTerminal(stderr)
+	tick := interval
+	if tty {
+		tick = statusTick
+	}
+	quit := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(tick)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				if tty {
+					fmt.Fprint(stderr, "\r\x1b[K")
+				}
+				return
+			case <-t.C:
+				s := r.Snapshot()
+				if tty {
+					fmt.Fprint(stderr, "\r\x1b[K"+s.Line())
+				} else {
+					log.Info("progress", "elapsed", s.Elapsed.Truncate(time.Second), "cycles_per_second",
+						fmt.Sprintf("%.1f", s.Rate()), "in_flight", s.InFlight, "ok", s.OK, "fail", s.Fail,
+						"aborted", s.Aborted, "p99", s.P99.Round(time.Millisecond))
+				}
+			}
+		}
+	}()
+	return func() { close(quit); <-finished }
+}
