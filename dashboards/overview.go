@@ -22,6 +22,8 @@ const (
 	mAgents          = "attestload_agents"
 	mTargetRate      = "attestload_target_cycles_per_second"
 	mScheduleLag     = "attestload_schedule_lag_seconds"
+	mRequestBytes    = "attestload_request_body_bytes_total"
+	mResponseBytes   = "attestload_response_body_bytes_total"
 )
 
 // overview answers the questions a verifier operator asks first: how many attestations per second does it
@@ -87,13 +89,17 @@ func overview() *dashboard.DashboardBuilder {
 		WithPanel(graph("Sessions/s", "PoP sessions created (first token of an agent) and refreshed (expired or "+
 			"rejected token). Each costs the verifier a PBKDF2 run.", "ops", 8, 8,
 			query("A", sum("kind", rate(mSessions)), "{{kind}}"))).
-		WithRow(row("Schedule")).
+		WithRow(row("Schedule and traffic")).
 		WithPanel(graph("Late and dropped cycles/s", "late: started after its due time (fleet, rate); dropped: a "+
-			"tick of the rate model found no idle agent.", "cps", 12, 8,
+			"tick of the rate model found no idle agent.", "cps", 8, 8,
 			query("A", sum("", rate(mLate)), "late"),
 			query("B", sum("", rate(mDropped)), "dropped"))).
 		WithPanel(graph("Lateness p99 and schedule lag", "How late cycles start, and how far behind the engine is.",
-			"s", 12, 8,
+			"s", 8, 8,
 			query("A", quantile(0.99, mLateness, ""), "lateness p99"),
-			query("B", agg("max", "", gauge(mScheduleLag)), "schedule lag")))
+			query("B", agg("max", "", gauge(mScheduleLag)), "schedule lag"))).
+		WithPanel(graph("Body bytes/s by phase", "Request bodies sent (evidence with its IMA log dominates) and "+
+			"response bodies received, by phase.", "Bps", 8, 8,
+			query("A", sum("phase", rate(mRequestBytes)), "sent {{phase}}"),
+			query("B", sum("phase", rate(mResponseBytes)), "received {{phase}}")))
 }
