@@ -289,9 +289,11 @@ func (a *aggregator) requestsOf(at []attempt, kind int, schema int) {
 	}
 }
 
+var statusClasses = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
+
 func statusClass(s int) string {
 	if s >= 100 && s < 600 {
-		return fmt.Sprintf("%dxx", s/100)
+		return statusClasses[s/100-1]
 	}
 	return "invalid"
 }

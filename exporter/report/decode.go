@@ -200,10 +200,24 @@ func (d *decoder) array(elem func() error) error {
 }
 
 // stringBytes scans a string at d.pos and returns its contents, unescaped and with invalid UTF-8 replaced the way
-// encoding/json does it. The fast path returns a sub-slice of the line.
+// encoding/json does it. The fast path (plain ASCII, no escapes) returns a sub-slice of the line.
 func (d *decoder) stringBytes() ([]byte, error) {
 	start := d.pos
 	d.pos++
+	if q := bytes.IndexByte(d.buf[d.pos:], '"'); q >= 0 {
+		seg := d.buf[d.pos : d.pos+q]
+		plain := true
+		for _, b := range seg {
+			if b < 0x20 || b == '\\' || b >= utf8.RuneSelf {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			d.pos += q + 1
+			return seg, nil
+		}
+	}
 	simple := true
 	for {
 		if d.pos >= len(d.buf) {
@@ -566,12 +580,10 @@ var attemptKeys = []string{"action", "method", "url", "start_time", "end_time", 
 
 var verdictKeys = []string{"evaluation", "failure_reason", "seconds"}
 
+var verdictKeySet = map[string]struct{}{"evaluation": {}, "failure_reason": {}, "seconds": {}}
+
+// keyFold is only reached for keys that matched no field exactly.
 func keyFold(key []byte, known []string) string {
-	for _, k := range known {
-		if string(key) == k {
-			return k
-		}
-	}
 	for _, k := range known {
 		if bytes.EqualFold(key, []byte(k)) {
 			return k
@@ -581,7 +593,7 @@ func keyFold(key []byte, known []string) string {
 }
 
 func (d *decoder) recordField(key []byte, c *cycleLine) error {
-	switch keyFold(key, recordKeys) {
+	switch string(key) {
 	case "agent_index":
 		return d.integer(&c.agentIndex)
 	case "worker_index":
@@ -616,7 +628,12 @@ func (d *decoder) recordField(key []byte, c *cycleLine) error {
 			return d.typeErr("object")
 		}
 		return d.object(func(k []byte) error {
-			switch keyFold(k, verdictKeys) {
+			if _, exact := verdictKeySet[string(k)]; !exact {
+				if f := keyFold(k, verdictKeys); f != "" {
+					k = []byte(f)
+				}
+			}
+			switch string(k) {
 			case "evaluation":
 				return d.str(&c.evaluation)
 			case "failure_reason":
@@ -640,6 +657,9 @@ func (d *decoder) recordField(key []byte, c *cycleLine) error {
 		return d.floatPtr(&x, &c.scheduled)
 	case "late_seconds":
 		return d.floatPtr(&c.lateSeconds, &c.hasLate)
+	}
+	if k := keyFold(key, recordKeys); k != "" {
+		return d.recordField([]byte(k), c)
 	}
 	return d.skipValue()
 }
@@ -668,7 +688,7 @@ func (d *decoder) attempts(dst *[]attempt) error {
 }
 
 func (d *decoder) attemptField(key []byte, a *attempt) error {
-	switch keyFold(key, attemptKeys) {
+	switch string(key) {
 	case "action":
 		return d.str(&a.action)
 	case "method", "url", "code", "request_id":
@@ -697,6 +717,9 @@ func (d *decoder) attemptField(key []byte, a *attempt) error {
 		return d.strPtr(&a.errClass, &has)
 	case "bytes_sent", "bytes_received":
 		return d.checked('i')
+	}
+	if k := keyFold(key, attemptKeys); k != "" {
+		return d.attemptField([]byte(k), a)
 	}
 	return d.skipValue()
 }
