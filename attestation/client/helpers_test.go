@@ -2,6 +2,7 @@ package client
 
 import (
 	"crypto/rand"
+	"os"
 	"sync"
 	"testing"
 
@@ -16,7 +17,7 @@ var (
 	keysErr  error
 )
 
-const keyPoolSize = 24
+const keyPoolSize = 12
 
 func testKey(t testing.TB, i int) *softtpm.Key {
 	t.Helper()
@@ -50,3 +51,5 @@ func newIMAAgent(t testing.TB, id string, index, initial int) *Agent {
 	t.Helper()
 	return NewAgent(id, index, softtpm.NewTPM(testKey(t, index)), imaProfile(t, initial))
 }
+
+func writeFile(path string, b []byte) error { return os.WriteFile(path, b, 0o600) }
