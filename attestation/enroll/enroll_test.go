@@ -232,6 +232,19 @@ func TestEnrollThousandAgentsAndCleanup(t *testing.T) {
 		}
 	}
 
+	// Cleanup's temporary evidence_items index must not outlive it.
+	var indexes []string
+	irows, err := pool.Query(ctx, `SELECT indexname FROM pg_indexes WHERE tablename = 'evidence_items'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if indexes, err = pgx.CollectRows(irows, pgx.RowTo[string]); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(indexes, []string{"evidence_items_pkey"}) {
+		t.Fatalf("evidence_items indexes after cleanup: %v", indexes)
+	}
+
 	// A second cleanup finds nothing and fails on nothing.
 	if removed, err := e.Cleanup(ctx, pool); err != nil || removed.Total() != 0 {
 		t.Fatalf("second Cleanup = %v, %v; want nothing removed", removed, err)
