@@ -32,6 +32,7 @@ type Config struct {
 	Evidence   EvidenceConfig  `key:"evidence"`
 	Results    ResultsConfig   `key:"results"`
 	Metrics    MetricsConfig   `key:"metrics"`
+	Simulator  SimulatorConfig `key:"simulator"`
 	Thresholds []string        `key:"thresholds"`
 }
 
@@ -115,6 +116,14 @@ type ResultsConfig struct {
 	Buffer        int           `key:"buffer"`   // fan-out input bound, in records
 }
 
+// SimulatorConfig shapes the in-process simulated verifier used when verifier.url is empty.
+type SimulatorConfig struct {
+	QuoteInterval int           `key:"quote_interval"` // seconds between an agent's evidence and its next POST
+	Latency       time.Duration `key:"latency"`        // added to every request, as a slow verifier would
+	// SessionHashIterations is the PBKDF2 cost of a session (the real verifier's is 600000).
+	SessionHashIterations int `key:"session_hash_iterations"`
+}
+
 // MetricsConfig is the Prometheus endpoint.
 type MetricsConfig struct {
 	Listen string `key:"listen"` // empty: no endpoint
@@ -129,8 +138,9 @@ func DefaultConfig() Config {
 		Run:      RunConfig{DrainTimeout: 30 * time.Second, KeyPool: "keys/ak-pool.bin", DistinctKeys: 100, StatusInterval: 10 * time.Second},
 		Scheduler: SchedulerConfig{Model: ModelClosed, Fleet: FleetConfig{Interval: 60 * time.Second, Jitter: 0.1},
 			Rate: RateConfig{Start: 10, Stages: []StageConfig{{Duration: time.Minute, Target: 10}}}},
-		Evidence: EvidenceConfig{Profile: "ima", IMAInitial: 200, IMAGrow: 2, IMAUniverse: 1000},
-		Results:  ResultsConfig{Dir: "results", FlushInterval: time.Second, OnError: "stop", Buffer: 8192},
+		Evidence:  EvidenceConfig{Profile: "ima", IMAInitial: 200, IMAGrow: 2, IMAUniverse: 1000},
+		Results:   ResultsConfig{Dir: "results", FlushInterval: time.Second, OnError: "stop", Buffer: 8192},
+		Simulator: SimulatorConfig{QuoteInterval: 2, SessionHashIterations: 600000},
 	}
 }
 
@@ -585,6 +595,9 @@ func (c *Config) Validate() error {
 		nonNeg("run.first_index", c.Run.FirstIndex),
 		positive("run.distinct_keys", c.Run.DistinctKeys),
 		posDur("run.status_interval", c.Run.StatusInterval),
+		nonNeg("simulator.quote_interval", c.Simulator.QuoteInterval),
+		nonNegDur("simulator.latency", c.Simulator.Latency),
+		positive("simulator.session_hash_iterations", c.Simulator.SessionHashIterations),
 	}
 	for _, e := range errs {
 		if e != nil {

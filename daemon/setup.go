@@ -278,6 +278,12 @@ func (r *Run) startSim(ctx context.Context, pool *pgxpool.Pool, tlsOpts *client.
 	r.addCloser(func(context.Context) error { return os.RemoveAll(dir) })
 	scfg := simverifier.DefaultConfig()
 	scfg.TLSDir = dir
+	scfg.QuoteInterval = r.cfg.Simulator.QuoteInterval
+	scfg.SessionHashIterations = r.cfg.Simulator.SessionHashIterations
+	if r.cfg.Simulator.Latency > 0 {
+		scfg.Faults.Rules = map[simverifier.Endpoint]simverifier.FaultRule{
+			simverifier.EndpointAll: {Latency: simverifier.Latency{Fixed: r.cfg.Simulator.Latency}}}
+	}
 	// The simulator logs every verdict at info; in a load run only its warnings are news.
 	scfg.Logger = slog.New(minLevel{h: r.log.Handler(), min: slog.LevelWarn}).With("component", "simverifier")
 	sim, err := simverifier.New(scfg)
