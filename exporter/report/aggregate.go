@@ -308,7 +308,6 @@ func (a *aggregator) summary(inputs []string, skipped int64, runs []RunInfo) *Su
 	if a.haveStart && a.haveEnd {
 		s.Track = Track{Start: a.trackStart, End: a.trackEnd, Seconds: a.trackEnd - a.trackStart}
 	}
-	s.Legacy.TrackSecondsLegacy = s.Track.Seconds
 	for i, n := range phaseNames {
 		s.Phases = append(s.Phases, latencyOf(n, a.phases[i], s.Track.Seconds))
 	}
@@ -320,8 +319,7 @@ func (a *aggregator) summary(inputs []string, skipped int64, runs []RunInfo) *Su
 	}
 	s.Outcomes = a.outcomes
 	s.Outcomes.ByError = a.outcomeErrs.sorted()
-	s.Verdicts = Verdicts{Pass: a.pass, Fail: a.fail, Unknown: a.unknown, FailReasons: a.reasons.sorted(),
-		TimeToVerdict: latencyOf("time_to_verdict", a.verdict, s.Track.Seconds)}
+	s.Verdicts = Verdicts{Pass: a.pass, Fail: a.fail, Unknown: a.unknown, FailReasons: a.reasons.sorted()}
 	s.HTTP = HTTP{Attempts: a.attempts, NotOK: a.notOK, StatusClasses: a.statuses.sorted(), Errors: a.errors.sorted()}
 	s.Scheduling = Scheduling{Scheduled: a.scheduled, Late: a.late,
 		Lateness: latencyOf("lateness", a.lateness, s.Track.Seconds)}

@@ -208,7 +208,7 @@ func writeLegacy(w io.Writer, s *Summary, color bool) error {
 		}
 		b.WriteString(l + "\n")
 	}
-	track := s.Legacy.TrackSecondsLegacy
+	track := s.Track.Seconds
 	run := "  Performed " + strconv.FormatInt(s.Legacy.CompleteRuns.All.Count, 10) + " attestations in " +
 		formatTimedelta(track)
 	if track > 60 {

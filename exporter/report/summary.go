@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 
@@ -83,12 +84,11 @@ type PhaseCounters struct {
 
 // Legacy holds the figures of the old tables, exactly.
 type Legacy struct {
-	CreateRequests     RequestCounters `json:"create_requests"`
-	NegotiationPhase   PhaseCounters   `json:"negotiation_phase"`
-	UpdateRequests     RequestCounters `json:"update_requests"`
-	EvidencePhase      PhaseCounters   `json:"evidence_phase"`
-	CompleteRuns       PhaseCounters   `json:"complete_runs"`
-	TrackSecondsLegacy float64         `json:"track_seconds"`
+	CreateRequests   RequestCounters `json:"create_requests"`
+	NegotiationPhase PhaseCounters   `json:"negotiation_phase"`
+	UpdateRequests   RequestCounters `json:"update_requests"`
+	EvidencePhase    PhaseCounters   `json:"evidence_phase"`
+	CompleteRuns     PhaseCounters   `json:"complete_runs"`
 }
 
 // Latency summarises a distribution of durations in seconds. Percentiles come from a histogram (see Notes); count,
@@ -133,11 +133,11 @@ type NamedCount struct {
 
 // Verdicts counts the verifier's judgements and the time to each.
 type Verdicts struct {
-	Pass          int64        `json:"pass"`
-	Fail          int64        `json:"fail"`
-	Unknown       int64        `json:"unknown"`
-	FailReasons   []NamedCount `json:"fail_reasons"`
-	TimeToVerdict Latency      `json:"time_to_verdict"`
+	Pass        int64        `json:"pass"`
+	Fail        int64        `json:"fail"`
+	Unknown     int64        `json:"unknown"`
+	FailReasons []NamedCount `json:"fail_reasons"`
+	// The time to verdict is the "verdict" entry of Summary.Phases.
 }
 
 // HTTP breaks every attempt (session, create, update) down by status class and error class.
@@ -260,11 +260,14 @@ func (s *Summary) Metric(name string) (float64, bool) {
 
 // JSON renders the summary as the documented JSON document, indented, with a final newline.
 func (s *Summary) JSON() ([]byte, error) {
-	b, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // thresholds contain < and >; the document is not embedded in HTML
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(s); err != nil {
 		return nil, err
 	}
-	return append(b, '\n'), nil
+	return b.Bytes(), nil
 }
 
 func fptr(v float64) *float64 {

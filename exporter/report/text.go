@@ -129,7 +129,7 @@ func buildSections(s *Summary) []section {
 		{"unknown", i64(v.Unknown), share(v.Unknown, v.Pass+v.Fail+v.Unknown)},
 	}}
 	ttv := tbl{header: append([]string{"time to verdict"}, latencyHeader[1:]...),
-		rows: [][]string{latencyRow("evidence → verdict", v.TimeToVerdict)}}
+		rows: [][]string{latencyRow("evidence → verdict", s.Phases[len(phaseNames)])}}
 	out = append(out, section{title: "Verification verdicts", tbls: []tbl{vt,
 		namedTable("fail reason", v.FailReasons, v.Fail), ttv}})
 
