@@ -554,12 +554,10 @@ func (d *decoder) checked(kind byte) error {
 		var x float64
 		return d.float(&x)
 	case 's':
-		var x string
 		if d.pos >= len(d.buf) || d.buf[d.pos] != '"' {
 			return d.typeErr("string")
 		}
 		_, err := d.stringBytes()
-		_ = x
 		return err
 	case 'b':
 		var x bool

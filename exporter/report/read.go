@@ -43,6 +43,10 @@ func ResolveInputs(args []string, resultsDir string) ([]string, error) {
 			if err != nil {
 				return nil, fmt.Errorf("input %q: bad glob: %w", arg, err)
 			}
+			if len(matches) == 0 && resultsDir != "" && !strings.ContainsRune(arg, filepath.Separator) {
+				// A bare pattern such as 202506* names runs, like a bare timestamp does.
+				matches, _ = filepath.Glob(filepath.Join(resultsDir, arg))
+			}
 			var files []string
 			for _, m := range matches {
 				if fi, err := os.Stat(m); err == nil && !fi.IsDir() && !strings.HasSuffix(m, ".run.json") {
