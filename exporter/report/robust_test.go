@@ -179,7 +179,7 @@ func TestInputsMergeAndLookup(t *testing.T) {
 		{[]string{"20250101000000"}, 1},
 		{[]string{"20250102000000.jsonl"}, 2},
 		{[]string{filepath.Join(dir, "*.jsonl")}, 3},
-		{[]string{"202501*.jsonl"}, 3}, // a bare pattern is also looked up under the results directory
+		{[]string{"202501*.jsonl"}, 3},                               // a bare pattern is also looked up under the results directory
 		{[]string{"20250101000000", filepath.Join(dir, "2025*")}, 3}, // duplicates are read once
 	} {
 		paths, err := ResolveInputs(c.args, dir)
