@@ -30,6 +30,10 @@ func main() {
 func Main(args []string, stdout, stderr io.Writer) int {
 	root := newRootCmd(stdout, stderr)
 	root.SetArgs(args)
+	if _, _, err := root.Find(args); err != nil {
+		// An unknown command is a usage mistake (cobra reports it as a plain error).
+		return exitStatus(&usageError{err}, stderr)
+	}
 	err := root.Execute()
 	return exitStatus(err, stderr)
 }

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/attestload/attestload/attestation/record"
+)
+
+// fastSim makes the in-process simulated verifier cheap enough for tests: no quote interval, cheap sessions.
+func fastSim(t *testing.T) {
+	t.Setenv("ATTESTLOAD_SIMULATOR_QUOTE_INTERVAL", "0")
+	t.Setenv("ATTESTLOAD_SIMULATOR_SESSION_HASH_ITERATIONS", "1000")
+}
+
+// keyPool is shared by the tests of this package so RSA keys are generated once per test binary.
+var keyPoolDir string
+
+func TestMain(m *testing.M) {
+	d, err := os.MkdirTemp("", "attestload-keys-")
+	if err != nil {
+		panic(err)
+	}
+	keyPoolDir = d
+	code := m.Run()
+	os.RemoveAll(d)
+	os.Exit(code)
+}
+
+func keyPoolArg() string { return filepath.Join(keyPoolDir, "pool.pem") }
+
+func runMain(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Main(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// readJSONL decodes every whole line and reports whether the file ended with a partial one.
+func readJSONL(t *testing.T, path string) (recs []record.Record, partial bool) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := bytes.Split(b, []byte("\n"))
+	last := lines[len(lines)-1]
+	lines = lines[:len(lines)-1]
+	for i, l := range lines {
+		var r record.Record
+		if err := json.Unmarshal(l, &r); err != nil {
+			t.Fatalf("%s line %d is not a record: %v", path, i+1, err)
+		}
+		recs = append(recs, r)
+	}
+	return recs, len(last) > 0
+}
+
+func onlyResults(t *testing.T, dir string) string {
+	t.Helper()
+	m, _ := filepath.Glob(filepath.Join(dir, "*.jsonl"))
+	if len(m) != 1 {
+		t.Fatalf("results files in %s: %v, want exactly one", dir, m)
+	}
+	return m[0]
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runMain(t, "version")
+	if code != 0 || !strings.Contains(out, "attestload dev") || !strings.Contains(out, runtime.Version()) ||
+		!strings.Contains(out, "commit ") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+}
+
+func TestUsageAndConfigErrorsExit2(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("run:\n  workers: -2\n"), 0o644)
+	for _, c := range []struct {
+		args []string
+		env  [2]string
+		want string
+	}{
+		{args: []string{"run", "a", "b", "c"}, want: "attestload: run takes at most two arguments"},
+		{args: []string{"run", "--workers", "x"}, want: `attestload: invalid argument "x" for "-w, --workers"`},
+		{args: []string{"run", "--config", bad}, want: `attestload: config key "run.workers": must be >= 0, got -2`},
+		{args: []string{"run", "--model", "open"}, want: `attestload: config key "scheduler.model": must be closed, fleet or rate`},
+		{args: []string{"run", "https://v:8881", "sqlite:////var/lib/keylime/cv_data.sqlite"},
+			want: `attestload: config key "database.url": SQLite is not supported`},
+		{args: []string{"run", "https://v:8881"}, want: `attestload: config key "database.url": must be set with verifier.url`},
+		{args: []string{"run"}, env: [2]string{"ATTESTLOAD_RUN_WORKRS", "3"}, want: "attestload: environment variable ATTESTLOAD_RUN_WORKRS: unknown config key"},
+		{args: []string{"run", "--shard", "3/2"}, want: "attestload: --shard: "},
+		{args: []string{"cleanup"}, want: "attestload: cleanup takes exactly one argument"},
+		{args: []string{"frobnicate"}, want: `attestload: unknown command "frobnicate"`},
+	} {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			if c.env[0] != "" {
+				t.Setenv(c.env[0], c.env[1])
+			}
+			code, _, stderr := runMain(t, c.args...)
+			if code != 2 || !strings.HasPrefix(stderr, c.want) || strings.Count(stderr, "\n") != 1 {
+				t.Fatalf("exit %d, stderr %q; want 2 and one line starting %q", code, stderr, c.want)
+			}
+		})
+	}
+}
+
+func TestRunAgainstSimulatedVerifier(t *testing.T) {
+	fastSim(t)
+	dir := t.TempDir()
+	code, out, stderr := runMain(t, "run", "-w", "2", "-a", "3", "-t", "2", "-v", "--profile", "quote-only",
+		"--results-dir", dir, "--key-pool", keyPoolArg(), "--threshold", "cycles.fail_rate<0.01")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	recs, partial := readJSONL(t, onlyResults(t, dir))
+	if len(recs) != 6 || partial {
+		t.Fatalf("%d records (partial %v), want 6", len(recs), partial)
+	}
+	if !strings.Contains(out, "TEST RESULT SUMMARY") || !strings.Contains(out, "Performed 6 attestations") {
+		t.Fatalf("summary missing:\n%s", out)
+	}
+	if n := strings.Count(stderr, "simulated verifier"); n != 1 {
+		t.Fatalf("%d lines about the simulated verifier, want 1:\n%s", n, stderr)
+	}
+	sc := bufio.NewScanner(strings.NewReader(stderr))
+	verbose := 0
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "a") && strings.Contains(sc.Text(), "|t") {
+			verbose++
+		}
+	}
+	if verbose < 12 {
+		t.Fatalf("%d -v request lines, want at least 12 (create and update of 6 cycles)", verbose)
+	}
+
+	// The same run with a threshold it cannot meet exits 99.
+	dir2 := t.TempDir()
+	code, _, stderr = runMain(t, "run", "-w", "1", "-a", "1", "-t", "1", "--profile", "quote-only",
+		"--results-dir", dir2, "--key-pool", keyPoolArg(), "--threshold", "cycle.max<1us")
+	if code != 99 {
+		t.Fatalf("crossed threshold: exit %d, want 99\n%s", code, stderr)
+	}
+}
