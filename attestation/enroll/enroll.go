@@ -81,7 +81,7 @@ func AgentID(prefix, runID string, i int) string {
 	return prefix + runID + "-" + strconv.Itoa(i)
 }
 
-// IMAPolicyName and MBPolicyName return the names of a run's shared policy rows.
+// IMAPolicyName returns the name of a run's shared IMA runtime-policy row (allowlists).
 func IMAPolicyName(prefix, runID string) string { return prefix + runID + "-ima" }
 
 // MBPolicyName returns the name of a run's shared measured-boot policy row (whose mb_policy is NULL).
