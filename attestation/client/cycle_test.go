@@ -53,7 +53,7 @@ func (c *fakeClock) Slept() []time.Duration {
 }
 
 // newFakeClient builds a client for f with a fake clock; mod adjusts the config.
-func newFakeClient(t *testing.T, f *fakeVerifier, mod func(*Config)) (*Client, *fakeClock) {
+func newFakeClient(t testing.TB, f *fakeVerifier, mod func(*Config)) (*Client, *fakeClock) {
 	t.Helper()
 	clk := newFakeClock()
 	cfg := Config{

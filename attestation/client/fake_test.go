@@ -171,3 +171,13 @@ func (f *fakeVerifier) check(ep string, r seenRequest) {
 		t.Errorf("%s: data.type %q, want %q", ep, doc.Data.Type, want)
 	}
 }
+
+// useQuoteOnlyVector answers the negotiation with the quote-only agent's recorded 201 (PCRs 0 and 7, no IMA).
+func (f *fakeVerifier) useQuoteOnlyVector(t testing.TB) {
+	v := loadVector(t, "05-agent2-quoteonly.json")
+	x := vectorResponse(t, v, "POST", "/attestations")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.defaults["create"] = canned{status: x.Response.Status, body: x.Response.Body,
+		header: map[string]string{"Location": x.Response.Headers["Location"], "Content-Type": x.Response.Headers["Content-Type"]}}
+}

@@ -494,3 +494,43 @@ func TestSimHugeBodyBounded(t *testing.T) {
 		t.Errorf("read %d bytes of a 4 MiB body, want the bound + 1", got)
 	}
 }
+
+func TestSimB64TextExtraData(t *testing.T) {
+	e := startSim(t, false, nil, func(c *Config) { c.ExtraDataEncoding = ExtraDataB64Text })
+	p := imaProfile(t, 4)
+	e.enroll(t, "b64", testKey(t, 11), p)
+	a := NewAgent("b64", 11, softtpm.NewTPM(testKey(t, 11)), p)
+	for k := range 2 {
+		r := e.c.Cycle(context.Background(), a, k, 0)
+		if r.Outcome != record.OutcomeSuccess {
+			t.Fatalf("cycle %d: %s %s", k, r.Outcome, errOf(r))
+		}
+		if ev, reason := e.verdict(t, "b64", r); ev != "pass" {
+			t.Fatalf("cycle %d: verdict %s (%s)", k, ev, reason)
+		}
+	}
+}
+
+func TestSimRebootRestartsIMALog(t *testing.T) {
+	e := startSim(t, false, nil, nil)
+	p := imaProfile(t, 4)
+	e.enroll(t, "reboot", testKey(t, 0), p)
+	tpm := softtpm.NewTPM(testKey(t, 0))
+	a := NewAgent("reboot", 0, tpm, p)
+	for k := range 3 {
+		if r := e.c.Cycle(context.Background(), a, k, 0); r.Outcome != record.OutcomeSuccess {
+			t.Fatal(errOf(r))
+		} else if ev, _ := e.verdict(t, "reboot", r); ev != "pass" {
+			t.Fatalf("cycle %d before reboot: %s", k, ev)
+		}
+	}
+	boot, resets := a.BootTime, tpm.ClockInfo().ResetCount
+	a.Reboot()
+	if !a.BootTime.After(boot) || tpm.ClockInfo().ResetCount != resets+1 || a.Log.EntryCount() != 4 {
+		t.Fatalf("reboot: boot %v -> %v, resets %d -> %d, log %d entries", boot, a.BootTime, resets, tpm.ClockInfo().ResetCount, a.Log.EntryCount())
+	}
+	r := e.c.Cycle(context.Background(), a, 3, 0)
+	if r.Outcome != record.OutcomeSuccess || intp(r.IMAOffset) != "0" || intp(r.IMAEntriesSent) != "4" {
+		t.Fatalf("after reboot: %s, offset %s sent %s; want the whole log from 0", r.Outcome, intp(r.IMAOffset), intp(r.IMAEntriesSent))
+	}
+}
