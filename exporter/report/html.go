@@ -174,24 +174,31 @@ func percentileChart(s *Summary) string {
 			dash string
 		}{{func(b Bucket) *float64 { return b.P50[n] }, ` stroke-dasharray="4 3"`},
 			{func(b Bucket) *float64 { return b.P99[n] }, ""}} {
-			var pts []string
+			// A bucket without data breaks the line, so a gap in the run does not read as a trend.
+			var segs [][]string
+			var cur []string
 			for i, b := range bs {
 				v := q.get(b)
 				if v == nil {
+					if len(cur) > 0 {
+						segs, cur = append(segs, cur), nil
+					}
 					continue
 				}
-				pts = append(pts, f1(padL+(float64(i)+0.5)*w)+","+f1(chartH-padB-*v/yMax*plotH))
+				cur = append(cur, f1(padL+(float64(i)+0.5)*w)+","+f1(chartH-padB-*v/yMax*plotH))
 			}
-			if len(pts) == 0 {
-				continue
+			if len(cur) > 0 {
+				segs = append(segs, cur)
 			}
-			if len(pts) == 1 {
-				xy := strings.Split(pts[0], ",")
-				fmt.Fprintf(&c.b, `<circle cx="%s" cy="%s" r="3" fill="%s"/>`, xy[0], xy[1], phaseColors[n])
-				continue
+			for _, pts := range segs {
+				if len(pts) == 1 {
+					xy := strings.Split(pts[0], ",")
+					fmt.Fprintf(&c.b, `<circle cx="%s" cy="%s" r="3" fill="%s"/>`, xy[0], xy[1], phaseColors[n])
+					continue
+				}
+				fmt.Fprintf(&c.b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"%s/>`,
+					strings.Join(pts, " "), phaseColors[n], q.dash)
 			}
-			fmt.Fprintf(&c.b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"%s/>`,
-				strings.Join(pts, " "), phaseColors[n], q.dash)
 		}
 	}
 	return c.close()
