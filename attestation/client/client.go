@@ -358,5 +358,6 @@ func isTLSErr(err error) bool {
 		ci    x509.CertificateInvalidError
 	)
 	return errors.As(err, &verr) || errors.As(err, &alert) || errors.As(err, &rh) || errors.As(err, &ua) ||
-		errors.As(err, &he) || errors.As(err, &ci) || strings.Contains(err.Error(), "tls: ")
+		errors.As(err, &he) || errors.As(err, &ci) || strings.Contains(err.Error(), "tls: ") ||
+		strings.Contains(err.Error(), "HTTP response to HTTPS client")
 }

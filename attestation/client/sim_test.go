@@ -534,3 +534,37 @@ func TestSimRebootRestartsIMALog(t *testing.T) {
 		t.Fatalf("after reboot: %s, offset %s sent %s; want the whole log from 0", r.Outcome, intp(r.IMAOffset), intp(r.IMAEntriesSent))
 	}
 }
+
+func TestSimFaults(t *testing.T) {
+	rule := func(ep simverifier.Endpoint, r simverifier.FaultRule) func(*simverifier.Config) {
+		return func(c *simverifier.Config) {
+			c.Faults = simverifier.Faults{Rules: map[simverifier.Endpoint]simverifier.FaultRule{ep: r}}
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		sim     func(*simverifier.Config)
+		client  func(*Config)
+		outcome string
+		err     string
+	}{
+		{"wrong content type tolerated", rule(simverifier.EndpointAll, simverifier.FaultRule{WrongContentTypeRate: 1}), nil, record.OutcomeSuccess, ""},
+		{"invalid JSON", rule(simverifier.EndpointCreate, simverifier.FaultRule{InvalidJSONRate: 1}), nil, record.OutcomeFail, record.ErrBadResponse},
+		{"connection closed", rule(simverifier.EndpointUpdate, simverifier.FaultRule{CloseRate: 1}), nil, record.OutcomeFail, record.ErrConnReset},
+		{"503 with Retry-After until out of retries", rule(simverifier.EndpointCreate, simverifier.FaultRule{ErrorRate: 1, ErrorRetryAfter: 1}),
+			func(c *Config) { c.MaxRetries = 1 }, record.OutcomeFail, record.ErrUnavailable},
+		{"stall", rule(simverifier.EndpointSessionCreate, simverifier.FaultRule{StallRate: 1, StallFor: 300 * time.Millisecond}),
+			func(c *Config) { c.RequestTimeout = 50 * time.Millisecond }, record.OutcomeFail, record.ErrTimeout},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := startSim(t, false, tc.sim, tc.client)
+			p := imaProfile(t, 4)
+			e.enroll(t, "faulty", testKey(t, 0), p)
+			a := NewAgent("faulty", 0, softtpm.NewTPM(testKey(t, 0)), p)
+			r := e.c.Cycle(context.Background(), a, 0, 0)
+			if r.Outcome != tc.outcome || errOf(r) != tc.err {
+				t.Fatalf("outcome %s %q, want %s %q", r.Outcome, errOf(r), tc.outcome, tc.err)
+			}
+		})
+	}
+}
