@@ -1,10 +1,12 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -708,5 +710,24 @@ func TestNewConfigErrors(t *testing.T) {
 	a := &Agent{ID: "a b/c"}
 	if u := a.urlsFor(c.base, c.prefix).create; u != "https://127.0.0.1:8881/v3/agents/a%20b%2Fc/attestations" {
 		t.Errorf("create url %q", u)
+	}
+}
+
+func TestLogsCarryNoToken(t *testing.T) {
+	f := newFakeVerifier(t, false)
+	f.push("update", apiErr(401, "", "Invalid authentication token"), apiErr(401, "", "Invalid authentication token"))
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	c, _ := newFakeClient(t, f, func(c *Config) { c.Logger = logger })
+	r := c.Cycle(context.Background(), newIMAAgent(t, "vec-agent-1", 0, 4), 0, 0)
+	if errOf(r) != record.ErrAuth {
+		t.Fatalf("error %q", errOf(r))
+	}
+	out := buf.String()
+	if !strings.Contains(out, "attempt failed") || !strings.Contains(out, "Invalid authentication token") {
+		t.Fatalf("failed attempts not logged: %q", out)
+	}
+	if strings.Contains(out, "x-njhr5pnl6dfxW1cGaDMADA8rBURgAvdSoeqM5hq9g") {
+		t.Fatal("the bearer token is in the log")
 	}
 }
