@@ -430,3 +430,45 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+func TestWaitScrape(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	srv, err := NewServer("127.0.0.1:0", reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	scrape := func() {
+		resp, err := http.Get("http://" + srv.Addr() + "/metrics")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	scrape() // before the wait: must not count
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	if err := srv.WaitScrape(ctx); err == nil {
+		t.Fatal("WaitScrape returned without a scrape after the call")
+	}
+	cancel()
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- srv.WaitScrape(ctx)
+	}()
+	// Scrape until the waiter returns: whenever it started, some scrape starts after it.
+	for {
+		scrape()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

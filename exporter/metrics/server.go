@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,19 +24,34 @@ type Server struct {
 	srv  *http.Server
 	ln   net.Listener
 	done chan error
+
+	mu        sync.Mutex
+	lastStart time.Time     // start of the latest-starting completed scrape
+	scraped   chan struct{} // closed and replaced at every completed scrape
 }
 
 // Handler returns the HTTP handler of a metrics server without starting one, for tests and for embedding.
 // ready reports whether the engine is running; nil means always ready.
 func Handler(g prometheus.Gatherer, ready func() bool) http.Handler {
+	return handler(g, ready, nil)
+}
+
+func handler(g prometheus.Gatherer, ready func() bool, onScrape func(started time.Time)) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{
+	metricsHandler := promhttp.HandlerFor(g, promhttp.HandlerOpts{
 		EnableOpenMetrics: true,
 		// A failing collector (e.g. the PostgreSQL sampler) must not hide every other series.
 		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: 4,
 		Timeout:             10 * time.Second,
-	}))
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		started := time.Now()
+		metricsHandler.ServeHTTP(w, r)
+		if onScrape != nil {
+			onScrape(started)
+		}
+	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
@@ -65,9 +81,11 @@ func NewServer(addr string, g prometheus.Gatherer, ready func() bool) (*Server, 
 	if err != nil {
 		return nil, fmt.Errorf("metrics server: listen on %q: %w", addr, err)
 	}
-	s := &Server{
+	s := &Server{scraped: make(chan struct{})}
+	*s = Server{
+		scraped: s.scraped,
 		srv: &http.Server{
-			Handler:           Handler(g, ready),
+			Handler:           handler(g, ready, s.noteScrape),
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       30 * time.Second,
 			WriteTimeout:      30 * time.Second,
@@ -87,6 +105,36 @@ func NewServer(addr string, g prometheus.Gatherer, ready func() bool) (*Server, 
 		s.done <- err
 	}()
 	return s, nil
+}
+
+func (s *Server) noteScrape(started time.Time) {
+	s.mu.Lock()
+	if started.After(s.lastStart) {
+		s.lastStart = started
+	}
+	close(s.scraped)
+	s.scraped = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// WaitScrape blocks until a scrape that started after the call has been answered, or ctx ends. Call it after the
+// last record was observed and before Shutdown, with a deadline of a few scrape intervals, so that Prometheus
+// reads the final counts and its sums equal the results file.
+func (s *Server) WaitScrape(ctx context.Context) error {
+	t0 := time.Now()
+	for {
+		s.mu.Lock()
+		fresh, ch := s.lastStart.After(t0), s.scraped
+		s.mu.Unlock()
+		if fresh {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("metrics server: no scrape after the run ended: %w", ctx.Err())
+		}
+	}
 }
 
 // Addr is the address actually listened on (useful with port 0).
