@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 
 	"github.com/attestload/attestload/exporter/metrics"
+	"github.com/attestload/attestload/exporter/pgactivity"
 )
 
 var update = flag.Bool("update", false, "rewrite the committed dashboards/*.json from the Go code")
@@ -222,7 +223,7 @@ func allQueries(t *testing.T) []promQuery {
 // Prometheus parser and checks that each metric it names is one that exporter/metrics registers.
 func TestQueriesUseExportedMetrics(t *testing.T) {
 	known := map[string]bool{}
-	for _, n := range metrics.Names() {
+	for _, n := range exported() {
 		known[n] = true
 	}
 	used := map[string]bool{}
@@ -244,18 +245,23 @@ func TestQueriesUseExportedMetrics(t *testing.T) {
 			}
 			family, ok := resolve(name, known)
 			if !ok {
-				t.Errorf("%s: metric %s is not registered by exporter/metrics (metrics.Names())", q.where, name)
+				t.Errorf("%s: metric %s is not registered by the daemon (metrics.Names(), pgactivity.Names())", q.where, name)
 				continue
 			}
 			used[family] = true
 		}
 	}
 	// The dashboards should show everything the daemon measures; a metric nobody can see is dead weight.
-	for _, n := range metrics.Names() {
+	for _, n := range exported() {
 		if !used[n] {
 			t.Logf("metric %s is on no dashboard", n)
 		}
 	}
+}
+
+// exported is every metric name the daemon can register: its own and the PostgreSQL sampler's.
+func exported() []string {
+	return append(metrics.Names(), pgactivity.Names()...)
 }
 
 // resolve maps a series name to its registered family: histograms expose _bucket, _sum and _count series.

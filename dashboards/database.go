@@ -5,7 +5,7 @@ import "github.com/grafana/grafana-foundation-sdk/go/dashboard"
 // database puts the verifier's database activity beside the verifier's throughput, to answer "is the database
 // the bottleneck": when attestations per second flatten while backends wait on locks or I/O, it is.
 func database() *dashboard.DashboardBuilder {
-	return newDashboard(UIDDatabase, "attestload / Database",
+	return withPostgres(newDashboard(UIDDatabase, "attestload / Database",
 		"The verifier's PostgreSQL activity, sampled by attestload, beside the verifier's throughput and latency.").
 		WithRow(row("Verifier throughput")).
 		WithPanel(graph("Accepted attestations/s", "Cycles whose evidence the verifier accepted, per second: each "+
@@ -23,5 +23,5 @@ func database() *dashboard.DashboardBuilder {
 			"when concurrent requests for one agent collide or verification is still running.", "reqps", 24, 7,
 			query("A", sum("phase", rate(mRequests, `status_class="5xx"`)), "5xx {{phase}}"),
 			query("B", sum("phase, error", rate(mRequestErrors, `error=~"conflict|unavailable"`)),
-				"{{error}} {{phase}}")))
+				"{{error}} {{phase}}"))))
 }
