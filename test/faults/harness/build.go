@@ -1,0 +1,100 @@
+package harness
+
+import (
+	"crypto/rand"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+
+	"github.com/attestload/attestload/attestation/softtpm"
+)
+
+var (
+	workOnce sync.Once
+	workDir  string
+	workErr  error
+
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+
+	keyMu sync.Mutex
+)
+
+// Main runs the package's tests and removes the binary and key pool afterwards. Call it from TestMain:
+// os.Exit(harness.Main(m)).
+func Main(m *testing.M) int {
+	code := m.Run()
+	if workDir != "" {
+		os.RemoveAll(workDir)
+	}
+	return code
+}
+
+// scratch is the per-process directory holding the binary and the shared key pool.
+func scratch() (string, error) {
+	workOnce.Do(func() { workDir, workErr = os.MkdirTemp("", "attestload-faults-") })
+	return workDir, workErr
+}
+
+// Root finds the repository root by walking up from the working directory to go.mod.
+func Root(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Binary builds ./cmd/attestload once per test process and returns its path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := scratch()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "attestload")
+		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", binPath, "./cmd/attestload")
+		cmd.Dir = Root(t)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/attestload: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// KeyPool returns a key pool file holding at least n attestation keys, generated once per test process (RSA key
+// generation is the slow part of a run's start; runs pass --key-pool and run.distinct_keys <= n).
+func KeyPool(t testing.TB, n int) string {
+	t.Helper()
+	dir, err := scratch()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyMu.Lock()
+	defer keyMu.Unlock()
+	path := filepath.Join(dir, "ak-pool.bin")
+	if _, err := softtpm.LoadOrCreateKeyPool(path, n, rand.Reader); err != nil {
+		t.Fatalf("key pool: %v", err)
+	}
+	return path
+}

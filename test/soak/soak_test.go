@@ -1,0 +1,207 @@
+package soak
+
+import (
+	"encoding/json"
+	"os"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/attestload/attestload/internal/pgtest"
+	"github.com/attestload/attestload/test/faults/harness"
+)
+
+func TestMain(m *testing.M) { os.Exit(harness.Main(m)) }
+
+// Settings come from the environment so that make can pass them through `go test`.
+const (
+	envDuration  = "ATTESTLOAD_SOAK_DURATION"   // e.g. 1h; unset: skip
+	envAgents    = "ATTESTLOAD_SOAK_AGENTS"     // default 100
+	envInterval  = "ATTESTLOAD_SOAK_INTERVAL"   // each agent's attestation interval (fleet model); default 10s
+	envWarmup    = "ATTESTLOAD_SOAK_WARMUP"     // default: a fifth of the duration, at most 5m
+	envMaxGrowth = "ATTESTLOAD_SOAK_MAX_GROWTH" // RSS growth allowed after warm-up, MiB; default 48
+	envSample    = "ATTESTLOAD_SOAK_SAMPLE"     // sampling period; default 5s
+	envOut       = "ATTESTLOAD_SOAK_OUT"        // file receiving the samples and figures as JSON (optional)
+)
+
+// Sample is one observation of the daemon.
+type Sample struct {
+	Elapsed    float64 `json:"elapsed_s"`
+	RSSKiB     int64   `json:"rss_kib"`
+	Threads    int64   `json:"threads"`
+	FDs        int     `json:"fds"`
+	Goroutines float64 `json:"goroutines"` // -1 when /metrics has no go_goroutines
+	Cycles     float64 `json:"cycles"`
+	Success    float64 `json:"success"`
+	Fail       float64 `json:"fail"`
+	InFlight   float64 `json:"in_flight"`
+}
+
+// Figures summarise a soak for the issue's closing note.
+type Figures struct {
+	Duration        string         `json:"duration"`
+	Agents          int            `json:"agents"`
+	Interval        string         `json:"interval"`
+	RSSStartKiB     int64          `json:"rss_start_kib"`
+	RSSWarmKiB      int64          `json:"rss_after_warmup_kib"`
+	RSS5MinKiB      int64          `json:"rss_after_5min_kib"`
+	RSSEndKiB       int64          `json:"rss_end_kib"`
+	RSSPeakKiB      int64          `json:"rss_peak_kib"`
+	ThreadsMax      int64          `json:"threads_max"`
+	FDsWarm         int            `json:"fds_after_warmup"`
+	FDsMax          int            `json:"fds_max"`
+	Records         int            `json:"records"`
+	Outcomes        map[string]int `json:"outcomes"`
+	AttemptErrors   map[string]int `json:"attempt_errors"`
+	PartialLastLine bool           `json:"partial_last_line"`
+	ExitCode        int            `json:"exit_code"`
+	Samples         []Sample       `json:"samples"`
+}
+
+func envDur(t *testing.T, key string, def time.Duration) time.Duration {
+	t.Helper()
+	v := os.Getenv(key)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		t.Fatalf("%s=%q: want a positive Go duration such as 30m", key, v)
+	}
+	return d
+}
+
+func envInt(t *testing.T, key string, def int) int {
+	t.Helper()
+	v := os.Getenv(key)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		t.Fatalf("%s=%q: want a positive integer", key, v)
+	}
+	return n
+}
+
+func TestSoak(t *testing.T) {
+	if os.Getenv(envDuration) == "" {
+		t.Skipf("%s is not set (make soak DURATION=1h AGENTS=500 runs this)", envDuration)
+	}
+	duration := envDur(t, envDuration, time.Hour)
+	agents := envInt(t, envAgents, 100)
+	interval := envDur(t, envInterval, 10*time.Second)
+	warmup := envDur(t, envWarmup, min(duration/5, 5*time.Minute))
+	maxGrowth := int64(envInt(t, envMaxGrowth, 48)) * 1024
+	period := envDur(t, envSample, 5*time.Second)
+
+	dbURL := pgtest.NewKeylimeDatabase(t)
+	sim := harness.StartSim(t, dbURL, harness.SimOptions{})
+	dir := t.TempDir()
+	keys := harness.KeyPool(t, 16)
+	prefix := "soak-"
+	// 16 distinct keys are plenty: the verifier checks signatures, not that keys differ between agents.
+	p := harness.Start(t, dir, []string{"ATTESTLOAD_RUN_DISTINCT_KEYS=16"}, "run", sim.URL(), dbURL,
+		"--verifier-ca", sim.CAFile(), "--key-pool", keys, "-a", strconv.Itoa(agents),
+		"--model", "fleet", "--interval", interval.String(), "--duration", duration.String(),
+		"--results-dir", dir, "--metrics-listen", "127.0.0.1:0", "--prefix", prefix, "--instance", "soak",
+		"--drain-timeout", "60s")
+	addr := p.MetricsAddr(t, time.Minute)
+	results := p.ResultsPath(t, 5*time.Minute)
+	start := time.Now()
+	fig := Figures{Duration: duration.String(), Agents: agents, Interval: interval.String()}
+	defer func() {
+		if out := os.Getenv(envOut); out != "" {
+			b, _ := json.MarshalIndent(fig, "", "  ")
+			if err := os.WriteFile(out, b, 0o644); err != nil {
+				t.Errorf("write %s: %v", out, err)
+			}
+		}
+	}()
+
+	var warm *Sample
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	logEvery := max(time.Minute, period)
+	lastLog := time.Time{}
+sampling:
+	for {
+		select {
+		case <-p.Done():
+			break sampling
+		case <-tick.C:
+		}
+		st, err := p.ProcStatus()
+		if err != nil {
+			break // exited between the tick and the read
+		}
+		fds, _ := p.FDs()
+		s := Sample{Elapsed: time.Since(start).Seconds(), RSSKiB: st.RSSKiB, Threads: st.Threads, FDs: fds, Goroutines: -1}
+		if m, err := harness.TryScrape(addr); err == nil {
+			if g, ok := m["go_goroutines"]; ok {
+				s.Goroutines = g
+			}
+			s.Cycles = m.Sum("attestload_cycles_total")
+			s.Success = m.Sum("attestload_cycles_total", "outcome=success")
+			s.Fail = m.Sum("attestload_cycles_total", "outcome=fail")
+			s.InFlight = m.Sum("attestload_cycles_in_flight")
+		}
+		fig.Samples = append(fig.Samples, s)
+		el := time.Since(start)
+		if fig.RSSStartKiB == 0 {
+			fig.RSSStartKiB = s.RSSKiB
+		}
+		if fig.RSS5MinKiB == 0 && el >= 5*time.Minute {
+			fig.RSS5MinKiB = s.RSSKiB
+		}
+		if warm == nil && el >= warmup {
+			w := s
+			warm = &w
+			fig.RSSWarmKiB, fig.FDsWarm = s.RSSKiB, s.FDs
+		}
+		fig.RSSEndKiB = s.RSSKiB
+		fig.RSSPeakKiB = max(fig.RSSPeakKiB, s.RSSKiB)
+		fig.ThreadsMax = max(fig.ThreadsMax, s.Threads)
+		fig.FDsMax = max(fig.FDsMax, s.FDs)
+		if time.Since(lastLog) >= logEvery {
+			lastLog = time.Now()
+			t.Logf("soak %s: rss %d MiB, threads %d, fds %d, goroutines %v, cycles %v (ok %v, fail %v), in flight %v",
+				el.Truncate(time.Second), s.RSSKiB/1024, s.Threads, s.FDs, s.Goroutines, s.Cycles, s.Success, s.Fail, s.InFlight)
+		}
+		if warm != nil && s.RSSKiB-warm.RSSKiB > maxGrowth {
+			t.Errorf("resident memory grew from %d KiB after warm-up to %d KiB at %s (bound %d KiB)", warm.RSSKiB,
+				s.RSSKiB, el.Truncate(time.Second), maxGrowth)
+			p.Signal(t, syscall.SIGINT)
+			break
+		}
+	}
+	fig.ExitCode = p.Wait(t, 5*time.Minute)
+	harness.NoCrash(t, "stderr", p.Stderr.String())
+	if fig.ExitCode != 0 {
+		t.Errorf("exit code %d, want 0", fig.ExitCode)
+	}
+	recs, partial := harness.ReadRecords(t, results)
+	harness.CheckRecords(t, recs)
+	fig.Records, fig.PartialLastLine = len(recs), partial
+	fig.Outcomes, fig.AttemptErrors = harness.Outcomes(recs), harness.AttemptErrors(recs)
+	if partial {
+		t.Error("the results file ends in a partial line after a clean exit")
+	}
+	if warm == nil {
+		t.Errorf("the run ended before the warm-up (%s) was over; nothing was checked", warmup)
+	} else if fig.FDsMax > warm.FDs+agents/10+16 {
+		t.Errorf("file descriptors grew from %d after warm-up to %d", warm.FDs, fig.FDsMax)
+	}
+	// A soak against a healthy simulator should not fail cycles; a few failures are reported, not hidden.
+	if f := fig.Outcomes["fail"]; f > 0 {
+		t.Errorf("%d of %d cycles failed (errors %v)", f, len(recs), fig.AttemptErrors)
+	}
+	if left := harness.CountRows(t, dbURL, prefix); left.Total() != 0 {
+		t.Errorf("rows left in the database after exit: %+v", left)
+	}
+	t.Logf("soak figures: duration %s, agents %d, interval %s; RSS start %d KiB, after warm-up %d KiB, after 5 min %d KiB, "+
+		"end %d KiB, peak %d KiB; threads max %d; fds after warm-up %d, max %d; records %d %v; attempt errors %v",
+		fig.Duration, agents, fig.Interval, fig.RSSStartKiB, fig.RSSWarmKiB, fig.RSS5MinKiB, fig.RSSEndKiB, fig.RSSPeakKiB,
+		fig.ThreadsMax, fig.FDsWarm, fig.FDsMax, fig.Records, fig.Outcomes, fig.AttemptErrors)
+}
