@@ -28,9 +28,36 @@ const (
 	NameScheduleLag     = "attestload_schedule_lag_seconds"      // gauge
 )
 
-// Names returns every metric name this package can register, in a stable order. Histograms are listed by their
-// family name (without _bucket, _sum, _count).
-func Names() []string {
+// Series exported by the other observability packages (tracing, verdict, pgactivity). They are named here so that
+// this file is the one list of every attestload_* name; those packages take their names from these constants.
+const (
+	NameTraces              = "attestload_traces_total"                // counter {decision}; kept|dropped|overflow
+	NameTraceSpansDropped   = "attestload_trace_spans_dropped_total"   // counter {reason}; overflow|orphaned|verdict_lost
+	NameVerdictRecords      = "attestload_verdict_records_total"       // counter {result}; resolved|timeout|overflow|passthrough
+	NameVerdictPending      = "attestload_verdict_pending_records"     // gauge
+	NameVerdictLookupErrors = "attestload_verdict_lookup_errors_total" // counter
+
+	NamePGBackends        = "attestload_pg_backends"                       // gauge {state}
+	NamePGBackendsWaiting = "attestload_pg_backends_waiting"               // gauge {wait_event_type}
+	NamePGWaitEvents      = "attestload_pg_wait_event_backends"            // gauge {wait_event_type,wait_event}, top 10
+	NamePGOldestXactAge   = "attestload_pg_oldest_transaction_age_seconds" // gauge
+	NamePGOldestQueryAge  = "attestload_pg_oldest_query_age_seconds"       // gauge
+	NamePGTopQueries      = "attestload_pg_top_query_backends"             // gauge {rank,query}, top 10
+	NamePGCommits         = "attestload_pg_transactions_committed_total"   // counter
+	NamePGRollbacks       = "attestload_pg_transactions_rolled_back_total" // counter
+	NamePGDeadlocks       = "attestload_pg_deadlocks_total"                // counter
+	NamePGTuples          = "attestload_pg_tuples_total"                   // counter {operation}; returned|fetched|inserted|updated|deleted
+	NamePGBlocks          = "attestload_pg_blocks_total"                   // counter {source}; read|hit
+	NamePGTempBytes       = "attestload_pg_temp_bytes_total"               // counter
+	NamePGLocks           = "attestload_pg_locks"                          // gauge {mode,granted}
+	NamePGUp              = "attestload_pg_up"                             // gauge
+	NamePGScrapeErrors    = "attestload_pg_scrape_errors_total"            // counter
+	NamePGSampleDuration  = "attestload_pg_sample_duration_seconds"        // gauge
+	NamePGLastSample      = "attestload_pg_last_sample_timestamp_seconds"  // gauge
+)
+
+// ownNames are the families New registers.
+func ownNames() []string {
 	return []string{
 		NameBuildInfo, NameRunInfo,
 		NameCycles, NameCycleDuration, NamePhaseDuration,
@@ -39,4 +66,16 @@ func Names() []string {
 		NameCyclesInFlight, NameCyclesStarted, NameCyclesLate, NameCycleLateness, NameCyclesDropped,
 		NameAgents, NameTargetRate, NameScheduleLag,
 	}
+}
+
+// Names returns every attestload metric name: this package's, then those of tracing, verdict and pgactivity, in
+// a stable order. Histograms are listed by their family name (without _bucket, _sum, _count).
+func Names() []string {
+	return append(ownNames(),
+		NameTraces, NameTraceSpansDropped,
+		NameVerdictRecords, NameVerdictPending, NameVerdictLookupErrors,
+		NamePGBackends, NamePGBackendsWaiting, NamePGWaitEvents, NamePGOldestXactAge, NamePGOldestQueryAge,
+		NamePGTopQueries, NamePGCommits, NamePGRollbacks, NamePGDeadlocks, NamePGTuples, NamePGBlocks,
+		NamePGTempBytes, NamePGLocks, NamePGUp, NamePGScrapeErrors, NamePGSampleDuration, NamePGLastSample,
+	)
 }

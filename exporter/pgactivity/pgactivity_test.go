@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -166,6 +167,15 @@ func TestSampleAgainstPostgres(t *testing.T) {
 				}
 			}
 		}
+	}
+	var families []string
+	for _, mf := range mfs {
+		families = append(families, mf.GetName())
+	}
+	want := Names()
+	slices.Sort(want)
+	if !slices.Equal(families, want) { // Gather sorts by name
+		t.Errorf("exported families %v\nwant Names() %v", families, want)
 	}
 	problems, err := testutil.GatherAndLint(reg)
 	if err != nil {

@@ -13,30 +13,33 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/attestload/attestload/exporter/metrics"
 )
 
 // TopN is the fixed number of normalised query texts exported per sample.
 const TopN = 10
 
-// Metric names, all under attestload_pg_ so they never collide with postgres_exporter's pg_*.
+// Metric names, all under attestload_pg_ so they never collide with postgres_exporter's pg_*. They are defined in
+// exporter/metrics/names.go, the one list of attestload's names.
 const (
-	NameBackends          = "attestload_pg_backends"                       // gauge {state}
-	NameBackendsWaiting   = "attestload_pg_backends_waiting"               // gauge {wait_event_type}
-	NameWaitEvents        = "attestload_pg_wait_event_backends"            // gauge {wait_event_type,wait_event}, top TopN
-	NameOldestXactAge     = "attestload_pg_oldest_transaction_age_seconds" // gauge
-	NameOldestQueryAge    = "attestload_pg_oldest_query_age_seconds"       // gauge
-	NameTopQueries        = "attestload_pg_top_query_backends"             // gauge {rank,query}, top TopN
-	NameCommits           = "attestload_pg_transactions_committed_total"   // counter
-	NameRollbacks         = "attestload_pg_transactions_rolled_back_total" // counter
-	NameDeadlocks         = "attestload_pg_deadlocks_total"                // counter
-	NameTuples            = "attestload_pg_tuples_total"                   // counter {operation}
-	NameBlocks            = "attestload_pg_blocks_total"                   // counter {source}
-	NameTempBytes         = "attestload_pg_temp_bytes_total"               // counter
-	NameLocks             = "attestload_pg_locks"                          // gauge {mode,granted}
-	NameUp                = "attestload_pg_up"                             // gauge: last sample succeeded
-	NameScrapeErrors      = "attestload_pg_scrape_errors_total"            // counter
-	NameSampleDuration    = "attestload_pg_sample_duration_seconds"        // gauge: last sample's duration
-	NameLastSampleSeconds = "attestload_pg_last_sample_timestamp_seconds"  // gauge: Unix time of the last good sample
+	NameBackends          = metrics.NamePGBackends
+	NameBackendsWaiting   = metrics.NamePGBackendsWaiting
+	NameWaitEvents        = metrics.NamePGWaitEvents
+	NameOldestXactAge     = metrics.NamePGOldestXactAge
+	NameOldestQueryAge    = metrics.NamePGOldestQueryAge
+	NameTopQueries        = metrics.NamePGTopQueries
+	NameCommits           = metrics.NamePGCommits
+	NameRollbacks         = metrics.NamePGRollbacks
+	NameDeadlocks         = metrics.NamePGDeadlocks
+	NameTuples            = metrics.NamePGTuples
+	NameBlocks            = metrics.NamePGBlocks
+	NameTempBytes         = metrics.NamePGTempBytes
+	NameLocks             = metrics.NamePGLocks
+	NameUp                = metrics.NamePGUp
+	NameScrapeErrors      = metrics.NamePGScrapeErrors
+	NameSampleDuration    = metrics.NamePGSampleDuration
+	NameLastSampleSeconds = metrics.NamePGLastSample
 )
 
 // Names lists every metric this package exports.

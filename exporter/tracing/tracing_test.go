@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -268,6 +270,26 @@ func TestBounds(t *testing.T) {
 	}
 	if got := len(exp.GetSpans()); got != 4 { // trace 0: root + 2 phases; trace 1: root
 		t.Fatalf("%d spans exported, want 4", got)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(p.Collector())
+	want := `
+# HELP attestload_trace_spans_dropped_total Spans not exported: overflow (trace over its span bound), orphaned (ended after their trace), verdict_lost.
+# TYPE attestload_trace_spans_dropped_total counter
+attestload_trace_spans_dropped_total{reason="orphaned"} 0
+attestload_trace_spans_dropped_total{reason="overflow"} 1
+attestload_trace_spans_dropped_total{reason="verdict_lost"} 0
+# HELP attestload_traces_total Cycle traces by tail-sampling decision: kept (exported), dropped, overflow (buffer full, never exported).
+# TYPE attestload_traces_total counter
+attestload_traces_total{decision="dropped"} 0
+attestload_traces_total{decision="kept"} 2
+attestload_traces_total{decision="overflow"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
+		t.Fatal(err)
+	}
+	if problems, _ := testutil.GatherAndLint(reg); len(problems) > 0 {
+		t.Fatalf("promlint: %+v", problems)
 	}
 	p.tail.mu.Lock()
 	left := len(p.tail.pending)

@@ -127,7 +127,13 @@ func (w *Watcher) Observe(r *record.Record) {
 		deadline: now.Add(w.opts.Timeout)}
 	w.mu.Lock()
 	_, dup := w.pending[e.key]
-	if w.closed || dup || len(w.pending) >= w.opts.MaxPending {
+	if w.closed {
+		w.mu.Unlock()
+		w.passthrough.Add(1)
+		w.next.Observe(r)
+		return
+	}
+	if dup || len(w.pending) >= w.opts.MaxPending {
 		w.mu.Unlock()
 		// Over the bound (or a duplicate key, which only a confused caller produces): never hold more, never
 		// drop a record; it goes on without a verdict and the count shows it.

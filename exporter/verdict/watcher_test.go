@@ -3,12 +3,17 @@ package verdict
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/attestload/attestload/attestation/record"
+	"github.com/attestload/attestload/exporter/metrics"
 )
 
 type collect struct {
@@ -132,6 +137,25 @@ func TestWatcherBoundedAndClose(t *testing.T) {
 		synctest.Wait()
 		if st := w.Stats(); st.Pending != 100 || st.PollErrors == 0 {
 			t.Fatalf("stats %+v while the source fails", st)
+		}
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(w.Collector())
+		want := `
+# HELP attestload_verdict_pending_records Records the verdict watcher holds, waiting for their verdict.
+# TYPE attestload_verdict_pending_records gauge
+attestload_verdict_pending_records 100
+# HELP attestload_verdict_records_total Records forwarded by the verdict watcher, by how: resolved, timeout, overflow (held bound reached), passthrough (nothing to wait for).
+# TYPE attestload_verdict_records_total counter
+attestload_verdict_records_total{result="overflow"} 50
+attestload_verdict_records_total{result="passthrough"} 0
+attestload_verdict_records_total{result="resolved"} 0
+attestload_verdict_records_total{result="timeout"} 0
+`
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(want), metrics.NameVerdictPending, metrics.NameVerdictRecords); err != nil {
+			t.Fatal(err)
+		}
+		if problems, _ := testutil.GatherAndLint(reg); len(problems) > 0 {
+			t.Fatalf("promlint: %+v", problems)
 		}
 		if err := w.Close(); err != nil {
 			t.Fatal(err)
