@@ -1,0 +1,19 @@
+// Package simverifier is an in-process Keylime verifier that speaks the push-attestation protocol (API v3.0) the way
+// the real one does: PoP sessions and bearer tokens, the attestation create/update state machine with its status
+// codes, error codes and quirks, and verification of the submitted evidence (quote signature, nonce, PCR digest,
+// TPM clock, PCR policy, incremental IMA replay). It exists for attestload's demo mode, for testing the client over
+// real HTTP, and for fault testing: latency distributions, error rates, stalls, broken bodies and verification CPU
+// cost can be injected and changed at run time.
+//
+// State is kept in memory per agent and stays small: enrolment data (policies are shared between agents that use
+// the same JSON), the latest attestation, what the next attestation needs from the last passed one, and a short ring
+// of verdicts. Optionally (Config.DatabaseURL) agents and policies are read from, and attestations, evidence items
+// and sessions written to, a Keylime verifier database.
+//
+// Deliberate differences from the real verifier are documented where they are implemented; the main ones are that
+// measured-boot (UEFI) logs are accepted but not replayed, and that the evidence data of an attestation is dropped
+// once it has been verified, so the admin GET shows data.meta but not the submitted blobs.
+//
+// This package must not know about the load engine, Prometheus, OpenTelemetry, configuration files or the client;
+// it depends only on the TPM and evidence primitives of its sibling packages.
+package simverifier

@@ -1,0 +1,216 @@
+package simverifier
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// sharedDir finds ../shared/<elem> relative to the repository root (the directory holding go.mod).
+func sharedDir(t testing.TB, elem ...string) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found above the test directory")
+		}
+		dir = parent
+	}
+	return filepath.Join(append([]string{dir, "..", "shared"}, elem...)...)
+}
+
+func loadJSON(t testing.TB, path string) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read %s: %v", path, err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("decode %s: %v", path, err)
+	}
+	return m
+}
+
+func vector(t testing.TB, name string) map[string]any {
+	return loadJSON(t, sharedDir(t, "testdata", "keylime-vectors", name))
+}
+
+// dig walks nested maps and lists: keys are map keys or list indexes written as strings.
+func dig(t testing.TB, v any, path ...any) any {
+	t.Helper()
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, ok := v.(map[string]any)
+			if !ok {
+				t.Fatalf("dig %v: %q: not an object", path, k)
+			}
+			v, ok = m[k]
+			if !ok {
+				t.Fatalf("dig %v: key %q missing", path, k)
+			}
+		case int:
+			l, ok := v.([]any)
+			if !ok || k >= len(l) {
+				t.Fatalf("dig %v: index %d out of range", path, k)
+			}
+			v = l[k]
+		}
+	}
+	return v
+}
+
+func str(t testing.TB, v any, path ...any) string {
+	t.Helper()
+	s, ok := dig(t, v, path...).(string)
+	if !ok {
+		t.Fatalf("dig %v: not a string", path)
+	}
+	return s
+}
+
+func b64(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatalf("base64 %q: %v", s, err)
+	}
+	return b
+}
+
+// fakeClock is a manually advanced clock.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2026, 11, 30, 20, 11, 39, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// scriptedEntropy hands out queued values, falling back to crypto/rand when a queue is empty.
+type scriptedEntropy struct {
+	mu                         sync.Mutex
+	challenges, nonces         [][]byte
+	sessionIDs, tokenSecrets   []string
+	fallback                   cryptoEntropy
+	challengesUsed, nonceCalls int
+}
+
+func (s *scriptedEntropy) Challenge() ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.challengesUsed++
+	if len(s.challenges) == 0 {
+		return s.fallback.Challenge()
+	}
+	c := s.challenges[0]
+	s.challenges = s.challenges[1:]
+	return c, nil
+}
+
+func (s *scriptedEntropy) SessionNonce() ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nonceCalls++
+	if len(s.nonces) == 0 {
+		return s.fallback.SessionNonce()
+	}
+	c := s.nonces[0]
+	s.nonces = s.nonces[1:]
+	return c, nil
+}
+
+func (s *scriptedEntropy) SessionID() (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.sessionIDs) == 0 {
+		return s.fallback.SessionID()
+	}
+	c := s.sessionIDs[0]
+	s.sessionIDs = s.sessionIDs[1:]
+	return c, nil
+}
+
+func (s *scriptedEntropy) TokenSecret() (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.tokenSecrets) == 0 {
+		return s.fallback.TokenSecret()
+	}
+	c := s.tokenSecrets[0]
+	s.tokenSecrets = s.tokenSecrets[1:]
+	return c, nil
+}
+
+// testConfig is a plain-HTTP configuration on a fake clock with cheap session hashing.
+func testConfig(clock *fakeClock, ent Entropy) Config {
+	cfg := DefaultConfig()
+	cfg.PlainHTTP = true
+	cfg.SessionHashIterations = 1
+	cfg.AdminToken = "test-admin-token"
+	cfg.Now = clock.Now
+	cfg.Entropy = ent
+	cfg.Seed = 1
+	return cfg
+}
+
+type httpResult struct {
+	status int
+	header http.Header
+	body   []byte
+	doc    map[string]any
+}
+
+func do(t testing.TB, client *http.Client, method, url string, header map[string]string, body string) httpResult {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, url, err)
+	}
+	res := httpResult{status: resp.StatusCode, header: resp.Header, body: b}
+	if len(bytes.TrimSpace(b)) > 0 {
+		_ = json.Unmarshal(b, &res.doc)
+	}
+	return res
+}
