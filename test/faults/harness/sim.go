@@ -24,6 +24,9 @@ type Sim struct {
 	addr   string
 	caFile string
 
+	// tlsConfig is the first simulator's: a restarted verifier keeps its certificate, as a real one does.
+	tlsConfig *tls.Config
+
 	mu  sync.Mutex
 	v   *simverifier.Verifier
 	srv *http.Server
@@ -77,11 +80,16 @@ func (s *Sim) start(ln net.Listener) error {
 	if err != nil {
 		return err
 	}
+	// A restarted simulator would write its new certificates over the first one's; only the first writes them.
+	s.cfg.TLSDir = ""
 	srv := &http.Server{Handler: v.Handler(), ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog: slog.NewLogLogger(slog.New(slog.NewTextHandler(io.Discard, nil)).Handler(), slog.LevelDebug)}
-	if tc := v.TLSConfig(); tc != nil {
-		srv.TLSConfig = tc
-		ln = tls.NewListener(ln, tc)
+	if s.tlsConfig == nil {
+		s.tlsConfig = v.TLSConfig()
+	}
+	if s.tlsConfig != nil {
+		srv.TLSConfig = s.tlsConfig
+		ln = tls.NewListener(ln, s.tlsConfig)
 	}
 	s.mu.Lock()
 	s.v, s.srv, s.ln = v, srv, ln

@@ -1,0 +1,49 @@
+package faults
+
+import (
+	"testing"
+	"time"
+
+	"github.com/attestload/attestload/attestation/record"
+	"github.com/attestload/attestload/test/faults/harness"
+)
+
+// The verifier dies mid-run (open connections reset, new ones refused) and comes back on the same address with
+// nothing in memory. The run keeps going, records the outage as failed cycles, and recovers without leaking
+// descriptors.
+func TestVerifierKilledAndRestarted(t *testing.T) {
+	w := newWorld(t, harness.SimOptions{})
+	d := w.start(w.baseEnv(), w.runArgs(10, time.Second)...)
+	d.waitCycles(t, record.OutcomeSuccess, 20, time.Minute)
+	before := fdFloor(t, d.Proc)
+
+	killed := float64(time.Now().UnixNano()) / 1e9
+	w.sim.Kill()
+	m := d.waitCycles(t, record.OutcomeFail, 5, 30*time.Second)
+	okAtKill := m.Sum("attestload_cycles_total", "outcome=success")
+	w.sim.Restart()
+	d.waitCycles(t, record.OutcomeSuccess, int(okAtKill)+20, time.Minute)
+	after := fdFloor(t, d.Proc)
+	if after > before+4 {
+		t.Errorf("file descriptors grew from %d before the outage to %d after recovery", before, after)
+	}
+
+	qm, recs := w.quiesce(d)
+	errs := errorsIn(recs, killed)
+	if errs[record.ErrConnRefused]+errs[record.ErrConnReset] == 0 {
+		t.Errorf("no conn_refused or conn_reset attempts after the kill; errors: %s", describe(errs))
+	}
+	for class := range errs {
+		switch class {
+		case record.ErrConnRefused, record.ErrConnReset, record.ErrAuth, record.ErrNetwork, record.ErrTimeout:
+		default:
+			t.Errorf("unexpected error class %q after a verifier restart (%s)", class, describe(errs))
+		}
+	}
+	final := w.stop(d, 0)
+	// The cycles stalled at the signal end within the drain timeout (their requests time out) and are recorded.
+	if inFlight := int(qm.Sum("attestload_cycles_in_flight")); len(final) < len(recs)+inFlight {
+		t.Errorf("results file has %d records at exit, want at least %d finished + %d in flight at quiesce",
+			len(final), len(recs), inFlight)
+	}
+}
