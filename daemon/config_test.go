@@ -142,6 +142,7 @@ func TestEnvErrorsNameTheKey(t *testing.T) {
 		{"ATTESTLOAD_SCHEDULER_RATE_STAGES", "1m", `config key "scheduler.rate.stages": stage 0 "1m": want DURATION:TARGET`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			t.Setenv("ATTESTLOAD_TEST_DATABASE_URL", "postgres://x") // reserved for the tests: never an error
 			t.Setenv(c.name, c.val)
 			_, err := Loader{Environ: os.Environ()}.Load()
 			if err == nil || !strings.HasPrefix(err.Error(), c.want) {

@@ -280,6 +280,9 @@ func (r *Run) startSim(ctx context.Context, pool *pgxpool.Pool, tlsOpts *client.
 	scfg.TLSDir = dir
 	scfg.QuoteInterval = r.cfg.Simulator.QuoteInterval
 	scfg.SessionHashIterations = r.cfg.Simulator.SessionHashIterations
+	if !r.cfg.Simulator.RateLimits {
+		scfg.RateLimits = simverifier.RateLimits{}
+	}
 	if r.cfg.Simulator.Latency > 0 {
 		scfg.Faults.Rules = map[simverifier.Endpoint]simverifier.FaultRule{
 			simverifier.EndpointAll: {Latency: simverifier.Latency{Fixed: r.cfg.Simulator.Latency}}}

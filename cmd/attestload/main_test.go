@@ -17,6 +17,7 @@ import (
 func fastSim(t *testing.T) {
 	t.Setenv("ATTESTLOAD_SIMULATOR_QUOTE_INTERVAL", "0")
 	t.Setenv("ATTESTLOAD_SIMULATOR_SESSION_HASH_ITERATIONS", "1000")
+	t.Setenv("ATTESTLOAD_SIMULATOR_RATE_LIMITS", "false")
 }
 
 // keyPool is shared by the tests of this package so RSA keys are generated once per test binary.
@@ -94,7 +95,7 @@ func TestUsageAndConfigErrorsExit2(t *testing.T) {
 		{args: []string{"run", "https://v:8881", "sqlite:////var/lib/keylime/cv_data.sqlite"},
 			want: `attestload: config key "database.url": SQLite is not supported`},
 		{args: []string{"run", "https://v:8881"}, want: `attestload: config key "database.url": must be set with verifier.url`},
-		{args: []string{"run"}, env: [2]string{"ATTESTLOAD_RUN_WORKRS", "3"}, want: "attestload: environment variable ATTESTLOAD_RUN_WORKRS: unknown config key"},
+		{args: []string{"run"}, env: [2]string{"ATTESTLOAD_RUN_WORKRS", "3"}, want: "attestload: environment variable ATTESTLOAD_RUN_WORKRS: unknown config key (config.example.yaml lists the keys)"},
 		{args: []string{"run", "--shard", "3/2"}, want: "attestload: --shard: "},
 		{args: []string{"cleanup"}, want: "attestload: cleanup takes exactly one argument"},
 		{args: []string{"frobnicate"}, want: `attestload: unknown command "frobnicate"`},

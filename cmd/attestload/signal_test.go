@@ -105,7 +105,8 @@ func (p *proc) wait(t *testing.T, timeout time.Duration) (int, time.Duration) {
 	return p.cmd.ProcessState.ExitCode(), time.Since(t0)
 }
 
-var simEnv = []string{"ATTESTLOAD_SIMULATOR_QUOTE_INTERVAL=0", "ATTESTLOAD_SIMULATOR_SESSION_HASH_ITERATIONS=1000"}
+var simEnv = []string{"ATTESTLOAD_SIMULATOR_QUOTE_INTERVAL=0", "ATTESTLOAD_SIMULATOR_SESSION_HASH_ITERATIONS=1000",
+	"ATTESTLOAD_SIMULATOR_RATE_LIMITS=false"}
 
 func TestSIGINTDrainsInFlightCycles(t *testing.T) {
 	dir := t.TempDir()
