@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -240,4 +241,83 @@ func burnCPU(spin time.Duration, iterations int) byte {
 		}
 	}
 	return h[0]
+}
+
+// FaultSpecHelp describes the syntax ParseFaultSpec accepts (for command-line help).
+const FaultSpecHelp = `ENDPOINT:KEY=VALUE, ENDPOINT one of *, session_create, session_pop, create, update, admin, other; KEY one of ` +
+	`latency, latency-median, latency-p99 (durations), error-rate, error-status, retry-after (seconds), stall-rate, ` +
+	`stall-for, close-rate, truncate-rate, invalid-json-rate, wrong-content-type-rate, huge-body-rate, ` +
+	`huge-body-bytes, trickle-rate, trickle-chunk, trickle-delay`
+
+// ParseFaultSpec applies one "ENDPOINT:KEY=VALUE" setting (see FaultSpecHelp) to f, e.g. "update:error-rate=0.01"
+// or "*:latency-median=20ms". The result is not validated as a whole; New and SetFaults do that.
+func ParseFaultSpec(spec string, f *Faults) error {
+	target, kv, ok := strings.Cut(spec, ":")
+	key, val, ok2 := strings.Cut(kv, "=")
+	if !ok || !ok2 || val == "" {
+		return fmt.Errorf("fault %q: want ENDPOINT:KEY=VALUE", spec)
+	}
+	e, err := ParseEndpoint(target)
+	if err != nil {
+		return fmt.Errorf("fault %q: %w", spec, err)
+	}
+	if f.Rules == nil {
+		f.Rules = map[Endpoint]FaultRule{}
+	}
+	r := f.Rules[e]
+	dur := func(dst *time.Duration) error {
+		d, err := time.ParseDuration(val)
+		if err != nil {
+			return err
+		}
+		*dst = d
+		return nil
+	}
+	num := func(dst *int) error {
+		n, err := strconv.Atoi(val)
+		if err != nil {
+			return err
+		}
+		*dst = n
+		return nil
+	}
+	prob := func(dst *float64) error {
+		p, err := strconv.ParseFloat(val, 64)
+		if err != nil {
+			return err
+		}
+		if !(p >= 0 && p <= 1) {
+			return fmt.Errorf("%v is not a probability within [0, 1]", p)
+		}
+		*dst = p
+		return nil
+	}
+	setters := map[string]func() error{
+		"latency":                 func() error { return dur(&r.Latency.Fixed) },
+		"latency-median":          func() error { return dur(&r.Latency.Median) },
+		"latency-p99":             func() error { return dur(&r.Latency.P99) },
+		"error-rate":              func() error { return prob(&r.ErrorRate) },
+		"error-status":            func() error { return num(&r.ErrorStatus) },
+		"retry-after":             func() error { return num(&r.ErrorRetryAfter) },
+		"stall-rate":              func() error { return prob(&r.StallRate) },
+		"stall-for":               func() error { return dur(&r.StallFor) },
+		"close-rate":              func() error { return prob(&r.CloseRate) },
+		"truncate-rate":           func() error { return prob(&r.TruncateRate) },
+		"invalid-json-rate":       func() error { return prob(&r.InvalidJSONRate) },
+		"wrong-content-type-rate": func() error { return prob(&r.WrongContentTypeRate) },
+		"huge-body-rate":          func() error { return prob(&r.HugeBodyRate) },
+		"huge-body-bytes":         func() error { return num(&r.HugeBodyBytes) },
+		"trickle-rate":            func() error { return prob(&r.TrickleRate) },
+		"trickle-chunk":           func() error { return num(&r.TrickleChunk) },
+		"trickle-delay":           func() error { return dur(&r.TrickleDelay) },
+	}
+	set, ok := setters[key]
+	if !ok {
+		return fmt.Errorf("fault %q: unknown key %q (%s)", spec, key, FaultSpecHelp)
+	}
+	if err := set(); err != nil {
+		return fmt.Errorf("fault %q: %s: %w", spec, key, err)
+	}
+	f.Rules[e] = r
+	return nil
 }

@@ -47,6 +47,46 @@ func TestFaultValidation(t *testing.T) {
 	}
 }
 
+func TestParseFaultSpec(t *testing.T) {
+	var f Faults
+	for _, s := range []string{"update:latency-median=20ms", "update:latency-p99=200ms", "*:error-rate=0.5",
+		"*:error-status=500", "*:retry-after=3", "create:stall-rate=0.1", "create:stall-for=2s", "admin:trickle-chunk=8"} {
+		if err := ParseFaultSpec(s, &f); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	want := Faults{Rules: map[Endpoint]FaultRule{
+		EndpointUpdate: {Latency: Latency{Median: 20 * time.Millisecond, P99: 200 * time.Millisecond}},
+		EndpointAll:    {ErrorRate: 0.5, ErrorStatus: 500, ErrorRetryAfter: 3},
+		EndpointCreate: {StallRate: 0.1, StallFor: 2 * time.Second},
+		EndpointAdmin:  {TrickleChunk: 8},
+	}}
+	if err := f.validate(); err != nil {
+		t.Fatal(err)
+	}
+	for e, r := range want.Rules {
+		if f.Rules[e] != r {
+			t.Errorf("%s: %+v, want %+v", e, f.Rules[e], r)
+		}
+	}
+	if got := f.rule(EndpointSessionPoP); got != want.Rules[EndpointAll] {
+		t.Errorf("fallback rule %+v", got)
+	}
+	for spec, wantErr := range map[string]string{
+		"update":                   "ENDPOINT:KEY=VALUE",
+		"update:latency":           "ENDPOINT:KEY=VALUE",
+		"nowhere:latency=1s":       "unknown endpoint",
+		"update:speed=1":           "unknown key",
+		"update:latency=fast":      "latency",
+		"update:error-rate=1.5":    "probability",
+		"update:huge-body-bytes=x": "huge-body-bytes",
+	} {
+		if err := ParseFaultSpec(spec, &f); err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Errorf("%s: error %v, want one mentioning %q", spec, err, wantErr)
+		}
+	}
+}
+
 func TestLatencyDistribution(t *testing.T) {
 	l := Latency{Fixed: 5 * time.Millisecond, Median: 20 * time.Millisecond, P99: 200 * time.Millisecond}
 	r := newLockedRand(42)

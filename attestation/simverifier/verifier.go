@@ -26,6 +26,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// ErrConfig marks errors New returns for an invalid Config (as opposed to TLS or database failures).
+var ErrConfig = errors.New("invalid simulated verifier configuration")
+
 // Verifier is the simulated verifier. It is safe for concurrent use.
 type Verifier struct {
 	cfg     Config
@@ -80,7 +83,7 @@ type AgentSpec struct {
 // writes them to Config.TLSDir if set).
 func New(cfg Config) (*Verifier, error) {
 	if err := cfg.validate(); err != nil {
-		return nil, fmt.Errorf("simverifier config: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	v := &Verifier{
 		cfg:       cfg,
@@ -150,7 +153,7 @@ func (v *Verifier) Close() {
 // SetFaults replaces the injected faults; requests already past a fault decision keep the old one.
 func (v *Verifier) SetFaults(f Faults) error {
 	if err := f.validate(); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	v.faults.Store(f.clone())
 	return nil
