@@ -628,6 +628,9 @@ func (c *Config) Validate() error {
 			return keyErr("database.url", "must be a PostgreSQL URL (postgresql://user:password@host:5432/verifierdb)")
 		}
 	}
+	if c.Verifier.URL != "" && c.Database.URL == "" {
+		return keyErr("database.url", "must be set with verifier.url: the mock agents are enrolled in the verifier's PostgreSQL")
+	}
 	if !validPrefix(c.Database.Prefix) {
 		return keyErr("database.prefix", "must be 1 to 32 letters, digits, '.', '_' or '-', got %q", c.Database.Prefix)
 	}
