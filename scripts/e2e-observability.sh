@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # e2e-observability.sh: end-to-end check of attestload's live observability (issue 5).
 #
-# A real Prometheus (Debian package) scrapes attestload running against the in-process simulated verifier with
-# injected slow and failing cycles and a real PostgreSQL; a real Jaeger (built from source with the Go toolchain)
+# A real Prometheus (Debian package) scrapes attestload running against the simulated verifier (the
+# `attestload verifier-sim` command in PostgreSQL mode, with injected slow and failing cycles) and a real
+# PostgreSQL; a real Jaeger (built from source with the Go toolchain)
 # receives its traces over OTLP. After the run it checks:
 #   1. PromQL sums of attestload_cycles_total by outcome equal the JSONL line counts by outcome, and
 #      attestload_verdicts_total by evaluation equals the JSONL verdicts of accepted evidence;
@@ -24,9 +25,6 @@
 #   tracing.slow_threshold
 #   verdict.source (database), verdict.timeout, verdict.poll_interval
 #   pgactivity.enabled, pgactivity.interval
-#   simulator.faults.update.error_rate, simulator.faults.update.error_status,
-#   simulator.faults.update.slow_rate, simulator.faults.update.slow_latency   (injected failing and slow cycles)
-#   database.url with an empty verifier.url: the simulator keeps its attestations in that database
 set -euo pipefail
 
 say() { printf 'e2e: %s\n' "$*" >&2; }
@@ -107,7 +105,7 @@ psql "$admin_url" -qAtc "CREATE DATABASE \"$e2e_db\"" >/dev/null || die "cannot 
 db_url="$(python3 -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/"+sys.argv[2])))' "$admin_url" "$e2e_db")"
 
 p_otlp=$(free_port) p_otlp_http=$(free_port) p_query=$(free_port) p_query_grpc=$(free_port) p_health=$(free_port)
-p_sampling_http=$(free_port) p_sampling_grpc=$(free_port) p_prom=$(free_port) p_metrics=$(free_port)
+p_prom=$(free_port) p_metrics=$(free_port) p_sim=$(free_port)
 
 cat >"$work/jaeger.yaml" <<EOF
 service:
@@ -177,10 +175,22 @@ say "prometheus up: $prom"
 say "building attestload"
 (cd "$root" && go build -o "$work/attestload" ./cmd/attestload) || die "attestload does not build"
 
+# The verifier: failing cycles are evidence PATCHes answered 400 (not retried), slow ones are negotiation POSTs
+# that stall 1.5 s (above the 1 s slow threshold) before being handled.
+"$work/attestload" verifier-sim --listen "127.0.0.1:$p_sim" --plain-http --database "$db_url" --init-schema \
+	--quote-interval 1 --session-hash-iterations 1000 \
+	--fault update:error-rate=0.04 --fault update:error-status=400 \
+	--fault create:stall-rate=0.04 --fault create:stall-for=1500ms >"$work/sim.log" 2>&1 &
+pids+=($!)
+for ((i = 0; i < 100; i++)); do
+	curl -s -o /dev/null "http://127.0.0.1:$p_sim/" 2>/dev/null && break
+	sleep 0.1
+done
+
 mkdir -p "$work/results"
 cat >"$work/attestload.yaml" <<EOF
 verifier:
-  url: ""
+  url: http://127.0.0.1:$p_sim
 database:
   url: "$db_url"
 run:
@@ -196,15 +206,6 @@ scheduler:
   model: closed
 evidence:
   profile: quote-only
-simulator:
-  quote_interval: 1
-  session_hash_iterations: 1000
-  faults:
-    update:
-      error_rate: 0.04
-      error_status: 400
-      slow_rate: 0.04
-      slow_latency: 1500ms
 metrics:
   listen: 127.0.0.1:$p_metrics
   final_scrape_wait: 10s
