@@ -233,7 +233,7 @@ func (v *Verifier) verify(r *http.Request, a *agent, att *attestation, q *quoteD
 			it.certified = o.certified
 		}
 	}
-	deletePrev := false
+	deletePrev, deleteIndex := false, -1
 	if o.reason == "" {
 		att.evaluation = evalPass
 		a.attestationCount++
@@ -250,11 +250,10 @@ func (v *Verifier) verify(r *http.Request, a *agent, att *attestation, q *quoteD
 			a.rows--
 			deletePrev = true
 		}
-		prevPassed := a.passed
-		a.passed = ps
-		if deletePrev && v.db != nil {
-			defer v.db.deleteAttestation(context.WithoutCancel(r.Context()), a.id, prevPassed.index)
+		if deletePrev {
+			deleteIndex = a.passed.index
 		}
+		a.passed = ps
 	} else {
 		att.evaluation = evalFail
 		att.failureReason = o.reason
@@ -274,16 +273,20 @@ func (v *Verifier) verify(r *http.Request, a *agent, att *attestation, q *quoteD
 		}
 		it.data = nil
 	}
-	a.recordVerdict(att.index, att.evaluation, att.failureReason, v.cfg.VerdictHistory)
-	count, failures := a.attestationCount, a.consecutiveFailures
-	a.mu.Unlock()
-
+	if v.db != nil {
+		// Written under the agent lock, before the verdict becomes visible: whoever sees the verdict (Verdict, the
+		// next request of this agent) also finds the rows.
+		ctx := context.WithoutCancel(r.Context())
+		v.db.saveVerdict(ctx, a.id, att, o, a.attestationCount, a.consecutiveFailures, now)
+		if deleteIndex >= 0 {
+			v.db.deleteAttestation(ctx, a.id, deleteIndex)
+		}
+	}
 	if o.reason == "" && v.cfg.ExtendTokenOnAttestation {
 		v.sessions.extend(a.id, now.Add(v.cfg.SessionLifetime))
 	}
-	if v.db != nil {
-		v.db.saveVerdict(context.WithoutCancel(r.Context()), a.id, att, o, count, failures, now)
-	}
+	a.recordVerdict(att.index, att.evaluation, att.failureReason, v.cfg.VerdictHistory)
+	a.mu.Unlock()
 	if o.reason == "" {
 		v.log.Info("attestation passed", "agent_id", a.id, "index", att.index)
 	} else {
