@@ -1,0 +1,116 @@
+package faults
+
+import (
+	"testing"
+	"time"
+
+	"github.com/attestload/attestload/attestation/record"
+	"github.com/attestload/attestload/attestation/simverifier"
+	"github.com/attestload/attestload/test/faults/harness"
+)
+
+// responseFault is one way a verifier's answers go wrong, applied for a while in the middle of a run.
+type responseFault struct {
+	name     string
+	endpoint simverifier.Endpoint
+	rule     simverifier.FaultRule
+	// want are the attempt error classes the fault must produce (at least one of them must appear); allowed
+	// are further classes it may produce. Anything else is a misclassification.
+	want, allowed []string
+	// mayPass is set when the client may legitimately accept the answer (a wrong Content-Type on valid JSON).
+	mayPass bool
+	// window is how long the fault stays on (default 4 s).
+	window time.Duration
+}
+
+var responseFaults = []responseFault{
+	// A 5xx is retried after 1 s, 2 s, 2 s (max_retry_after 2s in these runs): a shorter burst is absorbed by
+	// retries, a longer one fails the cycles caught in it.
+	{name: "5xx burst", endpoint: simverifier.EndpointAll,
+		rule: simverifier.FaultRule{ErrorRate: 1, ErrorStatus: 500},
+		want: []string{record.ErrHTTPStatus}, window: 9 * time.Second},
+	{name: "503 with Retry-After", endpoint: simverifier.EndpointCreate,
+		rule: simverifier.FaultRule{ErrorRate: 0.7, ErrorStatus: 503, ErrorRetryAfter: 1},
+		want: []string{record.ErrUnavailable}},
+	{name: "stall beyond the request timeout", endpoint: simverifier.EndpointUpdate,
+		rule: simverifier.FaultRule{StallRate: 1, StallFor: 10 * time.Second},
+		want: []string{record.ErrTimeout}},
+	{name: "connection closed without an answer", endpoint: simverifier.EndpointCreate,
+		rule: simverifier.FaultRule{CloseRate: 0.7},
+		want: []string{record.ErrConnReset, record.ErrNetwork}},
+	{name: "truncated body", endpoint: simverifier.EndpointCreate,
+		rule: simverifier.FaultRule{TruncateRate: 0.7},
+		want: []string{record.ErrConnReset, record.ErrBadResponse, record.ErrNetwork}},
+	{name: "invalid JSON", endpoint: simverifier.EndpointCreate,
+		rule: simverifier.FaultRule{InvalidJSONRate: 0.7},
+		want: []string{record.ErrBadResponse}},
+	{name: "wrong content type", endpoint: simverifier.EndpointCreate,
+		rule:    simverifier.FaultRule{WrongContentTypeRate: 0.7},
+		allowed: []string{record.ErrBadResponse}, mayPass: true},
+	{name: "trickled body", endpoint: simverifier.EndpointCreate,
+		rule: simverifier.FaultRule{TrickleRate: 1, TrickleChunk: 8, TrickleDelay: 100 * time.Millisecond},
+		want: []string{record.ErrTimeout}},
+	{name: "huge body", endpoint: simverifier.EndpointCreate,
+		rule: simverifier.FaultRule{HugeBodyRate: 0.7, HugeBodyBytes: 4 << 20},
+		want: []string{record.ErrBadResponse}},
+}
+
+// Each fault is switched on for a few seconds of a running fleet and off again: failed cycles are recorded with
+// the right error class, the run recovers, counters match the JSONL, and memory stays bounded (huge bodies are
+// not read whole).
+func TestBrokenResponses(t *testing.T) {
+	for _, f := range responseFaults {
+		t.Run(f.name, func(t *testing.T) {
+			w := newWorld(t, harness.SimOptions{})
+			d := w.start(w.baseEnv(), w.runArgs(8, time.Second)...)
+			d.waitCycles(t, record.OutcomeSuccess, 8, time.Minute)
+			from := float64(time.Now().UnixNano()) / 1e9
+			w.sim.SetFaults(simverifier.Faults{Rules: map[simverifier.Endpoint]simverifier.FaultRule{f.endpoint: f.rule}})
+			m0 := harness.Scrape(t, d.addr)
+			if f.window == 0 {
+				f.window = 4 * time.Second
+			}
+			time.Sleep(f.window)
+			st, err := d.ProcStatus()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.RSSKiB > 200<<10 {
+				t.Errorf("resident memory %d MiB under %s", st.RSSKiB>>10, f.name)
+			}
+			w.sim.SetFaults(simverifier.Faults{})
+			ok0 := m0.Sum("attestload_cycles_total", "outcome=success")
+			d.waitCycles(t, record.OutcomeSuccess, int(ok0)+16, time.Minute)
+			until := float64(time.Now().UnixNano()) / 1e9
+
+			_, recs := w.quiesce(d)
+			var during []record.Record
+			for _, r := range recs {
+				if r.StartTime >= from && r.StartTime < until {
+					during = append(during, r)
+				}
+			}
+			errs := harness.AttemptErrors(during)
+			found := len(f.want) == 0
+			for _, c := range f.want {
+				found = found || errs[c] > 0
+			}
+			if !found {
+				t.Errorf("no attempt with error class in %v while the fault was on; errors: %s", f.want, describe(errs))
+			}
+			known := map[string]bool{}
+			for _, c := range append(f.want, f.allowed...) {
+				known[c] = true
+			}
+			for c := range errs {
+				if !known[c] {
+					t.Errorf("unexpected error class %q under %s (errors: %s)", c, f.name, describe(errs))
+				}
+			}
+			if out := harness.Outcomes(during); out[record.OutcomeFail] == 0 && !f.mayPass {
+				t.Errorf("no failed cycle while the fault was on: %v", out)
+			}
+			w.stop(d, 0)
+		})
+	}
+}
