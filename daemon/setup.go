@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/attestload/attestload/attestation/client"
@@ -160,7 +161,9 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...Option) (_ 
 			return nil, fmt.Errorf("enroll agents: enrolled id %q differs from the client's %q", en.AgentIDs[0], agents[0].ID)
 		}
 		r.addCloser(func(ctx context.Context) error {
-			removed, err := en.Cleanup(ctx, pool)
+			removed, err := cleanupWithRetry(ctx, r.log, func(ctx context.Context) (enroll.RemovedCounts, error) {
+				return en.Cleanup(ctx, pool)
+			})
 			if err != nil {
 				return fmt.Errorf("cleanup of run %s (run `attestload cleanup` with --prefix %s): %w", r.runID, cfg.Database.Prefix, err)
 			}
@@ -524,4 +527,34 @@ func (m minLevel) WithAttrs(as []slog.Attr) slog.Handler {
 }
 func (m minLevel) WithGroup(name string) slog.Handler {
 	return minLevel{h: m.h.WithGroup(name), min: m.min}
+}
+
+// cleanupAttempts bounds cleanup retries. The verifier may still be verifying the run's last evidence and writing
+// its attestation rows while cleanup deletes them; PostgreSQL then aborts one side with a deadlock or
+// serialization failure, and the deletion succeeds a moment later.
+const cleanupAttempts = 5
+
+func cleanupWithRetry(ctx context.Context, log *slog.Logger, f func(context.Context) (enroll.RemovedCounts, error)) (enroll.RemovedCounts, error) {
+	var lastErr error
+	for attempt := 1; attempt <= cleanupAttempts; attempt++ {
+		removed, err := f(ctx)
+		if err == nil {
+			return removed, nil
+		}
+		lastErr = err
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || (pgErr.Code != "40P01" && pgErr.Code != "40001") || attempt == cleanupAttempts {
+			break
+		}
+		log.Warn("cleanup collided with the verifier's writes; retrying", "component", "enroll", "attempt", attempt,
+			"sqlstate", pgErr.Code)
+		t := time.NewTimer(time.Duration(attempt) * 500 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return enroll.RemovedCounts{}, errors.Join(lastErr, ctx.Err())
+		case <-t.C:
+		}
+	}
+	return enroll.RemovedCounts{}, lastErr
 }

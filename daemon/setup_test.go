@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/attestload/attestload/attestation/enroll"
 	"github.com/attestload/attestload/attestation/record"
 	"github.com/attestload/attestload/exporter/results"
 )
@@ -110,5 +115,28 @@ func TestSetupErrorsNameTheKey(t *testing.T) {
 	_, err = Setup(t.Context(), cfg, SetupOptions{})
 	if err == nil || !strings.Contains(err.Error(), `config key "evidence.captured_log"`) {
 		t.Fatalf("error %v; want one naming evidence.captured_log", err)
+	}
+}
+
+func TestCleanupRetriesDeadlocks(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	calls := 0
+	removed, err := cleanupWithRetry(t.Context(), log, func(context.Context) (enroll.RemovedCounts, error) {
+		calls++
+		if calls < 3 {
+			return enroll.RemovedCounts{}, fmt.Errorf("delete attestations: %w", &pgconn.PgError{Code: "40P01"})
+		}
+		return enroll.RemovedCounts{Agents: 7}, nil
+	})
+	if err != nil || calls != 3 || removed.Agents != 7 {
+		t.Fatalf("calls %d, removed %+v, err %v; want success on the third try", calls, removed, err)
+	}
+	calls = 0
+	_, err = cleanupWithRetry(t.Context(), log, func(context.Context) (enroll.RemovedCounts, error) {
+		calls++
+		return enroll.RemovedCounts{}, errors.New("permission denied")
+	})
+	if err == nil || calls != 1 {
+		t.Fatalf("calls %d, err %v; other errors must not be retried", calls, err)
 	}
 }
