@@ -703,11 +703,19 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// DefaultOpenWorkers bounds cycles in flight in the fleet and rate models when run.workers is 0: enough that the
+// tool does not throttle a fleet, few enough that a stalled verifier cannot make it hold unbounded connections.
+const DefaultOpenWorkers = 1000
+
 // Resolved returns a copy with the automatic values filled in: workers from the CPU count, agents from workers,
 // instance from the host name.
 func (c Config) Resolved() Config {
 	if c.Run.Workers == 0 {
 		c.Run.Workers = runtime.NumCPU()
+		if c.Scheduler.Model != ModelClosed && c.Run.Agents > 0 {
+			// In the open models workers only bound concurrency; one per CPU would throttle the fleet itself.
+			c.Run.Workers = min(c.Run.Agents, DefaultOpenWorkers)
+		}
 	}
 	if c.Run.Agents == 0 {
 		c.Run.Agents = c.Run.Workers

@@ -162,6 +162,12 @@ func TestResolvedDefaults(t *testing.T) {
 	if r := c.Resolved(); r.Run.Agents != 5 {
 		t.Fatalf("agents default to workers: got %d", r.Run.Agents)
 	}
+	c = DefaultConfig()
+	c.Scheduler.Model = ModelFleet
+	c.Run.Agents = 5000
+	if r := c.Resolved(); r.Run.Workers != DefaultOpenWorkers {
+		t.Fatalf("fleet workers default = %d, want %d", r.Run.Workers, DefaultOpenWorkers)
+	}
 }
 
 func FuzzLoadConfig(f *testing.F) {

@@ -233,10 +233,6 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...Option) (_ 
 		}
 		sched.Pacer = p
 	}
-	if cfg.Scheduler.Model != ModelClosed && cfg.Run.Workers < n {
-		// In the open models every agent may be in flight; the default (one per CPU) would throttle the fleet.
-		sched.Workers = n
-	}
 	r.progress = NewProgress(r.start)
 	runner := &clientRunner{c: cl, agents: agents, runID: r.runID, instance: cfg.Run.Instance}
 	opts = append(opts, WithResultsSink(r.writer), WithLogger(log.With("component", "engine")),
