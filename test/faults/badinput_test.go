@@ -54,7 +54,9 @@ func wrongValues(n *yaml.Node) []*yaml.Node {
 	if n.Kind != yaml.ScalarNode {
 		return out
 	}
-	str := func(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Value: s, Style: yaml.DoubleQuotedStyle} }
+	str := func(s string) *yaml.Node {
+		return &yaml.Node{Kind: yaml.ScalarNode, Value: s, Style: yaml.DoubleQuotedStyle}
+	}
 	switch {
 	case n.Tag == "!!int":
 		out = append(out, str("many"), &yaml.Node{Kind: yaml.ScalarNode, Value: "-5"})
