@@ -31,7 +31,7 @@ type agent struct {
 
 	id        string
 	ak        *rsa.PublicKey
-	akB64     string
+	akB64Hash [32]byte // SHA-256 of the base64 AK, to recognise it among offered keys without keeping 376 bytes
 	akName    []byte
 	hashAlgs  []string
 	signAlgs  []string
@@ -73,6 +73,12 @@ type passedState struct {
 	hadPrev        bool // a passed attestation preceded it (rolling deletion condition)
 }
 
+// bankSelection is one entry of selected_subjects (a slice, not a map: it is kept per agent).
+type bankSelection struct {
+	bank string
+	pcrs []int
+}
+
 type verdictEntry struct {
 	index         int
 	evaluation    string
@@ -97,14 +103,14 @@ type attestation struct {
 type evidenceItem struct {
 	class        string
 	typ          string
-	capabilities map[string]any
+	capabilities json.RawMessage // compact JSON: far smaller than the decoded map; dropped after verification
 
 	// tpm_quote
 	challenge  []byte
 	hashAlg    string
 	signScheme string
-	selected   map[string][]int // bank -> PCRs; nil value for unselected banks
-	certKey    map[string]any
+	selected   []bankSelection // every offered bank, in name order; PCRs nil when not selected
+	certKey    json.RawMessage
 
 	// ima_log
 	startingOffset int
@@ -112,6 +118,7 @@ type evidenceItem struct {
 
 	// submitted data (dropped after verification to keep memory small)
 	data      map[string]any
+	sentLines int             // IMA lines sent, kept after data is dropped
 	meta      json.RawMessage // data.meta after parsing the quote
 	certified int             // results.certified_entry_count
 }

@@ -2,7 +2,9 @@ package simverifier
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -195,7 +197,7 @@ func (v *Verifier) negotiate(a *agent, attrs map[string]any, passed *passedState
 		if formats, _ := stringList(caps["formats"]); !contains(formats, "application/octet-stream") {
 			return nil, invalid(self, ptr+"/formats", "formats must include application/octet-stream")
 		}
-		att.items = append(att.items, &evidenceItem{class: "log", typ: "uefi_log", capabilities: caps})
+		att.items = append(att.items, &evidenceItem{class: "log", typ: "uefi_log", capabilities: compact(caps)})
 	}
 	if a.ima != nil {
 		if imaAt < 0 {
@@ -229,7 +231,7 @@ func (v *Verifier) negotiate(a *agent, attrs map[string]any, passed *passedState
 		if offset > count {
 			return nil, invalid(self, ptr+"/entry_count", "entry_count %d is lower than the next expected entry %d", count, offset)
 		}
-		att.items = append(att.items, &evidenceItem{class: "log", typ: "ima_log", capabilities: caps, startingOffset: offset, entryCount: count})
+		att.items = append(att.items, &evidenceItem{class: "log", typ: "ima_log", capabilities: compact(caps), startingOffset: offset, entryCount: count})
 	}
 	if !hasBoot {
 		// attestations.system_info__boot_time is NOT NULL: the real verifier fails the commit with a 500.
@@ -258,7 +260,15 @@ func (v *Verifier) selectQuote(a *agent, m map[string]any, required []int, ptr, 
 		banks = append(banks, b)
 	}
 	sort.Strings(banks)
-	selected := map[string][]int{}
+	var selected []bankSelection
+	selectedPCRs := func(bank string) []int {
+		for _, b := range selected {
+			if b.bank == bank {
+				return b.pcrs
+			}
+		}
+		return nil
+	}
 	anyAccepted, anySelected := false, false
 	for _, bank := range banks {
 		if !contains(hashes, bank) {
@@ -277,7 +287,7 @@ func (v *Verifier) selectQuote(a *agent, m map[string]any, required []int, ptr, 
 			have[n] = true
 		}
 		if !contains(a.hashAlgs, bank) {
-			selected[bank] = nil
+			selected = append(selected, bankSelection{bank: bank})
 			continue
 		}
 		anyAccepted = true
@@ -286,10 +296,10 @@ func (v *Verifier) selectQuote(a *agent, m map[string]any, required []int, ptr, 
 			all = all && have[n]
 		}
 		if all {
-			selected[bank] = append([]int(nil), required...)
+			selected = append(selected, bankSelection{bank: bank, pcrs: append([]int(nil), required...)})
 			anySelected = true
 		} else {
-			selected[bank] = nil
+			selected = append(selected, bankSelection{bank: bank})
 		}
 	}
 	if !anyAccepted {
@@ -300,7 +310,7 @@ func (v *Verifier) selectQuote(a *agent, m map[string]any, required []int, ptr, 
 	}
 	hashAlg := ""
 	for _, h := range a.hashAlgs {
-		if selected[h] != nil {
+		if selectedPCRs(h) != nil {
 			hashAlg = h
 			break
 		}
@@ -337,7 +347,7 @@ func (v *Verifier) selectQuote(a *agent, m map[string]any, required []int, ptr, 
 			return nil, invalid(self, kptr, "a certification key needs server_identifier, local_identifier or public")
 		}
 		rank := 2
-		if hasPub && pub == a.akB64 {
+		if hasPub && sha256.Sum256([]byte(pub)) == a.akB64Hash {
 			rank = 0
 		} else if km["server_identifier"] == "ak" {
 			rank = 1
@@ -362,8 +372,8 @@ func (v *Verifier) selectQuote(a *agent, m map[string]any, required []int, ptr, 
 				return nil, emptyResponse(http.StatusInternalServerError)
 			}
 			return &evidenceItem{
-				class: "certification", typ: "tpm_quote", capabilities: caps,
-				challenge: challenge, hashAlg: hashAlg, signScheme: s, selected: selected, certKey: c.key,
+				class: "certification", typ: "tpm_quote", capabilities: compact(caps),
+				challenge: challenge, hashAlg: hashAlg, signScheme: s, selected: selected, certKey: compact(c.key),
 			}, nil
 		}
 	}
@@ -384,11 +394,11 @@ func (it *evidenceItem) chosenParameters() map[string]any {
 	switch it.typ {
 	case "tpm_quote":
 		sel := map[string]any{}
-		for b, pcrs := range it.selected {
-			if pcrs == nil {
-				sel[b] = nil
+		for _, b := range it.selected {
+			if b.pcrs == nil {
+				sel[b.bank] = nil
 			} else {
-				sel[b] = pcrs
+				sel[b.bank] = b.pcrs
 			}
 		}
 		return map[string]any{
@@ -500,6 +510,9 @@ func (v *Verifier) updateAttestation(r *http.Request, body []byte, agentID strin
 	att.evidenceReceivedAt = now
 	for i, it := range att.items {
 		it.data = datas[i]
+		if s, ok := asString(datas[i]["entries"]); ok && it.typ == "ima_log" {
+			it.sentLines = strings.Count(s, "\n")
+		}
 		if it.typ == "tpm_quote" && quote != nil {
 			it.meta = quoteMeta(quote, it.hashAlg)
 		}
@@ -547,7 +560,8 @@ func parseQuoteData(d map[string]any, it *evidenceItem, ptr, self string) (*quot
 	if err != nil {
 		return nil, invalid(self, ptr+"/data/subject_data", "subject_data is not a valid PCR blob: %v", err)
 	}
-	for name, pcrs := range it.selected {
+	for _, b := range it.selected {
+		name, pcrs := b.bank, b.pcrs
 		if pcrs == nil {
 			continue
 		}
@@ -582,9 +596,9 @@ func bankID(name string) uint16 {
 func attestationDoc(att *attestation, agentID, self string, withData bool) map[string]any {
 	evidence := make([]any, 0, len(att.items))
 	for _, it := range att.items {
-		e := map[string]any{
-			"evidence_class": it.class, "evidence_type": it.typ,
-			"capabilities": it.capabilities, "chosen_parameters": it.chosenParameters(),
+		e := map[string]any{"evidence_class": it.class, "evidence_type": it.typ, "chosen_parameters": it.chosenParameters()}
+		if it.capabilities != nil {
+			e["capabilities"] = it.capabilities
 		}
 		d := map[string]any{}
 		if withData {
@@ -595,10 +609,8 @@ func attestationDoc(att *attestation, agentID, self string, withData bool) map[s
 		if it.meta != nil {
 			d["meta"] = it.meta
 		}
-		if it.typ == "ima_log" && it.data != nil {
-			if s, ok := asString(it.data["entries"]); ok {
-				d["entry_count"] = strings.Count(s, "\n")
-			}
+		if it.typ == "ima_log" && !att.evidenceReceivedAt.IsZero() {
+			d["entry_count"] = it.sentLines
 		}
 		if len(d) > 0 {
 			e["data"] = d
@@ -706,4 +718,16 @@ func equalAny(b []byte, candidates ...[]byte) bool {
 		}
 	}
 	return false
+}
+
+// compact re-encodes a decoded JSON object; it cannot fail for values that came from the JSON decoder.
+func compact(m map[string]any) json.RawMessage {
+	if m == nil {
+		return nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil
+	}
+	return b
 }

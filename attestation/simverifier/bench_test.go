@@ -2,11 +2,15 @@ package simverifier
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/attestload/attestload/attestation/evidence"
 )
 
 // handlerDo sends one request straight to the handler (no network), for fuzzing and server-side cost.
@@ -166,4 +170,60 @@ func BenchmarkQuoteOnlyPostPatch(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(2*b.N)/b.Elapsed().Seconds(), "req/s")
+}
+
+// BenchmarkAgentMemory reports the heap held per enrolled agent (all sharing one IMA policy, as a load test's
+// agents do) and per agent after a session and one verified attestation cycle.
+func BenchmarkAgentMemory(b *testing.B) {
+	profile, err := evidence.NewSynthetic(4, 1, 1000)
+	if err != nil {
+		b.Fatal(err)
+	}
+	k := vectorKey(b, "vec-agent-2")
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	for range b.N {
+		clock := newFakeClock()
+		cfg := testConfig(clock, nil)
+		cfg.RateLimits = RateLimits{}
+		v, err := New(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		const enrolled, cycled = 2000, 50
+		before := heap()
+		for i := range enrolled {
+			if err := v.EnrollAgent(AgentSpec{ID: fmt.Sprintf("agent-%06d", i), AKPublic: k.Public,
+				IMAPolicyJSON: profile.PolicyJSON(), IMAGenerator: profile.Generator()}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		mid := heap()
+		b.ReportMetric(float64(mid-before)/enrolled, "B/enrolled-agent")
+		h := v.Handler()
+		for i := range cycled {
+			a := newSimAgent(b, "", fmt.Sprintf("agent-%06d", i), k)
+			log := profile.NewAgentLog()
+			a.imaEntries = func(from int) (string, int) {
+				text, _, _ := log.Entries(from)
+				return text, log.EntryCount()
+			}
+			if err := a.tpm.SetPCR(10, log.PCR10()); err != nil {
+				b.Fatal(err)
+			}
+			a.token = handlerSession(b, h, a)
+			c := handlerDo(h, "POST", "/v3/agents/"+a.id+"/attestations", a.auth(), a.capabilities())
+			if u := handlerDo(h, "PATCH", "/v3/agents/"+a.id+"/attestations/latest", a.auth(),
+				a.evidenceFor(httpResult{doc: recDoc(b, c)}, nil)); u.Code != http.StatusAccepted {
+				b.Fatalf("update: %d", u.Code)
+			}
+		}
+		after := heap()
+		b.ReportMetric(float64(after-mid)/cycled, "B/attested-agent-extra")
+		runtime.KeepAlive(v)
+	}
 }

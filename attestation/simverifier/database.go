@@ -256,7 +256,7 @@ func (d *database) saveCreated(ctx context.Context, agentID string, att *attesta
 			return err
 		}
 		for _, it := range att.items {
-			c := it.capabilities
+			c, _, _ := decodeObject(it.capabilities)
 			var challenge []byte
 			var scheme, hashAlg, selected, certKey *string
 			var offset *int
@@ -265,7 +265,7 @@ func (d *database) saveCreated(ctx context.Context, agentID string, att *attesta
 			case "tpm_quote":
 				challenge = it.challenge
 				scheme, hashAlg = &it.signScheme, &it.hashAlg
-				selected, certKey = jsonText(it.chosenParameters()["selected_subjects"]), jsonText(it.certKey)
+				selected, certKey = jsonText(it.chosenParameters()["selected_subjects"]), rawText(it.certKey)
 			case "ima_log":
 				o := it.startingOffset
 				offset, format = &o, "text/plain"
@@ -300,6 +300,14 @@ func (d *database) saveCreated(ctx context.Context, agentID string, att *attesta
 		}
 		return nil
 	})
+}
+
+func rawText(b json.RawMessage) *string {
+	if b == nil {
+		return nil
+	}
+	s := string(b)
+	return &s
 }
 
 func nullString(s string) *string {

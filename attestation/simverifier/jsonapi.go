@@ -137,6 +137,20 @@ func decodeDocument(body []byte, requireType bool) (data map[string]any, typ str
 	return data, typ, nil
 }
 
+// decodeObject decodes a JSON object with json.Number numbers (nil input gives an empty object).
+func decodeObject(b []byte) (map[string]any, bool, error) {
+	if b == nil {
+		return map[string]any{}, false, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, false, err
+	}
+	return m, true, nil
+}
+
 func asObject(v any) (map[string]any, bool) {
 	m, ok := v.(map[string]any)
 	return m, ok

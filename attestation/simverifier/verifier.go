@@ -265,7 +265,7 @@ func (v *Verifier) newAgent(spec AgentSpec) (*agent, error) {
 	a := &agent{
 		id:        spec.ID,
 		ak:        pub,
-		akB64:     base64.StdEncoding.EncodeToString(spec.AKPublic),
+		akB64Hash: sha256.Sum256([]byte(base64.StdEncoding.EncodeToString(spec.AKPublic))),
 		akName:    name,
 		hashAlgs:  spec.AcceptHashAlgs,
 		signAlgs:  spec.AcceptSignAlgs,
