@@ -1,12 +1,15 @@
 package soak
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"strconv"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/attestload/attestload/internal/pgtest"
 	"github.com/attestload/attestload/test/faults/harness"
@@ -98,6 +101,7 @@ func TestSoak(t *testing.T) {
 	period := envDur(t, envSample, 5*time.Second)
 
 	dbURL := pgtest.NewKeylimeDatabase(t)
+	relaxDurability(t, dbURL)
 	sim := harness.StartSim(t, dbURL, harness.SimOptions{})
 	dir := t.TempDir()
 	keys := harness.KeyPool(t, 16)
@@ -210,4 +214,25 @@ sampling:
 		"end %d KiB, peak %d KiB; threads max %d; fds at most %d during warm-up, %d after; records %d %v; attempt errors %v",
 		fig.Duration, agents, fig.Interval, fig.RSSStartKiB, fig.RSSWarmKiB, fig.RSS5MinKiB, fig.RSSEndKiB, fig.RSSPeakKiB,
 		fig.ThreadsMax, fig.FDsMaxWarmup, fig.FDsMax, fig.Records, fig.Outcomes, fig.AttemptErrors)
+}
+
+// relaxDurability turns synchronous_commit off for the soak's throwaway database: the simulator writes several
+// rows per cycle, and waiting for WAL flushes on a shared test machine would make the soak measure the disk
+// instead of attestload (and slow everyone else's tests).
+func relaxDurability(t *testing.T, dbURL string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var name string
+	if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{name}.Sanitize()+" SET synchronous_commit = off"); err != nil {
+		t.Fatalf("relax durability of the soak database: %v", err)
+	}
 }
