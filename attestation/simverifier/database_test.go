@@ -167,6 +167,14 @@ func TestDatabaseMode(t *testing.T) {
 	if ev, _ := waitVerdict(t, v2, "db-late", li); ev != evalPass {
 		t.Errorf("late agent verdict %s", ev)
 	}
+	// Re-enrolled with another key behind the simulator's back: the PoP with the new key still passes.
+	if _, err := pool.Exec(ctx, `UPDATE verifiermain SET ak_tpm = $1 WHERE agent_id = 'db-late'`, k1.PublicBase64()); err != nil {
+		t.Fatal(err)
+	}
+	rekeyed := newSimAgent(t, srv2.URL, "db-late", k1)
+	if r := rekeyed.startSession(); str(t, r.doc, "data", "attributes", "evaluation") != evalPass {
+		t.Errorf("PoP with the re-enrolled key: %d %s", r.status, r.body)
+	}
 }
 
 func hexOf(b []byte) string { return hex.EncodeToString(b) }

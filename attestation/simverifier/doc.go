@@ -10,9 +10,11 @@
 // of verdicts. Optionally (Config.DatabaseURL) agents and policies are read from, and attestations, evidence items
 // and sessions written to, a Keylime verifier database.
 //
-// Deliberate differences from the real verifier are documented where they are implemented; the main ones are that
-// measured-boot (UEFI) logs are accepted but not replayed, and that the evidence data of an attestation is dropped
-// once it has been verified, so the admin GET shows data.meta but not the submitted blobs.
+// Deliberate differences from the real verifier are documented where they are implemented; the main ones are:
+// measured-boot (UEFI) logs are accepted but not replayed; once an attestation is verified its submitted data,
+// capabilities and certification-key echo are dropped, so the admin GET then shows stage, evaluation and data.meta
+// only; attestations older than the latest are known only by their verdict (a bounded ring per agent); the IMA
+// template hash (column 2) is not recomputed; and an admin bearer token (Config.AdminToken) exists for plain HTTP.
 //
 // This package must not know about the load engine, Prometheus, OpenTelemetry, configuration files or the client;
 // it depends only on the TPM and evidence primitives of its sibling packages.

@@ -348,7 +348,17 @@ func (v *Verifier) popSession(r *http.Request, body []byte, sessionID string) *r
 	if a == nil {
 		return doc(http.StatusOK)
 	}
-	if err := v.checkPoP(a, p.nonce, message, signature); err != nil {
+	err := v.checkPoP(a, p.nonce, message, signature)
+	if err != nil && v.db != nil {
+		// The real verifier reads ak_tpm on every PoP; an agent re-enrolled with a new key since we loaded it must
+		// not be refused, so reload it once before giving up.
+		if lerr := v.loadAgent(r.Context(), agentID); lerr == nil {
+			if fresh := v.agentMem(agentID); fresh != nil {
+				err = v.checkPoP(fresh, p.nonce, message, signature)
+			}
+		}
+	}
+	if err != nil {
 		v.log.Info("pop verification failed", "agent_id", agentID, "session_id", p.id, "reason", err.Error())
 		return doc(http.StatusUnauthorized)
 	}
