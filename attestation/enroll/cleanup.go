@@ -2,10 +2,13 @@ package enroll
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -74,7 +77,40 @@ type runRows struct {
 	mbPolicyID  []int32
 }
 
+// cleanupAttempts bounds how often a cleanup transaction is repeated after PostgreSQL aborted it to break a
+// deadlock or a serialization conflict.
+const cleanupAttempts = 5
+
+// delete runs the cleanup transaction, repeating it when PostgreSQL aborts it as a deadlock victim: a verifier
+// still finishing the run's last verifications locks attestations and then verifiermain, the cleanup locks them in
+// the other order, and one of the two is rolled back. The transaction is all-or-nothing, so repeating it is safe.
 func (r runRows) delete(ctx context.Context, pool *pgxpool.Pool) (RemovedCounts, error) {
+	var err error
+	for attempt := range cleanupAttempts {
+		var counts RemovedCounts
+		counts, err = r.deleteOnce(ctx, pool)
+		if err == nil || !isTransient(err) || attempt == cleanupAttempts-1 {
+			return counts, err
+		}
+		t := time.NewTimer(time.Duration(100<<attempt) * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return RemovedCounts{}, errors.Join(err, ctx.Err())
+		case <-t.C:
+		}
+	}
+	return RemovedCounts{}, err
+}
+
+// isTransient reports a deadlock (40P01) or serialization failure (40001): the transaction was rolled back and
+// may simply be run again.
+func isTransient(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
+}
+
+func (r runRows) deleteOnce(ctx context.Context, pool *pgxpool.Pool) (RemovedCounts, error) {
 	var total RemovedCounts
 	marker := runMarker(r.runID)
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
