@@ -3,7 +3,9 @@ package simverifier
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -132,6 +134,31 @@ func TestMultiCycleIMA(t *testing.T) {
 	if ev, fr := waitVerdict(t, v, "ima-2", i); ev != evalFail || fr != FailurePolicyViolation {
 		t.Fatalf("unlisted file: %s/%q", ev, fr)
 	}
+	// IMA-specific 422s: too few lines sent, an entry_count below the next offset, a boot_time going back.
+	log.Grow()
+	clock.Advance(3 * time.Second)
+	c = a.create()
+	full := a.imaEntries
+	a.imaEntries = func(int) (string, int) { return "", log.EntryCount() }
+	wantStatus(t, "too few IMA lines", a.update("latest", a.evidenceFor(c, nil)), http.StatusUnprocessableEntity, "invalid_resource_data")
+	a.imaEntries = full
+	for name, edit := range map[string]func(string) string{
+		"entry_count below offset": func(s string) string {
+			return strings.Replace(s, fmt.Sprintf(`"entry_count":%d`, log.EntryCount()), `"entry_count":1`, 1)
+		},
+		"boot_time going back": func(s string) string {
+			return strings.Replace(s, "2026-01-01T00:00:00Z", "2025-01-01T00:00:00Z", 1)
+		},
+	} {
+		r := do(t, http.DefaultClient, "POST", srv.URL+"/v3/agents/ima-1/attestations", a.auth(), edit(a.capabilities()))
+		wantStatus(t, name, r, http.StatusUnprocessableEntity, "invalid_resource_data")
+	}
+	// A later boot_time restarts the log from offset 0.
+	a.boot = "2026-02-01T00:00:00Z"
+	if c := a.create(); int(dig(t, c.doc, "data", "attributes", "evidence_requested", 1, "chosen_parameters", "starting_offset").(float64)) != 0 {
+		t.Errorf("offset after a reboot: %s", c.body)
+	}
+
 	// A failed first attestation leaves the offset at 0.
 	if _, off := imaCycle(t, b, blog, clock, nil); off != 0 {
 		t.Fatalf("offset after a failed first attestation: %d", off)
