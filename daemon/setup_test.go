@@ -34,6 +34,9 @@ func testConfig(t *testing.T, dir string) Config {
 	cfg.Results.Dir = filepath.Join(dir, "results")
 	cfg.Evidence.IMAInitial = 20
 	cfg.Evidence.IMAUniverse = 50
+	// Keylime's session cost (600k PBKDF2 rounds) takes seconds per session under -race.
+	cfg.Simulator.SessionHashIterations = 1000
+	cfg.Simulator.QuoteInterval = 0
 	return cfg
 }
 
