@@ -41,7 +41,8 @@ func TestBadFiles(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			env := append(w.baseEnv(), c.env...)
-			p, code := harness.Run(t, w.dir, env, time.Minute, append(append([]string{}, base...), c.args...)...)
+			args := append(append([]string{}, base...), c.args...)
+			p, code := harness.Run(t, w.dir, env, time.Minute, append(args, "--results-dir", t.TempDir())...)
 			stderr := p.Stderr.String()
 			harness.NoCrash(t, "stderr", stderr)
 			if code == 0 {

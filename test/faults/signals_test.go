@@ -190,7 +190,7 @@ func TestKill9ThenRestartCleansStaleRows(t *testing.T) {
 	}
 
 	// Restart with cleanup of leftovers: the stale run is found and removed before the new one starts.
-	d2 := w.start(w.baseEnv(), w.runArgs(4, time.Second, "--cleanup-leftovers")...)
+	d2 := w.start(w.baseEnv(), w.runArgs(4, time.Second, "--cleanup-leftovers", "--results-dir", t.TempDir())...)
 	d2.WaitLog(t, "removed leftovers of earlier runs", 10*time.Second)
 	d2.waitCycles(t, record.OutcomeSuccess, 4, time.Minute)
 	d2.Signal(t, syscall.SIGINT)
@@ -203,7 +203,7 @@ func TestKill9ThenRestartCleansStaleRows(t *testing.T) {
 	}
 
 	// Crash again and clean up with the command instead.
-	d3 := w.start(w.baseEnv(), w.runArgs(4, time.Second)...)
+	d3 := w.start(w.baseEnv(), w.runArgs(4, time.Second, "--results-dir", t.TempDir())...)
 	d3.waitCycles(t, record.OutcomeSuccess, 4, time.Minute)
 	d3.Signal(t, syscall.SIGKILL)
 	d3.Wait(t, 10*time.Second)

@@ -42,6 +42,9 @@ type SimOptions struct {
 	QuoteInterval int
 	// Logger receives the simulator's log; nil discards it.
 	Logger *slog.Logger
+	// Entropy, when set, supplies challenges, nonces, session ids and token secrets (tests record the tokens it
+	// hands out to grep the run's outputs for them).
+	Entropy simverifier.Entropy
 }
 
 // StartSim starts a simulator on 127.0.0.1 (a free port) against the Keylime database at dbURL.
@@ -55,6 +58,7 @@ func StartSim(t testing.TB, dbURL string, o SimOptions) *Sim {
 	cfg.DatabaseURL = dbURL
 	cfg.Faults = o.Faults
 	cfg.Logger = o.Logger
+	cfg.Entropy = o.Entropy
 	if !o.PlainHTTP {
 		cfg.TLSDir = t.TempDir()
 	}
