@@ -1,0 +1,61 @@
+package faults
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/attestload/attestload/attestation/record"
+	"github.com/attestload/attestload/test/faults/harness"
+)
+
+// EnvPGRestart enables the tests that restart the shared PostgreSQL cluster (every other database test running at
+// that moment sees its connections dropped, so they only run when asked: make faults and .ci/run set it).
+const EnvPGRestart = "ATTESTLOAD_FAULTS_PG_RESTART"
+
+// restartPostgres restarts the local cluster (the first that pg_lsclusters lists, as scripts/pg-start.sh uses).
+func restartPostgres(t *testing.T) time.Duration {
+	t.Helper()
+	out, err := exec.Command("pg_lsclusters", "-h").Output()
+	if err != nil {
+		t.Fatalf("pg_lsclusters: %v", err)
+	}
+	f := strings.Fields(strings.SplitN(string(out), "\n", 2)[0])
+	if len(f) < 2 {
+		t.Fatalf("pg_lsclusters printed no cluster: %q", out)
+	}
+	t0 := time.Now()
+	if out, err := exec.Command("pg_ctlcluster", f[0], f[1], "restart").CombinedOutput(); err != nil {
+		t.Fatalf("pg_ctlcluster %s %s restart: %v %s", f[0], f[1], err, out)
+	}
+	return time.Since(t0)
+}
+
+// PostgreSQL restarts while the run's agents are enrolled and in use (the simulated verifier reads and writes
+// their rows). The run goes on, the outage costs at most the cycles whose rows could not be read, and the cleanup
+// at exit reconnects and removes every row.
+func TestPostgresRestartMidRun(t *testing.T) {
+	if os.Getenv(EnvPGRestart) != "1" {
+		t.Skipf("restarts the shared PostgreSQL cluster; set %s=1 (make faults does)", EnvPGRestart)
+	}
+	w := newWorld(t, harness.SimOptions{})
+	d := w.start(w.baseEnv(), w.runArgs(8, time.Second)...)
+	d.waitCycles(t, record.OutcomeSuccess, 16, time.Minute)
+	took := restartPostgres(t)
+	t.Logf("PostgreSQL restart took %s", took)
+	m := harness.Scrape(t, d.addr)
+	d.waitCycles(t, record.OutcomeSuccess, int(m.Sum("attestload_cycles_total", "outcome=success"))+16, time.Minute)
+	_, recs := w.quiesce(d)
+	if out := harness.Outcomes(recs); out[record.OutcomeFail] > len(recs)/2 {
+		t.Errorf("most cycles failed around a database restart: %v (errors %s)", out, describe(harness.AttemptErrors(recs)))
+	}
+	d.Signal(t, syscall.SIGINT)
+	if code := d.Wait(t, time.Minute); code != 0 {
+		t.Errorf("exit code %d after a database restart mid-run, want 0", code)
+	}
+	harness.NoCrash(t, "stderr", d.Stderr.String())
+	w.checkClean()
+}
