@@ -16,7 +16,7 @@ WITH_DB = if [[ -z "$${ATTESTLOAD_TEST_DATABASE_URL:-}" ]]; then \
 		ATTESTLOAD_TEST_DATABASE_URL="$$(scripts/pg-start.sh)"; fi; \
 	export ATTESTLOAD_TEST_DATABASE_URL;
 
-.PHONY: run build test vet fmt-check bench pg-start
+.PHONY: run build test vet fmt-check bench pg-start faults soak
 
 run:
 	$(GO) run ./cmd/attestload run $(ARGS)
@@ -41,3 +41,21 @@ bench:
 # Prints the URL to export as ATTESTLOAD_TEST_DATABASE_URL.
 pg-start:
 	@scripts/pg-start.sh
+
+# The fault suite (test/faults): the binary against a misbehaving simulated verifier, a restarting PostgreSQL
+# (ATTESTLOAD_FAULTS_PG_RESTART=1 restarts the local cluster: other database tests running meanwhile see it), full
+# and read-only results directories (tmpfs mounts: run as root), signals and bad input. A few minutes.
+faults:
+	@$(WITH_DB) set -x; ATTESTLOAD_FAULTS=1 ATTESTLOAD_FAULTS_PG_RESTART=1 $(GO) test -race -count=1 -timeout 20m ./test/faults/...
+
+# The soak (test/soak): make soak DURATION=1h AGENTS=500 [INTERVAL=10s]. Fails when resident memory grows by more
+# than MAX_GROWTH MiB after warm-up; the figures are logged and, with SOAK_OUT=file.json, written as JSON.
+DURATION ?= 10m
+AGENTS ?= 500
+INTERVAL ?= 10s
+MAX_GROWTH ?= 48
+SOAK_OUT ?=
+soak:
+	@$(WITH_DB) set -x; ATTESTLOAD_SOAK_DURATION=$(DURATION) ATTESTLOAD_SOAK_AGENTS=$(AGENTS) \
+		ATTESTLOAD_SOAK_INTERVAL=$(INTERVAL) ATTESTLOAD_SOAK_MAX_GROWTH=$(MAX_GROWTH) ATTESTLOAD_SOAK_OUT=$(SOAK_OUT) \
+		$(GO) test -count=1 -v -run TestSoak -timeout 0 ./test/soak/

@@ -105,9 +105,7 @@ func expectUsageError(t *testing.T, dir string, culprit string, args ...string) 
 // Every key of config.example.yaml, given a value of the wrong type or out of range, is refused with an error
 // that names the key.
 func TestEveryConfigKeyWithAWrongValue(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the binary")
-	}
+	harness.RequireFaults(t)
 	doc := exampleConfig(t)
 	dir := t.TempDir()
 	all := leaves("", doc.Content[0])
@@ -141,9 +139,7 @@ func TestEveryConfigKeyWithAWrongValue(t *testing.T) {
 
 // Unknown keys, bad URLs, bad prefixes and flag values are refused before anything starts.
 func TestBadConfigValues(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the binary")
-	}
+	harness.RequireFaults(t)
 	dir := t.TempDir()
 	write := func(name, body string) string {
 		p := filepath.Join(dir, name)

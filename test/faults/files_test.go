@@ -61,9 +61,7 @@ func TestBadFiles(t *testing.T) {
 // attestload report on files that are not results: the culprit is named (file and line), nothing crashes, a
 // missing input is an error.
 func TestReportMalformedFiles(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the binary")
-	}
+	harness.RequireFaults(t)
 	dir := t.TempDir()
 	write := func(name string, b []byte) string {
 		p := filepath.Join(dir, name)

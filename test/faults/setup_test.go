@@ -32,9 +32,7 @@ type world struct {
 
 func newWorld(t *testing.T, o harness.SimOptions) *world {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("fault scenarios run the binary; skipped with -short")
-	}
+	harness.RequireFaults(t)
 	w := &world{t: t, dbURL: pgtest.NewKeylimeDatabase(t), dir: t.TempDir(), prefix: "fa-", keys: harness.KeyPool(t, keysInPool)}
 	w.sim = harness.StartSim(t, w.dbURL, o)
 	return w

@@ -41,6 +41,18 @@ func scratch() (string, error) {
 	return workDir, workErr
 }
 
+// EnvFaults must be 1 for the fault scenarios to run: they take minutes, so `go test ./...` (make test) skips
+// them and `make faults` runs them.
+const EnvFaults = "ATTESTLOAD_FAULTS"
+
+// RequireFaults skips the test unless EnvFaults=1.
+func RequireFaults(t testing.TB) {
+	t.Helper()
+	if os.Getenv(EnvFaults) != "1" {
+		t.Skipf("fault scenario: set %s=1 or run make faults", EnvFaults)
+	}
+}
+
 // Root finds the repository root by walking up from the working directory to go.mod.
 func Root(t testing.TB) string {
 	t.Helper()
@@ -60,7 +72,8 @@ func Root(t testing.TB) string {
 	}
 }
 
-// Binary builds ./cmd/attestload once per test process and returns its path.
+// Binary builds ./cmd/attestload once per test process (with -race when the tests run with it) and returns its
+// path.
 func Binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -70,7 +83,11 @@ func Binary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "attestload")
-		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", binPath, "./cmd/attestload")
+		args := []string{"build", "-o", binPath}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), append(args, "./cmd/attestload")...)
 		cmd.Dir = Root(t)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build ./cmd/attestload: %v\n%s", err, out)
