@@ -25,8 +25,12 @@ type collectSink struct {
 	recs []*record.Record
 }
 
-func (c *collectSink) Observe(r *record.Record) { c.mu.Lock(); c.recs = append(c.recs, r); c.mu.Unlock() }
-func (c *collectSink) Close() error             { return nil }
+func (c *collectSink) Observe(r *record.Record) {
+	c.mu.Lock()
+	c.recs = append(c.recs, r)
+	c.mu.Unlock()
+}
+func (c *collectSink) Close() error { return nil }
 func (c *collectSink) snapshot() []*record.Record {
 	c.mu.Lock()
 	defer c.mu.Unlock()
