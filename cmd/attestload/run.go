@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
 	"github.com/attestload/attestload/attestation/enroll"
@@ -176,6 +177,9 @@ func runLoad(parent context.Context, cfg daemon.Config, stdout, stderr io.Writer
 	var metricsSrv *metrics.Server
 	if cfg.Metrics.Listen != "" {
 		reg := prometheus.NewRegistry()
+		// Go runtime and process series (go_goroutines, process_resident_memory_bytes, open fds) are what a
+		// multi-day run is watched for leaks with.
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		m, err := metrics.New(reg, metrics.Options{Version: version, Revision: buildCommit(), RunID: runID, Instance: cfg.Run.Instance})
 		if err != nil {
 			return fmt.Errorf("metrics: %w", err)
