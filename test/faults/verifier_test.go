@@ -15,8 +15,9 @@ func TestVerifierKilledAndRestarted(t *testing.T) {
 	w := newWorld(t, harness.SimOptions{})
 	const agents = 10
 	d := w.start(w.baseEnv(), w.runArgs(agents, time.Second)...)
-	d.waitCycles(t, record.OutcomeSuccess, 20, time.Minute)
+	m0 := d.waitCycles(t, record.OutcomeSuccess, 20, time.Minute)
 	before := fdFloor(t, d.Proc)
+	g0, haveGoroutines := m0["go_goroutines"]
 
 	killed := float64(time.Now().UnixNano()) / 1e9
 	w.sim.Kill()
@@ -29,6 +30,12 @@ func TestVerifierKilledAndRestarted(t *testing.T) {
 	// least three requests per agent, so a descriptor leaked per failed request would exceed this bound.
 	if after > before+agents {
 		t.Errorf("file descriptors grew from %d before the outage to %d after recovery", before, after)
+	}
+	// Each verifier connection has a read and a write goroutine; anything beyond that is a leak.
+	if g1 := harness.Scrape(t, d.addr)["go_goroutines"]; haveGoroutines && g1 > g0+2*agents {
+		t.Errorf("goroutines grew from %v before the outage to %v after recovery", g0, g1)
+	} else if !haveGoroutines {
+		t.Log("/metrics has no go_goroutines; goroutine growth not checked")
 	}
 
 	qm, recs := w.quiesce(d)
