@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,9 +32,12 @@ type Config struct {
 	Scheduler  SchedulerConfig `key:"scheduler"`
 	Evidence   EvidenceConfig  `key:"evidence"`
 	Results    ResultsConfig   `key:"results"`
-	Metrics    MetricsConfig   `key:"metrics"`
-	Simulator  SimulatorConfig `key:"simulator"`
-	Thresholds []string        `key:"thresholds"`
+	Metrics    MetricsConfig    `key:"metrics"`
+	Tracing    TracingConfig    `key:"tracing"`
+	Verdict    VerdictConfig    `key:"verdict"`
+	PGActivity PGActivityConfig `key:"pgactivity"`
+	Simulator  SimulatorConfig  `key:"simulator"`
+	Thresholds []string         `key:"thresholds"`
 }
 
 // VerifierConfig is where the load goes and how the client talks to it.
@@ -130,6 +134,52 @@ type SimulatorConfig struct {
 // MetricsConfig is the Prometheus endpoint.
 type MetricsConfig struct {
 	Listen string `key:"listen"` // empty: no endpoint
+	// FinalScrapeWait is how long the run waits, after its last record, for one more scrape, so that Prometheus
+	// holds the final counts (its sums then equal the results file); 0 does not wait.
+	FinalScrapeWait time.Duration `key:"final_scrape_wait"`
+}
+
+// TracingConfig is the OpenTelemetry trace export. With Endpoint empty the exporter reads the standard
+// OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT); OTEL_EXPORTER_OTLP_INSECURE,
+// OTEL_EXPORTER_OTLP_HEADERS and OTEL_EXPORTER_OTLP_CERTIFICATE apply when the matching key is not set.
+type TracingConfig struct {
+	Enabled          bool              `key:"enabled"`
+	Protocol         string            `key:"protocol"` // grpc or http
+	Endpoint         string            `key:"endpoint"` // host:port or URL
+	Headers          map[string]string `key:"headers"`  // sent with every export; never logged
+	Insecure         bool              `key:"insecure"`
+	CAFile           string            `key:"ca_file"`
+	SampleRatio      float64           `key:"sample_ratio"`   // share of ordinary cycles exported
+	SlowThreshold    time.Duration     `key:"slow_threshold"` // cycles at least this long are always exported; 0: rule off
+	MaxTraces        int               `key:"max_traces"`
+	MaxSpansPerTrace int               `key:"max_spans_per_trace"`
+}
+
+// Verdict sources.
+const (
+	VerdictAuto      = "auto"      // simulator when it runs in-process, else database when configured, else none
+	VerdictSimulator = "simulator" // the in-process simulated verifier
+	VerdictDatabase  = "database"  // the verifier's attestations table
+	VerdictAdminAPI  = "admin_api" // the verifier's GET .../attestations/latest with its client certificate
+	VerdictNone      = "none"      // every verdict unknown
+)
+
+// VerdictConfig is where each cycle's verdict is learned and how long a record waits for it.
+type VerdictConfig struct {
+	Source        string        `key:"source"`
+	Timeout       time.Duration `key:"timeout"`
+	PollInterval  time.Duration `key:"poll_interval"`
+	MaxPending    int           `key:"max_pending"`
+	AdminURL      string        `key:"admin_url"`       // empty: verifier.url
+	AdminCertFile string        `key:"admin_cert_file"` // empty: verifier.cert_file
+	AdminKeyFile  string        `key:"admin_key_file"`  // empty: verifier.key_file
+	AdminCAFile   string        `key:"admin_ca_file"`   // empty: verifier.ca_file
+}
+
+// PGActivityConfig is the sampler of the verifier's PostgreSQL activity.
+type PGActivityConfig struct {
+	Enabled  bool          `key:"enabled"`
+	Interval time.Duration `key:"interval"`
 }
 
 // DefaultConfig is the configuration with nothing set: the old tool's defaults.
@@ -144,6 +194,11 @@ func DefaultConfig() Config {
 		Evidence:  EvidenceConfig{Profile: "ima", IMAInitial: 200, IMAGrow: 2, IMAUniverse: 1000},
 		Results:   ResultsConfig{Dir: "results", FlushInterval: time.Second, OnError: "stop", Buffer: 8192},
 		Simulator: SimulatorConfig{QuoteInterval: 2, SessionHashIterations: 600000, RateLimits: true},
+		Tracing: TracingConfig{Protocol: "grpc", SampleRatio: 0.01, SlowThreshold: 5 * time.Second,
+			MaxTraces: 10000, MaxSpansPerTrace: 64},
+		Verdict: VerdictConfig{Source: VerdictAuto, Timeout: 30 * time.Second, PollInterval: 500 * time.Millisecond,
+			MaxPending: 100000},
+		PGActivity: PGActivityConfig{Interval: 5 * time.Second},
 	}
 }
 
@@ -256,9 +311,19 @@ func (l Loader) Load() (*Config, error) {
 			}
 		}
 	}
+	// A mapping-valued key (tracing.headers) has free-form names under it; viper flattens them into keys.
+	var mapKeys []string
+	var all []leaf
+	var zero Config
+	leaves("", reflect.ValueOf(&zero).Elem(), &all)
+	for _, lf := range all {
+		if lf.field.Kind() == reflect.Map {
+			mapKeys = append(mapKeys, lf.key+".")
+		}
+	}
 	var unknown []string
 	for _, k := range v.AllKeys() {
-		if !known[k] {
+		if !known[k] && !slices.ContainsFunc(mapKeys, func(p string) bool { return strings.HasPrefix(k, p) }) {
 			unknown = append(unknown, k)
 		}
 	}
@@ -351,6 +416,15 @@ func setValue(key string, f reflect.Value, raw any) error {
 			ss = nil // "[]" in a file means the same as the default
 		}
 		f.Set(reflect.ValueOf(ss))
+	case map[string]string:
+		m, err := toStringMap(raw)
+		if err != nil {
+			return keyErr(key, "%v", err)
+		}
+		if len(m) == 0 {
+			m = nil // "{}" in a file means the same as the default
+		}
+		f.Set(reflect.ValueOf(m))
 	case []StageConfig:
 		st, err := toStages(key, raw)
 		if err != nil {
@@ -465,6 +539,59 @@ func toStrings(raw any) ([]string, error) {
 		return out, nil
 	}
 	return nil, fmt.Errorf("must be a list of strings, got %s", describe(raw))
+}
+
+// toStringMap reads a mapping of names to strings: a YAML mapping, or the environment form "name=value,..." (the
+// form of OTEL_EXPORTER_OTLP_HEADERS).
+func toStringMap(raw any) (map[string]string, error) {
+	switch x := raw.(type) {
+	case map[string]string:
+		return x, nil
+	case map[string]any:
+		out := make(map[string]string, len(x))
+		for k, e := range x {
+			switch e := e.(type) {
+			case string:
+				out[k] = e
+			case int, int64, float64, bool:
+				out[k] = fmt.Sprint(e)
+			default:
+				return nil, fmt.Errorf("value of %q must be a string", k)
+			}
+		}
+		return out, nil
+	case string:
+		out := map[string]string{}
+		for i, part := range strings.Split(x, ",") {
+			if strings.TrimSpace(part) == "" {
+				continue
+			}
+			k, val, ok := strings.Cut(part, "=")
+			if !ok {
+				// Never echo the part: it may be an API key.
+				return nil, fmt.Errorf("item %d must be name=value", i)
+			}
+			out[strings.TrimSpace(k)] = strings.TrimSpace(val)
+		}
+		return out, nil
+	case nil:
+		return nil, nil
+	}
+	return nil, fmt.Errorf("must be a mapping of names to strings, got %s", describeShape(raw))
+}
+
+// describeShape names a value's kind without its content, for keys whose values may be secrets.
+func describeShape(x any) string {
+	switch x.(type) {
+	case []any:
+		return "a list"
+	case bool:
+		return "a boolean"
+	case int, int64, float64:
+		return "a number"
+	default:
+		return fmt.Sprintf("%T", x)
+	}
 }
 
 // ParseStages reads the compact stage form used in the environment and on the command line:
@@ -699,6 +826,144 @@ func (c *Config) Validate() error {
 		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
 			return keyErr("metrics.listen", "must be host:port (e.g. 127.0.0.1:9400 or :9400), got %q", a)
 		}
+	}
+	if err := nonNegDur("metrics.final_scrape_wait", c.Metrics.FinalScrapeWait); err != nil {
+		return err
+	}
+	if err := c.Tracing.validate(); err != nil {
+		return err
+	}
+	if err := c.validateVerdict(); err != nil {
+		return err
+	}
+	if err := posDur("pgactivity.interval", c.PGActivity.Interval); err != nil {
+		return err
+	}
+	if c.PGActivity.Enabled && c.Database.URL == "" {
+		return keyErr("pgactivity.enabled", "needs database.url: the activity sampled is the verifier's PostgreSQL")
+	}
+	return nil
+}
+
+// otelEndpointEnv are the standard variables the OTLP exporters read when no endpoint is configured.
+var otelEndpointEnv = []string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"}
+
+// OTLPEndpointFromEnv reports whether the standard OpenTelemetry environment names an OTLP endpoint.
+func OTLPEndpointFromEnv() bool {
+	for _, name := range otelEndpointEnv {
+		if os.Getenv(name) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+func (t TracingConfig) validate() error {
+	if t.Protocol != "grpc" && t.Protocol != "http" {
+		return keyErr("tracing.protocol", "must be grpc or http, got %q", t.Protocol)
+	}
+	if r := t.SampleRatio; r < 0 || r > 1 {
+		return keyErr("tracing.sample_ratio", "must be within [0, 1], got %v", r)
+	}
+	if t.SlowThreshold < 0 {
+		return keyErr("tracing.slow_threshold", "must be >= 0, got %s", t.SlowThreshold)
+	}
+	if t.MaxTraces < 1 {
+		return keyErr("tracing.max_traces", "must be >= 1, got %d", t.MaxTraces)
+	}
+	if t.MaxSpansPerTrace < 1 {
+		return keyErr("tracing.max_spans_per_trace", "must be >= 1, got %d", t.MaxSpansPerTrace)
+	}
+	if e := t.Endpoint; e != "" {
+		if strings.Contains(e, "://") {
+			u, err := url.Parse(e)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return keyErr("tracing.endpoint", "must be host:port or an http:// or https:// URL, got %q", e)
+			}
+		} else if host, port, err := net.SplitHostPort(e); err != nil || host == "" || port == "" {
+			return keyErr("tracing.endpoint", "must be host:port or an http:// or https:// URL, got %q", e)
+		}
+	}
+	if t.Insecure && t.CAFile != "" {
+		return keyErr("tracing.ca_file", "cannot be combined with tracing.insecure")
+	}
+	names := make([]string, 0, len(t.Headers))
+	for k := range t.Headers {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		if !validHeaderName(k) {
+			return keyErr("tracing.headers", "header name %q is not a valid HTTP header name", k)
+		}
+		if strings.ContainsAny(t.Headers[k], "\r\n") {
+			// The value may be an API key: name the header, never the value.
+			return keyErr("tracing.headers."+k, "value must not contain a line break")
+		}
+	}
+	if t.Enabled && t.Endpoint == "" && !OTLPEndpointFromEnv() {
+		return keyErr("tracing.endpoint", "must be set when tracing.enabled is true (or set OTEL_EXPORTER_OTLP_ENDPOINT)")
+	}
+	return nil
+}
+
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", r)
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Config) validateVerdict() error {
+	v := c.Verdict
+	if v.Timeout <= 0 {
+		return keyErr("verdict.timeout", "must be > 0, got %s", v.Timeout)
+	}
+	if v.PollInterval <= 0 {
+		return keyErr("verdict.poll_interval", "must be > 0, got %s", v.PollInterval)
+	}
+	if v.MaxPending < 1 {
+		return keyErr("verdict.max_pending", "must be >= 1, got %d", v.MaxPending)
+	}
+	if v.AdminURL != "" {
+		u, err := url.Parse(v.AdminURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return keyErr("verdict.admin_url", "must be an http:// or https:// URL with a host, got %q", v.AdminURL)
+		}
+	}
+	if (v.AdminCertFile == "") != (v.AdminKeyFile == "") {
+		return keyErr("verdict.admin_cert_file", "admin_cert_file and admin_key_file must be set together")
+	}
+	switch v.Source {
+	case VerdictAuto, VerdictNone:
+	case VerdictSimulator:
+		if c.Verifier.URL != "" {
+			return keyErr("verdict.source", "simulator needs the in-process simulated verifier, but verifier.url is set")
+		}
+	case VerdictDatabase:
+		if c.Database.URL == "" {
+			return keyErr("verdict.source", "database needs database.url")
+		}
+	case VerdictAdminAPI:
+		u := v.AdminURL
+		if u == "" {
+			u = c.Verifier.URL
+		}
+		if u == "" {
+			return keyErr("verdict.admin_url", "must be set (or verifier.url) when verdict.source is admin_api")
+		}
+		if strings.HasPrefix(strings.ToLower(u), "https://") && v.AdminCertFile == "" && c.Verifier.CertFile == "" {
+			return keyErr("verdict.admin_cert_file", "must be set (or verifier.cert_file): the verifier's admin API "+
+				"requires its client certificate and key")
+		}
+	default:
+		return keyErr("verdict.source", "must be auto, simulator, database, admin_api or none, got %q", v.Source)
 	}
 	return nil
 }

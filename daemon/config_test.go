@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -34,24 +35,47 @@ func repoRoot(t *testing.T) string {
 
 func TestInvalidConfigs(t *testing.T) {
 	cases := map[string]string{
-		"invalid-negative-workers.yaml": `config key "run.workers": must be >= 0, got -1`,
-		"invalid-unknown-key.yaml":      `config key "run.wokers": unknown key`,
-		"invalid-workers-type.yaml":     `config key "run.workers": must be an integer, got "many"`,
-		"invalid-duration-number.yaml":  `config key "run.duration": must be a duration such as "30s" or "5m", got 30`,
-		"invalid-model.yaml":            `config key "scheduler.model": must be closed, fleet or rate, got "open"`,
-		"invalid-stage-target.yaml":     `config key "scheduler.rate.stages[1].target": must be >= 0, got -3`,
-		"invalid-stage-key.yaml":        `config key "scheduler.rate.stages[0].tagret": unknown key`,
-		"invalid-stages-empty.yaml":     `config key "scheduler.rate.stages": must have at least one stage`,
-		"invalid-fleet-scalar.yaml":     `config key "scheduler.fleet": must be a mapping of keys, got "60s"`,
-		"invalid-jitter.yaml":           `config key "scheduler.fleet.jitter": must be within [0, 1], got 2`,
-		"invalid-sqlite.yaml":           `config key "database.url": ` + sqliteExplanation,
-		"invalid-verifier-url.yaml":     `config key "verifier.url": must be an http:// or https:// URL with a host, got "ftp://verifier:8881"`,
-		"invalid-on-error.yaml":         `config key "results.on_error": must be stop or continue, got "ignore"`,
-		"invalid-flush-interval.yaml":   `config key "results.flush_interval": must be > 0 and at most 1s, got 5s`,
-		"invalid-threshold.yaml":        `config key "thresholds[0]": `,
-		"invalid-verbose.yaml":          `config key "run.verbose": must be true or false, got "maybe"`,
-		"invalid-run-list.yaml":         `config key "run": must be a mapping of keys, got [1 2]`,
-		"invalid-yaml.yaml":             `config file testdata/invalid-yaml.yaml: `,
+		"invalid-negative-workers.yaml":     `config key "run.workers": must be >= 0, got -1`,
+		"invalid-unknown-key.yaml":          `config key "run.wokers": unknown key`,
+		"invalid-workers-type.yaml":         `config key "run.workers": must be an integer, got "many"`,
+		"invalid-duration-number.yaml":      `config key "run.duration": must be a duration such as "30s" or "5m", got 30`,
+		"invalid-model.yaml":                `config key "scheduler.model": must be closed, fleet or rate, got "open"`,
+		"invalid-stage-target.yaml":         `config key "scheduler.rate.stages[1].target": must be >= 0, got -3`,
+		"invalid-stage-key.yaml":            `config key "scheduler.rate.stages[0].tagret": unknown key`,
+		"invalid-stages-empty.yaml":         `config key "scheduler.rate.stages": must have at least one stage`,
+		"invalid-fleet-scalar.yaml":         `config key "scheduler.fleet": must be a mapping of keys, got "60s"`,
+		"invalid-jitter.yaml":               `config key "scheduler.fleet.jitter": must be within [0, 1], got 2`,
+		"invalid-sqlite.yaml":               `config key "database.url": ` + sqliteExplanation,
+		"invalid-verifier-url.yaml":         `config key "verifier.url": must be an http:// or https:// URL with a host, got "ftp://verifier:8881"`,
+		"invalid-on-error.yaml":             `config key "results.on_error": must be stop or continue, got "ignore"`,
+		"invalid-flush-interval.yaml":       `config key "results.flush_interval": must be > 0 and at most 1s, got 5s`,
+		"invalid-threshold.yaml":            `config key "thresholds[0]": `,
+		"invalid-verbose.yaml":              `config key "run.verbose": must be true or false, got "maybe"`,
+		"invalid-run-list.yaml":             `config key "run": must be a mapping of keys, got [1 2]`,
+		"invalid-yaml.yaml":                 `config file testdata/invalid-yaml.yaml: `,
+		"invalid-tracing-protocol.yaml":     `config key "tracing.protocol": must be grpc or http, got "thrift"`,
+		"invalid-tracing-sample-ratio.yaml": `config key "tracing.sample_ratio": must be within [0, 1], got 1.5`,
+		"invalid-tracing-no-endpoint.yaml": `config key "tracing.endpoint": must be set when tracing.enabled is true ` +
+			`(or set OTEL_EXPORTER_OTLP_ENDPOINT)`,
+		"invalid-tracing-endpoint.yaml":       `config key "tracing.endpoint": must be host:port or an http:// or https:// URL, got "jaeger"`,
+		"invalid-tracing-header-name.yaml":    `config key "tracing.headers": header name "bad header" is not a valid HTTP header name`,
+		"invalid-tracing-headers-list.yaml":   `config key "tracing.headers": must be a mapping of names to strings, got a list`,
+		"invalid-tracing-insecure-ca.yaml":    `config key "tracing.ca_file": cannot be combined with tracing.insecure`,
+		"invalid-tracing-max-traces.yaml":     `config key "tracing.max_traces": must be >= 1, got 0`,
+		"invalid-final-scrape-wait.yaml":      `config key "metrics.final_scrape_wait": must be >= 0, got -1s`,
+		"invalid-verdict-source.yaml":         `config key "verdict.source": must be auto, simulator, database, admin_api or none, got "jaeger"`,
+		"invalid-verdict-database.yaml":       `config key "verdict.source": database needs database.url`,
+		"invalid-verdict-timeout.yaml":        `config key "verdict.timeout": must be > 0, got 0s`,
+		"invalid-verdict-max-pending.yaml":    `config key "verdict.max_pending": must be >= 1, got 0`,
+		"invalid-verdict-simulator.yaml":      `config key "verdict.source": simulator needs the in-process simulated verifier, but verifier.url is set`,
+		"invalid-pgactivity-no-database.yaml": `config key "pgactivity.enabled": needs database.url: the activity sampled is the verifier's PostgreSQL`,
+		"invalid-pgactivity-interval.yaml":    `config key "pgactivity.interval": must be > 0, got 0s`,
+		"invalid-verdict-admin-cert.yaml": `config key "verdict.admin_cert_file": must be set (or verifier.cert_file): ` +
+			`the verifier's admin API requires its client certificate and key`,
+	}
+	// The standard OpenTelemetry variables would satisfy tracing.endpoint; these cases must not see them.
+	for _, name := range otelEndpointEnv {
+		t.Setenv(name, "")
 	}
 	files, _ := filepath.Glob("testdata/invalid-*.yaml")
 	if len(files) != len(cases) {
@@ -97,6 +121,10 @@ func TestExampleConfigIsTheDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := v.AllKeys()
+	// viper lists no key for an empty mapping ("headers: {}"); such keys count when the file has them.
+	if !slices.Contains(got, "tracing.headers") && v.InConfig("tracing.headers") {
+		got = append(got, "tracing.headers")
+	}
 	sort.Strings(got)
 	if want := Keys(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("example keys\n %v\nwant\n %v", got, want)
@@ -132,6 +160,56 @@ func TestPrecedenceFlagsEnvFile(t *testing.T) {
 	}
 	if len(cfg.Thresholds) != 2 {
 		t.Fatalf("thresholds from env = %q", cfg.Thresholds)
+	}
+}
+
+func TestTracingHeaders(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(file, []byte("tracing:\n  headers:\n    Authorization: Bearer abc\n    x-tenant: 7\n"), 0o644)
+	cfg, err := Loader{File: file}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// viper folds key case; HTTP header names are case-insensitive, so that is harmless.
+	if want := map[string]string{"authorization": "Bearer abc", "x-tenant": "7"}; !reflect.DeepEqual(cfg.Tracing.Headers, want) {
+		t.Fatalf("headers from file = %v, want %v", cfg.Tracing.Headers, want)
+	}
+	t.Setenv("ATTESTLOAD_TRACING_HEADERS", "authorization=Bearer xyz, x-tenant=9")
+	cfg, err = Loader{Environ: os.Environ()}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]string{"authorization": "Bearer xyz", "x-tenant": "9"}; !reflect.DeepEqual(cfg.Tracing.Headers, want) {
+		t.Fatalf("headers from env = %v, want %v", cfg.Tracing.Headers, want)
+	}
+	t.Setenv("ATTESTLOAD_TRACING_HEADERS", "Bearer-secret-token")
+	_, err = Loader{Environ: os.Environ()}.Load()
+	if err == nil || err.Error() != `config key "tracing.headers": item 0 must be name=value` {
+		t.Fatalf("error %v", err)
+	}
+	if strings.Contains(err.Error(), "secret") {
+		t.Fatalf("error echoes the header value: %v", err)
+	}
+	t.Setenv("ATTESTLOAD_TRACING_HEADERS", "")
+	os.WriteFile(file, []byte("tracing:\n  headers:\n    authorization: \"a\\nb\"\n"), 0o644)
+	_, err = Loader{File: file}.Load()
+	if err == nil || err.Error() != `config key "tracing.headers.authorization": value must not contain a line break` {
+		t.Fatalf("error %v", err)
+	}
+}
+
+func TestTracingEndpointFromOTELEnv(t *testing.T) {
+	for _, name := range otelEndpointEnv {
+		t.Setenv(name, "")
+	}
+	c := DefaultConfig()
+	c.Tracing.Enabled = true
+	if err := c.Validate(); err == nil {
+		t.Fatal("tracing enabled with no endpoint anywhere validated")
+	}
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+	if err := c.Validate(); err != nil {
+		t.Fatalf("OTEL_EXPORTER_OTLP_ENDPOINT should satisfy tracing.endpoint: %v", err)
 	}
 }
 
