@@ -26,12 +26,12 @@ const EnvPrefix = "ATTESTLOAD_"
 // Config is a run's whole configuration. Each field's `key` tag is its config key (YAML path, environment suffix,
 // error messages); the defaults are those of DefaultConfig and config.example.yaml documents them.
 type Config struct {
-	Verifier   VerifierConfig  `key:"verifier"`
-	Database   DatabaseConfig  `key:"database"`
-	Run        RunConfig       `key:"run"`
-	Scheduler  SchedulerConfig `key:"scheduler"`
-	Evidence   EvidenceConfig  `key:"evidence"`
-	Results    ResultsConfig   `key:"results"`
+	Verifier   VerifierConfig   `key:"verifier"`
+	Database   DatabaseConfig   `key:"database"`
+	Run        RunConfig        `key:"run"`
+	Scheduler  SchedulerConfig  `key:"scheduler"`
+	Evidence   EvidenceConfig   `key:"evidence"`
+	Results    ResultsConfig    `key:"results"`
 	Metrics    MetricsConfig    `key:"metrics"`
 	Tracing    TracingConfig    `key:"tracing"`
 	Verdict    VerdictConfig    `key:"verdict"`
