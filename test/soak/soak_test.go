@@ -43,24 +43,27 @@ type Sample struct {
 
 // Figures summarise a soak for the issue's closing note.
 type Figures struct {
-	Duration        string         `json:"duration"`
-	Agents          int            `json:"agents"`
-	Interval        string         `json:"interval"`
-	RSSStartKiB     int64          `json:"rss_start_kib"`
-	RSSWarmKiB      int64          `json:"rss_after_warmup_kib"`
-	RSS5MinKiB      int64          `json:"rss_after_5min_kib"`
-	RSSEndKiB       int64          `json:"rss_end_kib"`
-	RSSPeakKiB      int64          `json:"rss_peak_kib"`
-	ThreadsMax      int64          `json:"threads_max"`
-	FDsWarm         int            `json:"fds_after_warmup"`
-	FDsMaxWarmup    int            `json:"fds_max_during_warmup"` // connections come and go; this is the reference
-	FDsMax          int            `json:"fds_max_after_warmup"`
-	Records         int            `json:"records"`
-	Outcomes        map[string]int `json:"outcomes"`
-	AttemptErrors   map[string]int `json:"attempt_errors"`
-	PartialLastLine bool           `json:"partial_last_line"`
-	ExitCode        int            `json:"exit_code"`
-	Samples         []Sample       `json:"samples"`
+	Duration            string         `json:"duration"`
+	Agents              int            `json:"agents"`
+	Interval            string         `json:"interval"`
+	RSSStartKiB         int64          `json:"rss_start_kib"`
+	RSSWarmKiB          int64          `json:"rss_after_warmup_kib"`
+	RSS5MinKiB          int64          `json:"rss_after_5min_kib"`
+	RSSEndKiB           int64          `json:"rss_end_kib"`
+	RSSPeakKiB          int64          `json:"rss_peak_kib"`
+	ThreadsMax          int64          `json:"threads_max"`
+	FDsWarm             int            `json:"fds_after_warmup"`
+	FDsMaxWarmup        int            `json:"fds_max_during_warmup"` // connections come and go; this is the reference
+	FDsMax              int            `json:"fds_max_after_warmup"`
+	GoroutinesMaxWarmup float64        `json:"goroutines_max_during_warmup"` // -1 when /metrics has no go_goroutines
+	GoroutinesMax       float64        `json:"goroutines_max_after_warmup"`
+	GoroutinesEnd       float64        `json:"goroutines_end"`
+	Records             int            `json:"records"`
+	Outcomes            map[string]int `json:"outcomes"`
+	AttemptErrors       map[string]int `json:"attempt_errors"`
+	PartialLastLine     bool           `json:"partial_last_line"`
+	ExitCode            int            `json:"exit_code"`
+	Samples             []Sample       `json:"samples"`
 }
 
 func envDur(t *testing.T, key string, def time.Duration) time.Duration {
@@ -170,8 +173,13 @@ sampling:
 		fig.ThreadsMax = max(fig.ThreadsMax, s.Threads)
 		if warm == nil {
 			fig.FDsMaxWarmup = max(fig.FDsMaxWarmup, s.FDs)
+			fig.GoroutinesMaxWarmup = max(fig.GoroutinesMaxWarmup, s.Goroutines)
 		} else {
 			fig.FDsMax = max(fig.FDsMax, s.FDs)
+			fig.GoroutinesMax = max(fig.GoroutinesMax, s.Goroutines)
+		}
+		if s.Goroutines >= 0 {
+			fig.GoroutinesEnd = s.Goroutines
 		}
 		if time.Since(lastLog) >= logEvery {
 			lastLog = time.Now()
@@ -203,6 +211,13 @@ sampling:
 		t.Errorf("file descriptors reached %d after warm-up, more than the %d allowed (%d at most during warm-up)",
 			fig.FDsMax, limit, fig.FDsMaxWarmup)
 	}
+	// Goroutines follow the connections (two per connection to the verifier), like descriptors.
+	if warm != nil && fig.GoroutinesMaxWarmup > 0 {
+		if limit := fig.GoroutinesMaxWarmup + float64(agents)/5 + 32; fig.GoroutinesMax > limit {
+			t.Errorf("goroutines reached %v after warm-up, more than the %v allowed (%v at most during warm-up)",
+				fig.GoroutinesMax, limit, fig.GoroutinesMaxWarmup)
+		}
+	}
 	// A soak against a healthy simulator should hardly fail cycles; on a shared machine a database restart or a
 	// CPU stall elsewhere may fail a few, so the bound is 0.1 % (the figures always list them).
 	if f := fig.Outcomes["fail"]; f*1000 > len(recs) {
@@ -212,9 +227,10 @@ sampling:
 		t.Errorf("rows left in the database after exit: %+v", left)
 	}
 	t.Logf("soak figures: duration %s, agents %d, interval %s; RSS start %d KiB, after warm-up %d KiB, after 5 min %d KiB, "+
-		"end %d KiB, peak %d KiB; threads max %d; fds at most %d during warm-up, %d after; records %d %v; attempt errors %v",
+		"end %d KiB, peak %d KiB; threads max %d; fds at most %d during warm-up, %d after; goroutines at most %v during warm-up, %v after, %v at the end; "+
+		"records %d %v; attempt errors %v",
 		fig.Duration, agents, fig.Interval, fig.RSSStartKiB, fig.RSSWarmKiB, fig.RSS5MinKiB, fig.RSSEndKiB, fig.RSSPeakKiB,
-		fig.ThreadsMax, fig.FDsMaxWarmup, fig.FDsMax, fig.Records, fig.Outcomes, fig.AttemptErrors)
+		fig.ThreadsMax, fig.FDsMaxWarmup, fig.FDsMax, fig.GoroutinesMaxWarmup, fig.GoroutinesMax, fig.GoroutinesEnd, fig.Records, fig.Outcomes, fig.AttemptErrors)
 }
 
 // relaxDurability turns synchronous_commit off for the soak's throwaway database: the simulator writes several
