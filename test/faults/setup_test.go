@@ -111,35 +111,47 @@ func (d *daemon) waitCycles(t *testing.T, outcome string, n int, timeout time.Du
 var stallAll = simverifier.Faults{Rules: map[simverifier.Endpoint]simverifier.FaultRule{
 	simverifier.EndpointAll: {StallRate: 1, StallFor: time.Minute}}}
 
-// quiesce stops cycles from finishing, waits for the results file to catch up, and asserts that /metrics and the
-// JSONL agree exactly: every finished cycle is a line, every counted outcome matches, every started cycle is
-// finished or in flight. It returns the scrape and the records.
+// quiesce stalls every request (so cycles end only by timing out), then compares /metrics with the JSONL at an
+// instant when nothing ended or started: the cycle counters must equal the JSONL's counts per outcome of the
+// records that ended before the scrape, and cycles started must equal those records plus the ones in flight.
+// It returns the scrape and every record read.
 func (w *world) quiesce(d *daemon) (harness.Metrics, []record.Record) {
 	w.t.Helper()
 	w.sim.SetFaults(stallAll)
-	var (
-		m    harness.Metrics
-		recs []record.Record
-	)
-	// Requests already past the fault decision finish within milliseconds and the writer flushes within 1 s;
-	// stalled requests then time out together (request timeout), so the counts agree in the gaps between bursts.
-	deadline := time.Now().Add(15 * time.Second)
-	time.Sleep(time.Second)
+	time.Sleep(500 * time.Millisecond)
+	const margin = 0.25 // seconds around the scrape in which no cycle may start or end
+	deadline := time.Now().Add(30 * time.Second)
 	for {
-		time.Sleep(250 * time.Millisecond)
-		m = harness.Scrape(w.t, d.addr)
-		recs, _ = harness.ReadRecords(w.t, d.results)
-		if int(m.Sum("attestload_cycles_total")) == len(recs) || time.Now().After(deadline) {
-			break
+		at := float64(time.Now().UnixNano()) / 1e9
+		m := harness.Scrape(w.t, d.addr)
+		after := float64(time.Now().UnixNano()) / 1e9
+		time.Sleep(1200 * time.Millisecond) // the writer flushes at least once a second
+		recs, _ := harness.ReadRecords(w.t, d.results)
+		var ended []record.Record
+		quiet := true
+		for _, r := range recs {
+			if (r.EndTime > at-margin && r.EndTime < after+margin) || (r.StartTime > at-margin && r.StartTime < after+margin) {
+				quiet = false
+				break
+			}
+			if r.EndTime <= at {
+				ended = append(ended, r)
+			}
 		}
+		if !quiet && time.Now().Before(deadline) {
+			continue
+		}
+		if !quiet {
+			w.t.Errorf("no quiet instant to compare /metrics with the JSONL in 30 s")
+		}
+		harness.CheckMetricsMatchRecords(w.t, m, ended)
+		started := m.Sum("attestload_cycles_started_total")
+		inFlight := m.Sum("attestload_cycles_in_flight")
+		if int(started) != len(ended)+int(inFlight) {
+			w.t.Errorf("cycles started %v != finished %d + in flight %v", started, len(ended), inFlight)
+		}
+		return m, recs
 	}
-	harness.CheckMetricsMatchRecords(w.t, m, recs)
-	started := m.Sum("attestload_cycles_started_total")
-	inFlight := m.Sum("attestload_cycles_in_flight")
-	if int(started) != len(recs)+int(inFlight) {
-		w.t.Errorf("cycles started %v != finished %d + in flight %v", started, len(recs), inFlight)
-	}
-	return m, recs
 }
 
 // stop sends SIGINT to a quiesced run: the stalled cycles are aborted after the drain timeout. It returns the exit

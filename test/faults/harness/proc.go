@@ -137,7 +137,7 @@ func (p *Proc) Wait(t testing.TB, timeout time.Duration) int {
 }
 
 var (
-	metricsAddrRE = regexp.MustCompile(`msg="serving metrics" addr=(\S+)`)
+	metricsAddrRE = regexp.MustCompile(`msg="serving metrics".* addr=(\S+)`)
 	resultsRE     = regexp.MustCompile(`msg="run started" .*results=(\S+)`)
 )
 
