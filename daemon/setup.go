@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/attestload/attestload/attestation/client"
 	"github.com/attestload/attestload/attestation/enroll"
@@ -44,6 +45,8 @@ type Run struct {
 	simDone  chan error
 	simStop  context.CancelFunc
 	verbose  io.Writer
+	// verdictSrc is what verdict.source resolved to (auto chooses).
+	verdictSrc string
 
 	emu      sync.Mutex // guards stopRun and writeErr; separate from mu because Close triggers onResultsError
 	stopRun  context.CancelFunc
@@ -71,6 +74,8 @@ type SetupOptions struct {
 	Logger  *slog.Logger
 	Verbose io.Writer // per-request log lines (-v); nil: none
 	RunID   string    // the run's marker; empty: a new random one (set it to label metrics before Setup)
+	// Registerer receives the verdict watcher's collector (attestload_verdict_*); nil: not exported.
+	Registerer prometheus.Registerer
 }
 
 // Setup prepares a run from a validated configuration. On error everything already acquired is released.
@@ -233,6 +238,17 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...Option) (_ 
 		}
 		sched.Pacer = p
 	}
+	src, srcName, err := r.verdictSource(pool)
+	if err != nil {
+		return nil, err
+	}
+	r.verdictSrc = srcName
+	if srcName != VerdictNone {
+		log.Info("verdicts are learned from the "+srcName, "component", "verdict", "source", srcName,
+			"timeout", cfg.Verdict.Timeout)
+	}
+	opts = append(opts, r.verdictStage(src, so.Registerer))
+
 	r.progress = NewProgress(r.start)
 	runner := &clientRunner{c: cl, agents: agents, runID: r.runID, instance: cfg.Run.Instance}
 	opts = append(opts, WithResultsSink(r.writer), WithLogger(log.With("component", "engine")),
@@ -277,6 +293,7 @@ func (r *Run) startSim(ctx context.Context, pool *pgxpool.Pool, tlsOpts *client.
 	scfg.TLSDir = dir
 	scfg.QuoteInterval = r.cfg.Simulator.QuoteInterval
 	scfg.SessionHashIterations = r.cfg.Simulator.SessionHashIterations
+	scfg.VerdictHistory = simVerdictHistory(r.cfg.Simulator.QuoteInterval, r.cfg.Verdict.PollInterval)
 	if !r.cfg.Simulator.RateLimits {
 		scfg.RateLimits = simverifier.RateLimits{}
 	}
@@ -320,6 +337,17 @@ func (r *Run) startSim(ctx context.Context, pool *pgxpool.Pool, tlsOpts *client.
 	r.log.Info("no verifier configured (verifier.url): running against the simulated verifier, agents enrolled "+where,
 		"component", "simverifier", "url", url)
 	return url, nil
+}
+
+// simVerdictHistory is how many verdicts per agent the simulator keeps readable: enough that an agent attesting
+// once per quote interval cannot push a verdict out of the history before the watcher's next poll reads it.
+// Without a quote interval an agent attests back to back, many times per poll, so a larger fixed history is kept.
+func simVerdictHistory(quoteInterval int, poll time.Duration) int {
+	if quoteInterval <= 0 {
+		return 32
+	}
+	n := int(poll/(time.Duration(quoteInterval)*time.Second)) + 3
+	return min(max(n, 4), 32)
 }
 
 func (r *Run) handleLeftovers(ctx context.Context, pool *pgxpool.Pool) error {
@@ -374,6 +402,9 @@ func (r *Run) Close(ctx context.Context) error {
 
 // ResultsPath is the run's results file.
 func (r *Run) ResultsPath() string { return r.writer.Path() }
+
+// VerdictSource is what verdict.source resolved to: simulator, database, admin_api or none.
+func (r *Run) VerdictSource() string { return r.verdictSrc }
 
 // RunID is the run's marker in the database and in every record.
 func (r *Run) RunID() string { return r.runID }

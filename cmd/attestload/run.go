@@ -12,14 +12,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
 	"github.com/attestload/attestload/attestation/enroll"
 	"github.com/attestload/attestload/daemon"
 	"github.com/attestload/attestload/daemon/shard"
-	"github.com/attestload/attestload/exporter/metrics"
 	"github.com/attestload/attestload/exporter/report"
 )
 
@@ -173,34 +170,17 @@ func runLoad(parent context.Context, cfg daemon.Config, stdout, stderr io.Writer
 	}()
 
 	runID := enroll.NewRunID()
-	var opts []daemon.Option
-	var metricsSrv *metrics.Server
-	if cfg.Metrics.Listen != "" {
-		reg := prometheus.NewRegistry()
-		// Go runtime and process series (go_goroutines, process_resident_memory_bytes, open fds) are what a
-		// multi-day run is watched for leaks with.
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		m, err := metrics.New(reg, metrics.Options{Version: version, Revision: buildCommit(), RunID: runID, Instance: cfg.Run.Instance})
-		if err != nil {
-			return fmt.Errorf("metrics: %w", err)
-		}
-		ready := atomic.Bool{}
-		metricsSrv, err = metrics.NewServer(cfg.Metrics.Listen, reg, ready.Load)
-		if err != nil {
-			return fmt.Errorf("metrics (metrics.listen %s): %w", cfg.Metrics.Listen, err)
-		}
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			retErr = errors.Join(retErr, metricsSrv.Shutdown(sctx))
-		}()
-		log.Info("serving metrics", "addr", metricsSrv.Addr())
-		opts = append(opts, daemon.WithSink(m), daemon.WithObserver(m))
-		defer ready.Store(false)
-		ready.Store(true)
+	tel, opts, err := startTelemetry(ctx, cfg, runID, log)
+	if err != nil {
+		return err
 	}
+	scraped := false
+	defer func() {
+		// Without a finished run there are no final counts worth a scrape.
+		retErr = errors.Join(retErr, tel.close(scraped))
+	}()
 
-	so := daemon.SetupOptions{Logger: log, RunID: runID}
+	so := daemon.SetupOptions{Logger: log, RunID: runID, Registerer: tel.registerer()}
 	if cfg.Run.Verbose {
 		so.Verbose = stderr
 	}
@@ -225,9 +205,14 @@ func runLoad(parent context.Context, cfg daemon.Config, stdout, stderr io.Writer
 		"agents", cfg.Run.Agents, "workers", cfg.Run.Workers)
 
 	statusDone := startStatus(r, stderr, log, cfg.Run.StatusInterval)
+	tel.setReady(true)
+	// Execute returns after the engine closed its stages: the verdict watcher's last lookups come before
+	// closeRun removes the agents' rows and stops the simulated verifier, so no pending verdict is lost to them.
 	sum, runErr := r.Execute(ctx)
+	tel.setReady(false)
 	statusDone()
 	closeErr := closeRun()
+	scraped = true
 
 	log.Info("run finished", "cycles", sum.Stats.Finished, "success", sum.Stats.Success, "fail", sum.Stats.Fail,
 		"aborted", sum.Stats.Aborted, "dropped", sum.Stats.Dropped, "late", sum.Stats.Late,

@@ -139,8 +139,13 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 }
 
 func newOTLPExporter(ctx context.Context, opts Options) (sdktrace.SpanExporter, error) {
-	if opts.Endpoint == "" {
-		return nil, errors.New("tracing.endpoint: required when tracing is enabled")
+	// With no endpoint configured, the OTLP exporters read the standard OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT
+	// themselves (and OTEL_EXPORTER_OTLP_INSECURE, _HEADERS, _CERTIFICATE for what is not configured here), as
+	// the compose deployment relies on.
+	fromEnv := opts.Endpoint == "" && (os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "" ||
+		os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "")
+	if opts.Endpoint == "" && !fromEnv {
+		return nil, errors.New("tracing.endpoint: required when tracing is enabled (or set OTEL_EXPORTER_OTLP_ENDPOINT)")
 	}
 	if opts.Insecure && opts.CAFile != "" {
 		return nil, errors.New("tracing.ca_file: cannot be combined with tracing.insecure")
@@ -166,9 +171,11 @@ func newOTLPExporter(ctx context.Context, opts Options) (sdktrace.SpanExporter, 
 	switch opts.Protocol {
 	case "", ProtocolGRPC:
 		o := []otlptracegrpc.Option{}
-		if isURL {
+		switch {
+		case fromEnv:
+		case isURL:
 			o = append(o, otlptracegrpc.WithEndpointURL(opts.Endpoint))
-		} else {
+		default:
 			o = append(o, otlptracegrpc.WithEndpoint(opts.Endpoint))
 		}
 		if len(opts.Headers) > 0 {
@@ -187,7 +194,9 @@ func newOTLPExporter(ctx context.Context, opts Options) (sdktrace.SpanExporter, 
 		return exp, nil
 	case ProtocolHTTP:
 		o := []otlptracehttp.Option{}
-		if isURL {
+		switch {
+		case fromEnv:
+		case isURL:
 			u, err := url.Parse(opts.Endpoint)
 			if err != nil || u.Host == "" {
 				return nil, fmt.Errorf("tracing.endpoint: %q is not a valid URL", opts.Endpoint)
@@ -197,7 +206,7 @@ func newOTLPExporter(ctx context.Context, opts Options) (sdktrace.SpanExporter, 
 				u.Path = "/v1/traces"
 			}
 			o = append(o, otlptracehttp.WithEndpointURL(u.String()))
-		} else {
+		default:
 			o = append(o, otlptracehttp.WithEndpoint(opts.Endpoint))
 		}
 		if len(opts.Headers) > 0 {

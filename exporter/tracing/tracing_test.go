@@ -366,6 +366,8 @@ func TestDisabled(t *testing.T) {
 }
 
 func TestOptionErrors(t *testing.T) {
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
 	for _, c := range []struct {
 		o    Options
 		want string
@@ -415,5 +417,40 @@ func TestOTLPHTTPExport(t *testing.T) {
 		}
 	default:
 		t.Fatal("nothing was exported")
+	}
+}
+
+// TestOTLPEndpointFromEnv: with no endpoint configured, the standard OTEL_EXPORTER_OTLP_ENDPOINT and
+// OTEL_EXPORTER_OTLP_HEADERS decide where traces go (the compose deployment sets them).
+func TestOTLPEndpointFromEnv(t *testing.T) {
+	got := make(chan *http.Request, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		got <- r
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer srv.Close()
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
+	t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-scope-orgid=tenant-env")
+	p, err := New(context.Background(), Options{Enabled: true, Protocol: ProtocolHTTP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := p.Hooks()
+	ctx := h.StartCycle(context.Background(), "a", 0, 0)
+	h.CycleEnd(ctx, &record.Record{Outcome: record.OutcomeFail})
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Shutdown(sctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		if r.URL.Path != "/v1/traces" || r.Header.Get("X-Scope-OrgID") != "tenant-env" {
+			t.Fatalf("export went to %s with header %q", r.URL.Path, r.Header.Get("X-Scope-OrgID"))
+		}
+	default:
+		t.Fatal("nothing was exported to the OTEL_EXPORTER_OTLP_ENDPOINT collector")
 	}
 }

@@ -40,7 +40,10 @@ type Options struct {
 	Timeout      time.Duration // how long a record waits for its verdict; 0 means 30 s
 	PollInterval time.Duration // how often the source is asked; 0 means 500 ms
 	MaxPending   int           // records held at once; 0 means 100,000
-	Logger       *slog.Logger  // nil discards
+	// FinalWait is how long Close keeps asking the source while records are still pending (the last cycles'
+	// evidence is usually still being verified when the run ends); 0 means one last lookup only.
+	FinalWait time.Duration
+	Logger    *slog.Logger // nil discards
 }
 
 // Stats counts what a Watcher did.
@@ -270,10 +273,7 @@ func (w *Watcher) Close() error {
 		close(w.stop)
 		<-w.done
 		if w.src != nil {
-			// A failing last lookup is not a close failure: the records still go on, as unknown.
-			if perr := w.poll(); perr != nil {
-				w.log.Warn("final verdict lookup failed", "err", perr)
-			}
+			w.finalPolls()
 		}
 		w.mu.Lock()
 		w.closed = true
@@ -293,6 +293,27 @@ func (w *Watcher) Close() error {
 		err = w.next.Close()
 	})
 	return err
+}
+
+// finalPolls asks the source until nothing is pending, FinalWait passes or a lookup fails. A failing lookup is
+// not a close failure: the records still go on, as unknown.
+func (w *Watcher) finalPolls() {
+	end := time.Now().Add(w.opts.FinalWait)
+	for {
+		if perr := w.poll(); perr != nil {
+			w.log.Warn("final verdict lookup failed", "err", perr)
+			return
+		}
+		w.expire(time.Now())
+		w.mu.Lock()
+		n := len(w.pending)
+		w.mu.Unlock()
+		left := time.Until(end)
+		if n == 0 || left <= 0 {
+			return
+		}
+		time.Sleep(min(w.opts.PollInterval, left))
+	}
 }
 
 // Stats returns the watcher's counts.

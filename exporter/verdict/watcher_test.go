@@ -233,3 +233,60 @@ func TestSettle(t *testing.T) {
 		t.Errorf("vanished with only a later failure: %+v, want unknown", got)
 	}
 }
+
+// The run's last cycles are still being verified when it ends: Close waits for their verdicts up to FinalWait,
+// and what is still pending then goes on as unknown.
+func TestWatcherCloseWaitsForLastVerdicts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := &fakeSource{known: map[Key]Result{}}
+		next := &collect{}
+		w := NewWatcher(src, Options{Timeout: time.Minute, PollInterval: time.Second, FinalWait: 5 * time.Second}, next)
+		start := float64(time.Now().UnixNano()) / 1e9
+		late, never := accepted("a", 1, start), accepted("b", 1, start)
+		w.Observe(late)
+		w.Observe(never)
+		go func() {
+			time.Sleep(2 * time.Second)
+			src.set(Key{"a", 1}, Result{Evaluation: record.EvaluationPass})
+		}()
+		t0 := time.Now()
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if waited := time.Since(t0); waited != 5*time.Second {
+			t.Fatalf("Close waited %s, want FinalWait (5s) since one verdict never came", waited)
+		}
+		if late.Verdict.Evaluation != record.EvaluationPass || late.Verdict.Seconds == nil {
+			t.Fatalf("verdict that arrived during Close: %+v", late.Verdict)
+		}
+		if never.Verdict.Evaluation != record.EvaluationUnknown {
+			t.Fatalf("verdict that never arrived: %+v", never.Verdict)
+		}
+		if got := next.snapshot(); len(got) != 2 || !next.closed {
+			t.Fatalf("forwarded %d (closed %v), want both and closed", len(got), next.closed)
+		}
+	})
+}
+
+func TestWatcherCloseReturnsWhenNothingPending(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := &fakeSource{known: map[Key]Result{{"a", 1}: {Evaluation: record.EvaluationFail}}}
+		next := &collect{}
+		w := NewWatcher(src, Options{Timeout: time.Minute, PollInterval: time.Second, FinalWait: time.Hour}, next)
+		r := accepted("a", 1, float64(time.Now().UnixNano())/1e9)
+		w.Observe(r)
+		t0 := time.Now()
+		w.Close()
+		if waited := time.Since(t0); waited != 0 || r.Verdict.Evaluation != record.EvaluationFail {
+			t.Fatalf("Close waited %s with verdict %+v; want at once with fail", waited, r.Verdict)
+		}
+		src.err = errors.New("database down")
+		w2 := NewWatcher(src, Options{Timeout: time.Minute, PollInterval: time.Second, FinalWait: time.Hour}, &collect{})
+		w2.Observe(accepted("b", 1, 0))
+		t0 = time.Now()
+		w2.Close()
+		if waited := time.Since(t0); waited != 0 {
+			t.Fatalf("Close with a failing source waited %s; it must not wait for a source that is down", waited)
+		}
+	})
+}
