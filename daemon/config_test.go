@@ -264,3 +264,14 @@ func FuzzLoadConfig(f *testing.F) {
 		}
 	})
 }
+
+// The deployment files are configs too: every key they set must be one the loader knows, with a valid value.
+func TestDeployConfigsLoad(t *testing.T) {
+	for _, rel := range []string{"deploy/attestload/config.yaml", "deploy/kubernetes/config.yaml"} {
+		t.Run(rel, func(t *testing.T) {
+			if _, err := (Loader{File: filepath.Join(repoRoot(t), rel)}).Load(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
