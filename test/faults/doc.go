@@ -7,8 +7,8 @@
 //
 // The package holds tests only (the harness is in test/faults/harness). It must not import the daemon or the
 // command: the binary is the thing under test. The one exception is the verdict watcher and the PostgreSQL
-// activity sampler, which the binary does not run yet: they are driven in-process across a database restart, with
-// goleak checking that nothing is left running after Close.
+// activity sampler, which are also driven in-process across a database restart, so that goleak can check that
+// nothing is left running after Close.
 //
 // The scenarios take minutes, so they run only with ATTESTLOAD_FAULTS=1 (make faults sets it; make test skips
 // them). Tests that restart the shared PostgreSQL cluster run only with

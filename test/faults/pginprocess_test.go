@@ -53,8 +53,8 @@ func gaugeValue(t *testing.T, g prometheus.Gatherer, name string) (float64, bool
 
 // The verdict watcher (polling attestations) and the PostgreSQL activity sampler run in-process while the cluster
 // restarts: both recover on their own (the watcher still delivers every verdict, the sampler reports the database
-// up again), and after Close no goroutine is left behind. The binary does not run them yet, so this test drives
-// them directly.
+// up again), and after Close no goroutine is left behind. TestPostgresRestartMidRun covers them inside the binary;
+// this test drives them directly so that goleak can see their goroutines.
 func TestPostgresRestartUnderVerdictWatcherAndSampler(t *testing.T) {
 	harness.RequireFaults(t)
 	if os.Getenv(EnvPGRestart) != "1" {
