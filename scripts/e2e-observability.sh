@@ -9,7 +9,10 @@
 #      attestload_verdicts_total by evaluation equals the JSONL verdicts of accepted evidence;
 #   2. every failed and every slow cycle in the JSONL has a trace_id, and Jaeger holds each of those traces;
 #   3. the trace id of an exemplar scraped by Prometheus is found in Jaeger;
-#   4. attestload_pg_* series are present and non-zero.
+#   4. attestload_pg_* series are present and non-zero;
+#   5. every Grafana panel query (`attestload dashboards --queries`), evaluated by this Prometheus at the end of
+#      the run, returns data. The verifier also answers some negotiations 429 and some session creations 503
+#      (both with Retry-After, both retried) so that the retry, rate-limit and server-error panels have data.
 #
 # Everything listens on 127.0.0.1 on free ports; nothing else is contacted except the Go module proxy (building
 # Jaeger once) and the Debian mirror (installing prometheus once). Tools are cached outside the repository in
@@ -176,11 +179,15 @@ say "building attestload"
 (cd "$root" && go build -o "$work/attestload" ./cmd/attestload) || die "attestload does not build"
 
 # The verifier: failing cycles are evidence PATCHes answered 400 (not retried), slow ones are negotiation POSTs
-# that stall 1.5 s (above the 1 s slow threshold) before being handled.
+# that stall 1.5 s (above the 1 s slow threshold) before being handled. Some negotiations are answered 429 and
+# some session creations 503, each with Retry-After: 1, which the client retries (retry and rate-limit panels).
 "$work/attestload" verifier-sim --listen "127.0.0.1:$p_sim" --plain-http --database "$db_url" --init-schema \
 	--quote-interval 1 --session-hash-iterations 1000 \
 	--fault update:error-rate=0.04 --fault update:error-status=400 \
-	--fault create:stall-rate=0.04 --fault create:stall-for=1500ms >"$work/sim.log" 2>&1 &
+	--fault create:stall-rate=0.04 --fault create:stall-for=1500ms \
+	--fault create:error-rate=0.02 --fault create:error-status=429 --fault create:retry-after=1 \
+	--fault session_create:error-rate=0.3 --fault session_create:error-status=503 \
+	--fault session_create:retry-after=1 >"$work/sim.log" 2>&1 &
 pids+=($!)
 for ((i = 0; i < 100; i++)); do
 	curl -s -o /dev/null "http://127.0.0.1:$p_sim/" 2>/dev/null && break
@@ -224,7 +231,10 @@ pgactivity:
   enabled: true
   interval: 1s
 EOF
+"$work/attestload" dashboards --queries --rate-interval 1m >"$work/queries.tsv" || die "attestload dashboards --queries failed"
+[[ -s "$work/queries.tsv" ]] || die "attestload dashboards --queries printed no query"
 say "running attestload for $duration"
+run_start=$(date +%s)
 run_rc=0
 "$work/attestload" run --config "$work/attestload.yaml" >"$work/run.out" 2>"$work/run.err" || run_rc=$?
 # 0: clean; 99: thresholds crossed (none are configured, so any other code is a failure of the run itself).
@@ -234,11 +244,12 @@ jsonl="$(ls "$work"/results/*.jsonl 2>/dev/null | head -1)"
 
 # ---------------------------------------------------------------------------------------------------- checks
 # One python program does the arithmetic; bash only orchestrates. It prints the failures, one per line.
-python3 - "$jsonl" "$prom" "http://127.0.0.1:$p_query" "$slow_threshold_s" <<'PY' || die "checks failed (see above)"
+python3 - "$jsonl" "$prom" "http://127.0.0.1:$p_query" "$slow_threshold_s" "$work/queries.tsv" "$run_start" <<'PY' ||
 import json, sys, time, urllib.parse, urllib.request
 from collections import Counter
 
 jsonl, prom, jaeger, slow = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+queries_tsv, run_start = sys.argv[5], float(sys.argv[6])
 fails = []
 
 def get(url, timeout=10):
@@ -314,8 +325,40 @@ for q in ["sum(max_over_time(attestload_pg_backends[15m]))",
     if not vals or not any(v > 0 for v in vals.values()):
         fails.append(f"{q} is absent or zero")
 
+# 5. every dashboard panel query returns data, over the run's time range as Grafana would draw it (a range query
+# from the run's start to its last scrape; after that the target is gone and its series are stale).
+_, body = get(prom + "/api/v1/query_range?" + urllib.parse.urlencode(
+    {"query": "attestload_build_info", "start": run_start, "end": time.time(), "step": "1s"}))
+stamps = [float(v[0]) for r in body["data"]["result"] for v in r["values"]]
+# (dashboard, panel) pairs allowed to show no data. None are: the run injects every event a panel waits for
+# (failed and slow cycles, 429 and 503 with Retry-After, hence retries), and the unlabelled late/dropped counters
+# and lateness histogram read 0, which is data. Add a pair only with a comment saying why it cannot have data.
+no_data_ok = set()
+if not stamps:
+    fails.append("Prometheus holds no sample of attestload_build_info from the run")
+else:
+    first, last = min(stamps), max(stamps)
+    empty, n = [], 0
+    for line in open(queries_tsv):
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) != 4:
+            fails.append(f"dashboards --queries line is not DASHBOARD<TAB>PANEL<TAB>REFID<TAB>PROMQL: {line!r}")
+            continue
+        board, panel, ref, q = parts
+        n += 1
+        _, res = get(prom + "/api/v1/query_range?" + urllib.parse.urlencode(
+            {"query": q, "start": first, "end": last, "step": "2s"}))
+        if res.get("status") != "success":
+            fails.append(f"{board} / {panel} / {ref}: Prometheus refused the query: {res}")
+        elif not res["data"]["result"] and (board, panel) not in no_data_ok:
+            empty.append(f"{board} / {panel} / {ref}")
+    for e in empty:
+        fails.append(f"panel query returns no data: {e}")
+    print(f"e2e: {n} panel queries evaluated, {len(empty)} without data", file=sys.stderr)
+
 for f in fails:
     print("e2e: FAIL:", f, file=sys.stderr)
 sys.exit(1 if fails else 0)
 PY
-say "OK: counters match the JSONL, failed/slow cycles and exemplars lead to traces in Jaeger, attestload_pg_* present"
+	die "checks failed (see above)"
+say "OK: counters match the JSONL, failed/slow cycles and exemplars lead to traces in Jaeger, attestload_pg_* present, every panel query has data"
