@@ -319,6 +319,11 @@ func TestConflictAndVerificationInProgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := newSimAgent(t, srv.URL, "a1", k)
+	// Like the real verifier, the simulator verifies inside the PATCH's handler after the 202 has been sent, so
+	// the keep-alive connection that carried the PATCH stays busy until verification ends. A create sent while the
+	// verification is held must therefore use a fresh connection, or it waits behind the verification for good
+	// (whether the pooled connection is reused is a race, which made this test hang now and then).
+	a.client = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	a.startSession()
 
 	// 409: a second create commits while the first sits between its state read and its commit.
