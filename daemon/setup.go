@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -27,6 +28,7 @@ import (
 	"github.com/attestload/attestload/attestation/softtpm"
 	"github.com/attestload/attestload/exporter/report"
 	"github.com/attestload/attestload/exporter/results"
+	"github.com/attestload/attestload/exporter/verdict"
 )
 
 // Run is one prepared load run: agents enrolled, verifier reachable (or simulated), results file open. Execute
@@ -47,6 +49,9 @@ type Run struct {
 	verbose  io.Writer
 	// verdictSrc is what verdict.source resolved to (auto chooses).
 	verdictSrc string
+	// watcher is the verdict watcher once the engine built it; Abort tells it to stop waiting for verdicts.
+	watcher atomic.Pointer[verdict.Watcher]
+	aborted atomic.Bool
 
 	emu      sync.Mutex // guards stopRun and writeErr; separate from mu because Close triggers onResultsError
 	stopRun  context.CancelFunc
@@ -409,8 +414,14 @@ func (r *Run) VerdictSource() string { return r.verdictSrc }
 // RunID is the run's marker in the database and in every record.
 func (r *Run) RunID() string { return r.runID }
 
-// Abort ends every running cycle at once (the second signal).
-func (r *Run) Abort() { r.engine.Abort() }
+// Abort ends every running cycle at once (the second signal) and stops the wait for the last verdicts.
+func (r *Run) Abort() {
+	r.aborted.Store(true)
+	if w := r.watcher.Load(); w != nil {
+		w.Hurry()
+	}
+	r.engine.Abort()
+}
 
 func (r *Run) onResultsError(err error) {
 	r.emu.Lock()

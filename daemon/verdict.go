@@ -74,6 +74,10 @@ func (r *Run) verdictStage(src verdict.Source, reg prometheus.Registerer) Option
 	return WithStage(func(down Sink) Sink {
 		w := verdict.NewWatcher(src, verdict.Options{Timeout: c.Timeout, PollInterval: c.PollInterval,
 			MaxPending: c.MaxPending, FinalWait: c.Timeout, Logger: r.log}, down)
+		r.watcher.Store(w)
+		if r.aborted.Load() {
+			w.Hurry()
+		}
 		if reg != nil {
 			if err := reg.Register(w.Collector()); err != nil {
 				r.log.Warn("verdict watcher metrics not registered", "component", "verdict", "err", err)

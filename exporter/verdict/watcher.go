@@ -76,9 +76,11 @@ type Watcher struct {
 	order   []*entry // arrival order = deadline order, since the timeout is the same for all
 	closed  bool
 
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
+	stop      chan struct{}
+	done      chan struct{}
+	once      sync.Once
+	hurry     chan struct{}
+	hurryOnce sync.Once
 
 	resolved, timedOut, overflowed, passthrough, pollErrors atomic.Uint64
 }
@@ -101,7 +103,7 @@ func NewWatcher(src Source, opts Options, next Sink) *Watcher {
 	}
 	log = log.With("component", "verdict")
 	w := &Watcher{src: src, next: next, opts: opts, log: log, pending: make(map[Key]*entry),
-		stop: make(chan struct{}), done: make(chan struct{})}
+		stop: make(chan struct{}), done: make(chan struct{}), hurry: make(chan struct{})}
 	if src == nil {
 		log.Info("no verdict source configured: every verdict is recorded as unknown")
 		close(w.done)
@@ -312,9 +314,19 @@ func (w *Watcher) finalPolls() {
 		if n == 0 || left <= 0 {
 			return
 		}
-		time.Sleep(min(w.opts.PollInterval, left))
+		t := time.NewTimer(min(w.opts.PollInterval, left))
+		select {
+		case <-t.C:
+		case <-w.hurry:
+			t.Stop()
+			return
+		}
 	}
 }
+
+// Hurry makes a Close in progress (or to come) stop waiting for verdicts after its current lookup: the user asked
+// to exit at once (a second signal), so what is still pending goes on as unknown.
+func (w *Watcher) Hurry() { w.hurryOnce.Do(func() { close(w.hurry) }) }
 
 // Stats returns the watcher's counts.
 func (w *Watcher) Stats() Stats {

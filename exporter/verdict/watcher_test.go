@@ -290,3 +290,25 @@ func TestWatcherCloseReturnsWhenNothingPending(t *testing.T) {
 		}
 	})
 }
+
+func TestWatcherHurryEndsTheFinalWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := &fakeSource{known: map[Key]Result{}}
+		next := &collect{}
+		w := NewWatcher(src, Options{Timeout: time.Minute, PollInterval: time.Second, FinalWait: time.Minute}, next)
+		r := accepted("a", 1, float64(time.Now().UnixNano())/1e9)
+		w.Observe(r)
+		go func() {
+			time.Sleep(3 * time.Second)
+			w.Hurry()
+		}()
+		t0 := time.Now()
+		w.Close()
+		if waited := time.Since(t0); waited != 3*time.Second || r.Verdict.Evaluation != record.EvaluationUnknown {
+			t.Fatalf("Close waited %s (verdict %+v); want it to stop at Hurry after 3s with unknown", waited, r.Verdict)
+		}
+		if len(next.snapshot()) != 1 || !next.closed {
+			t.Fatal("the pending record was not forwarded, or next not closed")
+		}
+	})
+}
