@@ -13,25 +13,9 @@ import (
 
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
-)
 
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
+	"github.com/attestload/attestload/internal/sharedtest"
+)
 
 func TestInvalidConfigs(t *testing.T) {
 	cases := map[string]string{
@@ -106,7 +90,7 @@ func TestInvalidConfigs(t *testing.T) {
 }
 
 func TestExampleConfigIsTheDefaults(t *testing.T) {
-	path := filepath.Join(repoRoot(t), "config.example.yaml")
+	path := filepath.Join(sharedtest.RepoRoot(t), "config.example.yaml")
 	cfg, err := Loader{File: path}.Load()
 	if err != nil {
 		t.Fatal(err)
@@ -269,7 +253,7 @@ func FuzzLoadConfig(f *testing.F) {
 func TestDeployConfigsLoad(t *testing.T) {
 	for _, rel := range []string{"deploy/attestload/config.yaml", "deploy/kubernetes/config.yaml"} {
 		t.Run(rel, func(t *testing.T) {
-			if _, err := (Loader{File: filepath.Join(repoRoot(t), rel)}).Load(); err != nil {
+			if _, err := (Loader{File: filepath.Join(sharedtest.RepoRoot(t), rel)}).Load(); err != nil {
 				t.Fatal(err)
 			}
 		})

@@ -1,30 +1,10 @@
 package client
 
 import (
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"testing"
-)
 
-// sharedDir finds ../shared next to the repository root (the directory holding go.mod).
-func sharedDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, "..", "shared")
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
+	"github.com/attestload/attestload/internal/sharedtest"
+)
 
 type vectorExchange struct {
 	Label   string `json:"label"`
@@ -56,22 +36,10 @@ type vectorFile struct {
 	} `json:"cycle1"`
 }
 
-func readShared(t testing.TB, rel string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(sharedDir(t), filepath.FromSlash(rel)))
-	if err != nil {
-		t.Fatalf("read shared file: %v", err)
-	}
-	return b
-}
-
 func loadVector(t testing.TB, name string) vectorFile {
 	t.Helper()
-	b := readShared(t, "testdata/keylime-vectors/"+name)
 	var v vectorFile
-	if err := json.Unmarshal(b, &v); err != nil {
-		t.Fatalf("parse vector %s: %v", name, err)
-	}
+	sharedtest.DecodeVector(t, name, &v)
 	v.HTTP = append(append(v.HTTP, v.Session.HTTP...), v.Cycle1.HTTP...)
 	return v
 }

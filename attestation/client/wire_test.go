@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/attestload/attestload/internal/sharedtest"
 )
 
 func TestParseRecordedSessionExchange(t *testing.T) {
@@ -62,7 +64,7 @@ func jsonFromVector(t *testing.T, name string) ([]string, error) {
 			HTTP []vectorExchange `json:"http"`
 		} `json:"variants"`
 	}
-	raw := readShared(t, "testdata/keylime-vectors/"+name)
+	raw := sharedtest.Vector(t, name)
 	if err := json.Unmarshal(raw, &doc); err != nil {
 		return nil, err
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -15,31 +13,6 @@ func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// repoRoot walks up from the package directory to go.mod.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test's directory")
-		}
-		dir = parent
-	}
-}
-
-// sharedFile returns the path of a file in the read-only reference material next to the repository.
-func sharedFile(t testing.TB, elem ...string) string {
-	t.Helper()
-	return filepath.Join(append([]string{repoRoot(t), "..", "shared"}, elem...)...)
 }
 
 // fakeAK builds a structurally valid RSA-2048 TPM2B_PUBLIC (the layout of spec section 4.1) whose modulus

@@ -13,12 +13,13 @@ import (
 
 	"github.com/attestload/attestload/attestation/enroll"
 	"github.com/attestload/attestload/internal/pgtest"
+	"github.com/attestload/attestload/internal/sharedtest"
 )
 
 // loadReferenceSchema creates a database holding the pg_dump of the schema a real verifier created.
 func loadReferenceSchema(t *testing.T) *pgxpool.Pool {
 	t.Helper()
-	raw, err := os.ReadFile(sharedFile(t, "testdata", "keylime-schema", "verifierdb-schema.sql"))
+	raw, err := os.ReadFile(sharedtest.SharedPath(t, "testdata", "keylime-schema", "verifierdb-schema.sql"))
 	if err != nil {
 		t.Fatalf("read reference schema: %v", err)
 	}

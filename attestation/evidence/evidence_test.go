@@ -11,36 +11,14 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-)
 
-func sharedDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, "..", "shared")
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
+	"github.com/attestload/attestload/internal/sharedtest"
+)
 
 func readVector(t testing.TB, name string) map[string]any {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(sharedDir(t), "testdata", "keylime-vectors", name))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var v map[string]any
-	if err := json.Unmarshal(b, &v); err != nil {
-		t.Fatal(err)
-	}
+	sharedtest.DecodeVector(t, name, &v)
 	return v
 }
 
@@ -333,7 +311,7 @@ func TestNewSyntheticRanges(t *testing.T) {
 }
 
 func TestCaptured(t *testing.T) {
-	path := filepath.Join(sharedDir(t), "testdata", "captured-evidence", "ima_log.txt")
+	path := sharedtest.SharedPath(t, "testdata", "captured-evidence", "ima_log.txt")
 	prof, err := LoadCaptured(path)
 	if err != nil {
 		t.Fatal(err)

@@ -6,49 +6,19 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/attestload/attestload/internal/sharedtest"
 )
 
-// sharedDir finds ../shared/<elem> relative to the repository root (the directory holding go.mod).
-func sharedDir(t testing.TB, elem ...string) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-	return filepath.Join(append([]string{dir, "..", "shared"}, elem...)...)
-}
-
-func loadJSON(t testing.TB, path string) map[string]any {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read %s: %v", path, err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatalf("decode %s: %v", path, err)
-	}
-	return m
-}
-
 func vector(t testing.TB, name string) map[string]any {
-	return loadJSON(t, sharedDir(t, "testdata", "keylime-vectors", name))
+	t.Helper()
+	var m map[string]any
+	sharedtest.DecodeVector(t, name, &m)
+	return m
 }
 
 // dig walks nested maps and lists: keys are map keys or list indexes written as strings.

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/attestload/attestload/internal/sharedtest"
 )
 
 func TestVectorKeys(t *testing.T) {
@@ -263,10 +265,7 @@ func TestTPMReproducesVectors(t *testing.T) {
 
 func TestVectorReplayIsOldQuote(t *testing.T) {
 	v04 := loadVector(t, "04-agent1-cycle3.json")
-	b, err := os.ReadFile(filepath.Join(sharedDir(t), "testdata", "keylime-vectors", "07-neg-quote-exact-replay.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := sharedtest.Vector(t, "07-neg-quote-exact-replay.json")
 	if !strings.Contains(string(b), v04.Outputs.MessageB64) || !strings.Contains(string(b), v04.Outputs.SignatureB64) {
 		t.Fatal("vector 07 should resend cycle 3's message and signature")
 	}

@@ -5,33 +5,12 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"encoding/pem"
-	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
-)
 
-// sharedDir finds ../shared next to the repository root (the directory holding go.mod).
-func sharedDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-	return filepath.Join(dir, "..", "shared")
-}
+	"github.com/attestload/attestload/internal/sharedtest"
+)
 
 type vecAK struct {
 	PEM     string `json:"private_key_pem"`
@@ -81,14 +60,8 @@ type vecFile struct {
 
 func loadVector(t testing.TB, name string) *vecFile {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(sharedDir(t), "testdata", "keylime-vectors", name))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var v vecFile
-	if err := json.Unmarshal(b, &v); err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
+	sharedtest.DecodeVector(t, name, &v)
 	return &v
 }
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/attestload/attestload/attestation/record"
+	"github.com/attestload/attestload/internal/sharedtest"
 )
 
 // project maps what encoding/json decoded into the fields the hand-written decoder extracts.
@@ -118,20 +119,10 @@ func sampleV1Line(t testing.TB) []byte {
 	return b
 }
 
+// goldenDir is the old tool's report goldens in the shared reference material.
 func goldenDir(t testing.TB) string {
 	t.Helper()
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, "..", "shared", "testdata", "report-golden")
-		}
-		if filepath.Dir(dir) == dir {
-			t.Fatal("no go.mod above the test directory")
-		}
-	}
+	return sharedtest.SharedPath(t, "testdata", "report-golden")
 }
 
 func goldenLines(t testing.TB) [][]byte {
@@ -181,7 +172,7 @@ func FuzzDecodeLine(f *testing.F) {
 	for _, l := range edgeLines {
 		f.Add([]byte(l))
 	}
-	if ls := goldenLinesNoSkip(); len(ls) > 0 {
+	if ls := goldenLinesNoSkip(f); len(ls) > 0 {
 		for _, l := range ls[:5] {
 			f.Add(l)
 		}
@@ -191,22 +182,18 @@ func FuzzDecodeLine(f *testing.F) {
 	})
 }
 
-func goldenLinesNoSkip() [][]byte {
+// goldenLinesNoSkip returns the lines of one shared golden file for fuzz seeds, or none when it is absent.
+func goldenLinesNoSkip(t testing.TB) [][]byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(goldenDir(t), "mixed-101.jsonl"))
+	if err != nil {
+		return nil
+	}
 	var out [][]byte
-	wd, _ := os.Getwd()
-	for dir := wd; filepath.Dir(dir) != dir; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			b, err := os.ReadFile(filepath.Join(dir, "..", "shared", "testdata", "report-golden", "mixed-101.jsonl"))
-			if err != nil {
-				return nil
-			}
-			for _, l := range strings.Split(string(b), "\n") {
-				if l != "" {
-					out = append(out, []byte(l))
-				}
-			}
-			return out
+	for _, l := range strings.Split(string(b), "\n") {
+		if l != "" {
+			out = append(out, []byte(l))
 		}
 	}
-	return nil
+	return out
 }

@@ -1,0 +1,7 @@
+// Package sharedtest locates the repository root and the read-only reference material that sits next to it
+// (../shared: the Keylime vectors, schema, report goldens and captured evidence), for tests in any package.
+//
+// Tests run with the package directory as working directory, so every package used to walk up to go.mod on its
+// own; this package is that walk, once. It only finds and reads files: it must not know the layout of a vector
+// or what a test checks in it, so each package keeps decoding into its own types.
+package sharedtest
