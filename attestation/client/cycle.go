@@ -419,49 +419,20 @@ func (cy *cycle) negotiate(ctx context.Context) (negotiation, bool) {
 		cy.failure = record.ErrLocal
 		return negotiation{}, false
 	}
-	retries := 0
-	for {
-		att, r := c.do(pctx, record.ActionCreate, http.MethodPost, cy.urls.create, body, a.token)
-		var neg negotiation
-		var dec decision
-		var wait time.Duration
-		var detail string
-		if r != nil && r.status == http.StatusCreated {
+	var neg negotiation
+	dec := cy.exchange(ctx, pctx, record.ActionCreate, http.MethodPost, cy.urls.create, body, http.StatusCreated,
+		&cy.rec.CreateAttempts, false, func(r *response) (string, error) {
+			var err error
 			neg, err = parseNegotiation(r.body, r.header.Get("Location"))
-			if err != nil {
-				setFailed(&att, record.ErrBadResponse)
-				dec, detail = decFail, err.Error()
-			} else {
-				setOK(&att)
-				dec = decOK
-			}
-		} else {
-			dec, wait, detail = cy.judge(&att, r, false, retries)
-		}
-		r.release()
-		if dec == decRetry && !cy.retry(&att, &retries, wait) {
-			dec = decFail
-		}
-		cy.add(pctx, &cy.rec.CreateAttempts, att, detail)
-		switch dec {
-		case decOK:
-			ok = true
-			cy.rec.CreateSuccessful = true
-			cy.rec.AttestationIndex = neg.Index
-			return neg, true
-		case decRetry:
-			if !cy.wait(ctx, wait) {
-				return negotiation{}, false
-			}
-		case decReauth:
-			if !cy.reauth(pctx) {
-				return negotiation{}, false
-			}
-		default:
-			cy.failure = *att.Error
-			return negotiation{}, false
-		}
+			return "", err
+		})
+	if dec != decOK {
+		return negotiation{}, false
 	}
+	ok = true
+	cy.rec.CreateSuccessful = true
+	cy.rec.AttestationIndex = neg.Index
+	return neg, true
 }
 
 // evidence builds the evidence the verifier asked for, in its order, and sends it.
@@ -476,45 +447,69 @@ func (cy *cycle) evidence(ctx context.Context, neg negotiation) decision {
 		c.log.Debug("building evidence failed", "agent", a.ID, "err", err)
 		return decFail
 	}
-	retries := 0
-	for {
-		att, r := c.do(pctx, record.ActionUpdate, http.MethodPatch, cy.urls.update, body, a.token)
-		var dec decision
-		var wait time.Duration
-		var detail string
-		var next *float64
-		if r != nil && r.status == http.StatusAccepted {
+	var next *float64
+	dec := cy.exchange(ctx, pctx, record.ActionUpdate, http.MethodPatch, cy.urls.update, body, http.StatusAccepted,
+		&cy.rec.UpdateAttempts, true, func(r *response) (string, error) {
+			var err error
 			next, err = parseAccepted(r.body)
 			if err != nil {
 				// The evidence was accepted whatever the body says; only the hint for the next POST is lost.
-				detail = err.Error()
+				return err.Error(), nil
 			}
-			setOK(&att)
-			dec = decOK
+			return "", nil
+		})
+	if dec != decOK {
+		return dec
+	}
+	ok = true
+	cy.rec.UpdateSuccessful = true
+	now := c.now()
+	if next != nil {
+		a.NotBefore = now.Add(time.Duration(*next * float64(time.Second)))
+	} else {
+		a.NotBefore = now
+	}
+	if neg.Index != nil {
+		a.LastIndex = *neg.Index
+	}
+	if a.Log != nil {
+		a.Log.Grow()
+	}
+	return decOK
+}
+
+// exchange sends one attestation request (the POST or the PATCH) until it succeeds or the cycle has to stop,
+// recording every attempt in list. A response with status want goes to accept, which decodes its body: an
+// error makes the attempt a bad_response failure, a detail is recorded with a successful attempt. Retries
+// wait as the verifier asked, a 401 re-authenticates once, and the result is decOK, decRenegotiate (only when
+// patch, the evidence PATCH) or decFail with cy.failure set.
+func (cy *cycle) exchange(ctx, pctx context.Context, action, method, rawURL string, body []byte, want int,
+	list *[]record.Attempt, patch bool, accept func(*response) (string, error)) decision {
+	retries := 0
+	for {
+		att, r := cy.c.do(pctx, action, method, rawURL, body, cy.a.token)
+		var dec decision
+		var wait time.Duration
+		var detail string
+		if r != nil && r.status == want {
+			var err error
+			if detail, err = accept(r); err != nil {
+				setFailed(&att, record.ErrBadResponse)
+				dec, detail = decFail, err.Error()
+			} else {
+				setOK(&att)
+				dec = decOK
+			}
 		} else {
-			dec, wait, detail = cy.judge(&att, r, true, retries)
+			dec, wait, detail = cy.judge(&att, r, patch, retries)
 		}
 		r.release()
 		if dec == decRetry && !cy.retry(&att, &retries, wait) {
 			dec = decFail
 		}
-		cy.add(pctx, &cy.rec.UpdateAttempts, att, detail)
+		cy.add(pctx, list, att, detail)
 		switch dec {
 		case decOK:
-			ok = true
-			cy.rec.UpdateSuccessful = true
-			now := c.now()
-			if next != nil {
-				a.NotBefore = now.Add(time.Duration(*next * float64(time.Second)))
-			} else {
-				a.NotBefore = now
-			}
-			if neg.Index != nil {
-				a.LastIndex = *neg.Index
-			}
-			if a.Log != nil {
-				a.Log.Grow()
-			}
 			return decOK
 		case decRetry:
 			if !cy.wait(ctx, wait) {
