@@ -640,20 +640,31 @@ func attestationDoc(att *attestation, agentID, self string, withData bool) map[s
 	}
 }
 
+// adminAgent authorizes an admin read of agentID's attestations and finds the agent; a non-nil response is
+// the refusal (401, 403 or 404) to send instead.
+func (v *Verifier) adminAgent(r *http.Request, agentID string) (*agent, *response) {
+	ident, resp := v.authenticate(r)
+	if resp != nil {
+		return nil, resp
+	}
+	if resp := authorizeAdmin(ident); resp != nil {
+		return nil, resp
+	}
+	a := v.agent(agentID)
+	if a == nil {
+		return nil, apiErrorResponse(http.StatusNotFound, "not_found", fmt.Sprintf("Agent '%s' not found", agentID),
+			r.URL.Path, "")
+	}
+	return a, nil
+}
+
 // getAttestation is the admin GET of latest or {index}. It answers 201, a quirk of the real controller.
 func (v *Verifier) getAttestation(r *http.Request, agentID string, index int) *response {
-	ident, resp := v.authenticate(r)
+	a, resp := v.adminAgent(r, agentID)
 	if resp != nil {
 		return resp
 	}
-	if resp := authorizeAdmin(ident); resp != nil {
-		return resp
-	}
 	self := r.URL.Path
-	a := v.agent(agentID)
-	if a == nil {
-		return apiErrorResponse(http.StatusNotFound, "not_found", fmt.Sprintf("Agent '%s' not found", agentID), self, "")
-	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	att := a.latest
@@ -684,18 +695,11 @@ func (v *Verifier) getAttestation(r *http.Request, agentID string, index int) *r
 // listAttestations is the admin list GET, which fails with 500 as soon as the agent has more than one
 // attestation row (a bug of the real verifier).
 func (v *Verifier) listAttestations(r *http.Request, agentID string) *response {
-	ident, resp := v.authenticate(r)
+	a, resp := v.adminAgent(r, agentID)
 	if resp != nil {
 		return resp
 	}
-	if resp := authorizeAdmin(ident); resp != nil {
-		return resp
-	}
 	self := r.URL.Path
-	a := v.agent(agentID)
-	if a == nil {
-		return apiErrorResponse(http.StatusNotFound, "not_found", fmt.Sprintf("Agent '%s' not found", agentID), self, "")
-	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.rows > 1 {
