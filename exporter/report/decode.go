@@ -292,13 +292,11 @@ func (d *decoder) str(dst *string) error {
 	return nil
 }
 
-// strPtr decodes a *string field: null clears it.
+// strPtr decodes an optional string field: null clears it and has.
 func (d *decoder) strPtr(dst *string, has *bool) error {
-	if d.null() {
-		*dst, *has = "", false
+	if !present(d, dst, has) {
 		return nil
 	}
-	*has = true
 	return d.str(dst)
 }
 
@@ -390,20 +388,26 @@ func (d *decoder) isNumberStart() bool {
 
 // float decodes a float64 field; null leaves it unchanged.
 func (d *decoder) float(dst *float64) error {
+	return decodeNumber(d, dst, "number", "number out of range", parseFloat)
+}
+
+// decodeNumber decodes a number field with parse; null leaves dst unchanged. kind names the expected JSON type
+// in a type error and bad is the message for a literal that parse refuses.
+func decodeNumber[T int | float64](d *decoder, dst *T, kind, bad string, parse func([]byte) (T, error)) error {
 	if d.null() {
 		return nil
 	}
 	if !d.isNumberStart() {
-		return d.typeErr("number")
+		return d.typeErr(kind)
 	}
 	start := d.pos
 	lit, err := d.number()
 	if err != nil {
 		return err
 	}
-	v, err := parseFloat(lit)
+	v, err := parse(lit)
 	if err != nil {
-		return &decodeError{off: start, msg: "number out of range"}
+		return &decodeError{off: start, msg: bad}
 	}
 	*dst = v
 	return nil
@@ -442,35 +446,28 @@ func parseFloat(lit []byte) (float64, error) {
 
 var pow10 = [...]float64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16}
 
-// floatPtr decodes a *float64 field: null clears it.
+// floatPtr decodes an optional float64 field: null clears it and has.
 func (d *decoder) floatPtr(dst *float64, has *bool) error {
-	if d.null() {
-		*dst, *has = 0, false
+	if !present(d, dst, has) {
 		return nil
 	}
-	*has = true
 	return d.float(dst)
+}
+
+// present reports whether an optional field holds a value, setting has; null also clears dst.
+func present[T any](d *decoder, dst *T, has *bool) bool {
+	if d.null() {
+		var zero T
+		*dst, *has = zero, false
+		return false
+	}
+	*has = true
+	return true
 }
 
 // integer decodes an int field; null leaves it unchanged. Like encoding/json, it rejects fractions and exponents.
 func (d *decoder) integer(dst *int) error {
-	if d.null() {
-		return nil
-	}
-	if !d.isNumberStart() {
-		return d.typeErr("integer")
-	}
-	start := d.pos
-	lit, err := d.number()
-	if err != nil {
-		return err
-	}
-	v, err := parseInt(lit)
-	if err != nil {
-		return &decodeError{off: start, msg: "expected an integer"}
-	}
-	*dst = v
-	return nil
+	return decodeNumber(d, dst, "integer", "expected an integer", parseInt)
 }
 
 func parseInt(lit []byte) (int, error) {
@@ -488,12 +485,11 @@ func parseInt(lit []byte) (int, error) {
 	return int(v), err
 }
 
+// intPtr decodes an optional int field: null clears it and has.
 func (d *decoder) intPtr(dst *int, has *bool) error {
-	if d.null() {
-		*dst, *has = 0, false
+	if !present(d, dst, has) {
 		return nil
 	}
-	*has = true
 	return d.integer(dst)
 }
 
