@@ -33,10 +33,10 @@ DASHBOARD<TAB>PANEL<TAB>REFID<TAB>PROMQL, with all instances and runs selected a
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if list {
 				if out != "" {
-					return errors.New("--queries and --out: give one of them")
+					return &usageError{errors.New("--queries and --out: give one of them")}
 				}
 				if _, err := time.ParseDuration(rateInterval); err != nil {
-					return fmt.Errorf("--rate-interval %q: want a duration such as 1m", rateInterval)
+					return &usageError{fmt.Errorf("--rate-interval %q: want a duration such as 1m", rateInterval)}
 				}
 				qs, err := dashboards.Queries()
 				if err != nil {
@@ -49,7 +49,7 @@ DASHBOARD<TAB>PANEL<TAB>REFID<TAB>PROMQL, with all instances and runs selected a
 				return nil
 			}
 			if out == "" {
-				return errors.New("--out: the directory to write the dashboards into is required")
+				return &usageError{errors.New("--out: the directory to write the dashboards into is required")}
 			}
 			if err := os.MkdirAll(out, 0o755); err != nil {
 				return fmt.Errorf("--out %s: %w", out, err)
@@ -61,7 +61,7 @@ DASHBOARD<TAB>PANEL<TAB>REFID<TAB>PROMQL, with all instances and runs selected a
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&out, "out", "", "directory to write the dashboard JSON files into")
+	cmd.Flags().StringVar(&out, "out", "", "directory to write the dashboard JSON files into (required unless --queries)")
 	cmd.Flags().BoolVar(&list, "queries", false, "print every panel query (expanded) instead of writing files")
 	cmd.Flags().StringVar(&rateInterval, "rate-interval", "1m", "$__rate_interval for --queries")
 	return cmd

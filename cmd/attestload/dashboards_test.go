@@ -43,14 +43,15 @@ func TestDashboardsCmdErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		args []string
-		want string
+		args  []string
+		want  string
+		usage bool // a command-line mistake (exit status 2), not a failure to write
 	}{
-		{nil, "--out: the directory to write the dashboards into is required"},
-		{[]string{"--queries", "--out", "x"}, "--queries and --out: give one of them"},
-		{[]string{"--queries", "--rate-interval", "soon"}, `--rate-interval "soon": want a duration such as 1m`},
-		{[]string{"--out", filepath.Join(file, "sub")}, "--out " + filepath.Join(file, "sub")},
-		{[]string{"--out", "x", "extra"}, `unknown command "extra"`},
+		{nil, "--out: the directory to write the dashboards into is required", true},
+		{[]string{"--queries", "--out", "x"}, "--queries and --out: give one of them", true},
+		{[]string{"--queries", "--rate-interval", "soon"}, `--rate-interval "soon": want a duration such as 1m`, true},
+		{[]string{"--out", filepath.Join(file, "sub")}, "--out " + filepath.Join(file, "sub"), false},
+		{[]string{"--out", "x", "extra"}, `unknown command "extra"`, true},
 	} {
 		cmd := newDashboardsCmd()
 		cmd.SetOut(&bytes.Buffer{})
@@ -59,6 +60,9 @@ func TestDashboardsCmdErrors(t *testing.T) {
 		err := cmd.Execute()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("args %q: err = %v, want it to contain %q", tc.args, err, tc.want)
+		}
+		if got := Main(append([]string{"dashboards"}, tc.args...), &bytes.Buffer{}, &bytes.Buffer{}); tc.usage != (got == exitUsage) {
+			t.Errorf("args %q: exit status %d, usage error %v", tc.args, got, tc.usage)
 		}
 	}
 }

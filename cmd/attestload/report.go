@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -33,8 +34,13 @@ func newReportCmd() *cobra.Command {
 Each argument is a file, a run timestamp looked up under --results-dir (with or without .jsonl), or a glob.
 Malformed or truncated lines are skipped and reported on stderr.
 
-Exit status: 0 ok; 1 error; 3 lines were skipped and --strict was given; 99 a --threshold was crossed.`,
-		Args: cobra.MinimumNArgs(1),
+Exit status: 0 ok; 1 error; 2 usage error; 3 lines were skipped and --strict was given; 99 a --threshold was crossed.`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return errors.New("report needs at least one results file, run timestamp or glob")
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Inputs = args
 			opts.Format = format
@@ -46,7 +52,10 @@ Exit status: 0 ok; 1 error; 3 lines were skipped and --strict was given; 99 a --
 			case "auto":
 				opts.Color = isTerminal(cmd.OutOrStdout())
 			default:
-				return fmt.Errorf("--color %q: want auto, always or never", color)
+				return &usageError{fmt.Errorf("--color %q: want auto, always or never", color)}
+			}
+			if err := opts.Validate(); err != nil {
+				return &usageError{err}
 			}
 			code, err := report.Run(cmd.Context(), opts, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			if err != nil {

@@ -62,8 +62,13 @@ func TestReportCommand(t *testing.T) {
 	}
 
 	for _, bad := range [][]string{{"--color", "sometimes", "x"}, {"--format", "pdf", "x"}, {"--threshold", "nope<1", "x"}} {
-		if _, _, err := runReport(t, append([]string{"--results-dir", dir}, bad...)...); err == nil {
-			t.Errorf("%v: want an error", bad)
+		_, _, err := runReport(t, append([]string{"--results-dir", dir}, bad...)...)
+		var ue *usageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), bad[0]) {
+			t.Errorf("%v: got %v, want a usage error (exit status 2) naming %s", bad, err, bad[0])
 		}
+	}
+	if got := Main([]string{"report"}, &bytes.Buffer{}, &bytes.Buffer{}); got != exitUsage {
+		t.Errorf("report with no input: exit status %d, want %d", got, exitUsage)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"io"
 
 	"github.com/spf13/cobra"
@@ -22,7 +23,26 @@ records every phase of every cycle to results/<YYYYmmddHHMMSS>.jsonl and leaves 
 	root.AddCommand(newRunCmd(stdout, stderr), newCleanupCmd(stdout, stderr), newVersionCmd(stdout))
 	root.AddCommand(newReportCmd(), newDashboardsCmd())
 	addOptionalCommands(root)
+	for _, c := range root.Commands() {
+		usageArgs(c)
+	}
 	return root
+}
+
+// usageArgs makes a wrong number of positional arguments a usage error (exit status 2), like a wrong flag.
+func usageArgs(c *cobra.Command) {
+	check := c.Args
+	if check == nil {
+		return
+	}
+	c.Args = func(cmd *cobra.Command, args []string) error {
+		err := check(cmd, args)
+		var ue *usageError
+		if err == nil || errors.As(err, &ue) {
+			return err
+		}
+		return &usageError{err}
+	}
 }
 
 // optionalCommands are commands other files of this package register from init (e.g. verifier-sim), so the root

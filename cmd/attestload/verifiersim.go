@@ -71,9 +71,9 @@ Example: --fault update:latency-median=50ms --fault update:latency-p99=400ms --f
 	}
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", "127.0.0.1:8881", "address to listen on")
-	f.StringVar(&tlsDir, "tls-dir", "", "directory receiving the generated ca.crt, server.crt/key and the admin client-cert.crt/client-private.pem")
+	f.StringVar(&tlsDir, "tls-dir", "", "directory receiving the generated ca.crt, server.crt/key and the admin client-cert.crt/client-private.pem (required unless --plain-http)")
 	f.BoolVar(&cfg.PlainHTTP, "plain-http", false, "serve plain HTTP instead of HTTPS")
-	f.StringVar(&cfg.DatabaseURL, "database", "", "verifier database URL (postgres://...): read agents from it and write attestations and sessions like the real verifier")
+	f.StringVar(&cfg.DatabaseURL, "database", "", "verifier database URL (postgres://...): read agents from it and write attestations and sessions like the real verifier (default: none, so no agent is enrolled)")
 	f.BoolVar(&cfg.InitSchema, "init-schema", false, "create the verifier tables in --database if they do not exist")
 	f.IntVar(&cfg.QuoteInterval, "quote-interval", cfg.QuoteInterval, "minimum whole seconds between an agent's evidence and its next attestation (0 = no limit)")
 	f.DurationVar(&cfg.SessionLifetime, "session-lifetime", cfg.SessionLifetime, "bearer token lifetime after the PoP and after each passing attestation")
@@ -85,8 +85,8 @@ Example: --fault update:latency-median=50ms --fault update:latency-p99=400ms --f
 	f.IntVar(&cfg.SessionHashIterations, "session-hash-iterations", cfg.SessionHashIterations, "PBKDF2 iterations per session creation (Keylime: 600000; 0 = skip the cost)")
 	f.IntVar(&cfg.Workers, "workers", 0, "requests and verifications running at once, like Keylime's worker processes (0 = unbounded)")
 	f.StringArrayVar(&faultSpecs, "fault", nil, "inject a fault: "+simverifier.FaultSpecHelp)
-	f.DurationVar(&verifyCPU, "verify-cpu", 0, "extra CPU time spent per verification")
-	f.IntVar(&verifyHashRounds, "verify-hash-iterations", 0, "extra SHA-256 rounds per verification (machine-independent CPU cost)")
+	f.DurationVar(&verifyCPU, "verify-cpu", 0, "extra CPU time spent per verification (0 = none)")
+	f.IntVar(&verifyHashRounds, "verify-hash-iterations", 0, "extra SHA-256 rounds per verification, a machine-independent CPU cost (0 = none)")
 	return cmd
 }
 

@@ -38,21 +38,39 @@ type Options struct {
 	Color      bool     // colour the legacy banner; the caller decides whether the output is a terminal
 }
 
-// Run makes the report and writes it to stdout; diagnostics (skipped lines, legacy-mode threshold results) go to
-// stderr. It returns the exit status the command should use, and an error when no report could be made.
-func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) (int, error) {
-	format := opts.Format
-	if format == "" {
-		format = FormatText
+// format is the output format, text when none was given.
+func (opts Options) format() string {
+	if opts.Format == "" {
+		return FormatText
 	}
+	return opts.Format
+}
+
+// Validate checks the options that come from the command line (format, legacy, thresholds) without reading
+// any input, so a caller can tell a usage mistake from a failure to read the results. The error names the flag.
+func (opts Options) Validate() error {
+	format := opts.format()
 	switch format {
 	case FormatText, FormatJSON, FormatMarkdown, FormatHTML:
 	default:
-		return ExitError, fmt.Errorf("--format %q: want text, json, markdown or html", opts.Format)
+		return fmt.Errorf("--format %q: want text, json, markdown or html", opts.Format)
 	}
 	if opts.Legacy && format != FormatText {
-		return ExitError, errors.New("--legacy prints the old text tables only; it cannot be combined with --format " + format)
+		return errors.New("--legacy prints the old text tables only; it cannot be combined with --format " + format)
 	}
+	if _, err := threshold.ParseAll(opts.Thresholds); err != nil {
+		return fmt.Errorf("--threshold: %w", err)
+	}
+	return nil
+}
+
+// Run makes the report and writes it to stdout; diagnostics (skipped lines, legacy-mode threshold results) go to
+// stderr. It returns the exit status the command should use, and an error when no report could be made.
+func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) (int, error) {
+	if err := opts.Validate(); err != nil {
+		return ExitError, err
+	}
+	format := opts.format()
 	ts, err := threshold.ParseAll(opts.Thresholds)
 	if err != nil {
 		return ExitError, fmt.Errorf("--threshold: %w", err)
