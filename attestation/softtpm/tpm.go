@@ -6,7 +6,8 @@ import (
 	"time"
 )
 
-// DefaultFirmwareVersion is the firmwareVersion the reference vectors use. The verifier does not check it.
+// DefaultFirmwareVersion is the firmwareVersion every TPM reports, the one the reference vectors use. The verifier
+// does not check it.
 const DefaultFirmwareVersion uint64 = 0x20191023
 
 // TPM is the stateful software TPM of one agent: its AK, a SHA-256 PCR bank and the clock state that the verifier
@@ -17,7 +18,6 @@ type TPM struct {
 	clock        uint64
 	resetCount   uint32
 	restartCount uint32
-	firmware     uint64
 	now          func() time.Time
 }
 
@@ -37,18 +37,13 @@ func WithNow(now func() time.Time) Option {
 	return func(t *TPM) { t.now = now }
 }
 
-// WithFirmwareVersion sets the firmwareVersion reported in attestation structures.
-func WithFirmwareVersion(v uint64) Option {
-	return func(t *TPM) { t.firmware = v }
-}
-
 // NewTPM returns a TPM holding k with all PCRs zero, resetCount and restartCount 0 and safe set.
 //
 // The clock follows Unix time in milliseconds (but never stands still) instead of starting near zero: the verifier
 // remembers the last authenticated clock of every agent across runs of this tool, so a clock that restarted at a
 // small value on each run would make every first quote fail as broken_evidence_chain.
 func NewTPM(k *Key, opts ...Option) *TPM {
-	t := &TPM{key: k, firmware: DefaultFirmwareVersion, now: time.Now}
+	t := &TPM{key: k, now: time.Now}
 	for _, o := range opts {
 		o(t)
 	}
@@ -122,7 +117,7 @@ func (t *TPM) Quote(extraData []byte, pcrs []int) (message, signature, subjectDa
 		QualifiedSigner: t.key.Name,
 		ExtraData:       extraData,
 		Clock:           t.ClockInfo(),
-		FirmwareVersion: t.firmware,
+		FirmwareVersion: DefaultFirmwareVersion,
 		Bank:            AlgSHA256,
 		PCRs:            pcrs,
 		PCRValues:       values,
@@ -152,7 +147,7 @@ func (t *TPM) Certify(nonce []byte) (message, signature []byte, err error) {
 		QualifiedSigner: t.key.Name,
 		ExtraData:       nonce,
 		Clock:           t.ClockInfo(),
-		FirmwareVersion: t.firmware,
+		FirmwareVersion: DefaultFirmwareVersion,
 		CertifiedName:   t.key.Name,
 		QualifiedName:   t.key.Name,
 	})

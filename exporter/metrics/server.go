@@ -30,12 +30,8 @@ type Server struct {
 	scraped   chan struct{} // closed and replaced at every completed scrape
 }
 
-// Handler returns the HTTP handler of a metrics server without starting one, for tests and for embedding.
-// ready reports whether the engine is running; nil means always ready.
-func Handler(g prometheus.Gatherer, ready func() bool) http.Handler {
-	return handler(g, ready, nil)
-}
-
+// handler serves /metrics from g, /healthz, and /readyz from ready (nil: always ready); onScrape, if set, is told
+// when each completed scrape started.
 func handler(g prometheus.Gatherer, ready func() bool, onScrape func(started time.Time)) http.Handler {
 	mux := http.NewServeMux()
 	metricsHandler := promhttp.HandlerFor(g, promhttp.HandlerOpts{
