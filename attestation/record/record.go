@@ -114,13 +114,14 @@ type Record struct {
 	SessionAttempts  []Attempt `json:"session_attempts"`
 	SessionDuration  float64   `json:"session_duration"` // sum of the session attempts' durations
 	TraceID          *string   `json:"trace_id"`
-	AttestationIndex *int      `json:"attestation_index"` // server-assigned index from the 201's Location
-	StartTime        float64   `json:"start_time"`        // cycle start (Unix s), including any session phase
-	EndTime          float64   `json:"end_time"`          // cycle end (Unix s)
-	Error            *string   `json:"error"`             // why the cycle failed or was aborted (class), nil on success
-	Profile          string    `json:"profile,omitempty"` // evidence profile: ima, quote-only, captured
-	IMAOffset        *int      `json:"ima_offset"`        // starting_offset the verifier chose, nil without IMA
-	IMAEntriesSent   *int      `json:"ima_entries_sent"`  // IMA lines sent in the PATCH
+	AttestationIndex *int      `json:"attestation_index"`  // server-assigned index from the 201's Location
+	StartTime        float64   `json:"start_time"`         // cycle start (Unix s), including any session phase
+	EndTime          float64   `json:"end_time"`           // cycle end (Unix s)
+	Error            *string   `json:"error"`              // why the cycle failed or was aborted (class), nil on success
+	Profile          string    `json:"profile,omitempty"`  // evidence profile: ima, quote-only, captured
+	IMAOffset        *int      `json:"ima_offset"`         // starting_offset the verifier chose, nil without IMA
+	IMAEntriesSent   *int      `json:"ima_entries_sent"`   // IMA lines sent in the PATCH
+	Rebooted         bool      `json:"rebooted,omitempty"` // the agent simulated a reboot just before this cycle
 	// Scheduling: when the cycle was due (fleet and rate models) and how late it started. Lateness is the tool's
 	// own queueing and is never part of any phase duration.
 	ScheduledTime *float64 `json:"scheduled_time"`
