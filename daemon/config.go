@@ -110,6 +110,10 @@ type EvidenceConfig struct {
 	IMAGrow     int    `key:"ima_grow"`
 	IMAUniverse int    `key:"ima_universe"`
 	CapturedLog string `key:"captured_log"`
+	// Reboot simulation: before a cycle, an agent reboots (new boot_time, TPM reset count + 1, IMA log back to
+	// its first entries) every RebootEvery cycles and/or with probability RebootProbability.
+	RebootEvery       int     `key:"reboot_every"`
+	RebootProbability float64 `key:"reboot_probability"`
 }
 
 // ResultsConfig is the results file.
@@ -804,6 +808,12 @@ func (c *Config) Validate() error {
 	if c.Evidence.IMAUniverse < c.Evidence.IMAInitial {
 		return keyErr("evidence.ima_universe", "must be >= evidence.ima_initial (%d), got %d", c.Evidence.IMAInitial,
 			c.Evidence.IMAUniverse)
+	}
+	if err := nonNeg("evidence.reboot_every", c.Evidence.RebootEvery); err != nil {
+		return err
+	}
+	if p := c.Evidence.RebootProbability; p < 0 || p > 1 {
+		return keyErr("evidence.reboot_probability", "must be within [0, 1], got %v", p)
 	}
 	if c.Results.Dir == "" {
 		return keyErr("results.dir", "must not be empty")

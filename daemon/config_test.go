@@ -29,6 +29,8 @@ func TestInvalidConfigs(t *testing.T) {
 		"invalid-stages-empty.yaml":         `config key "scheduler.rate.stages": must have at least one stage`,
 		"invalid-fleet-scalar.yaml":         `config key "scheduler.fleet": must be a mapping of keys, got "60s"`,
 		"invalid-jitter.yaml":               `config key "scheduler.fleet.jitter": must be within [0, 1], got 2`,
+		"invalid-reboot-probability.yaml":   `config key "evidence.reboot_probability": must be within [0, 1], got 1.5`,
+		"invalid-reboot-every.yaml":         `config key "evidence.reboot_every": must be >= 0, got -2`,
 		"invalid-sqlite.yaml":               `config key "database.url": ` + sqliteExplanation,
 		"invalid-verifier-url.yaml":         `config key "verifier.url": must be an http:// or https:// URL with a host, got "ftp://verifier:8881"`,
 		"invalid-on-error.yaml":             `config key "results.on_error": must be stop or continue, got "ignore"`,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -255,7 +256,12 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...Option) (_ 
 	opts = append(opts, r.verdictStage(src, so.Registerer))
 
 	r.progress = NewProgress(r.start)
-	runner := &clientRunner{c: cl, agents: agents, runID: r.runID, instance: cfg.Run.Instance}
+	runner := &clientRunner{c: cl, agents: agents, runID: r.runID, instance: cfg.Run.Instance,
+		rebootEvery: cfg.Evidence.RebootEvery, rebootProb: cfg.Evidence.RebootProbability}
+	if (runner.rebootEvery > 0 || runner.rebootProb > 0) && r.sim == nil {
+		log.Warn("reboot simulation is on: Keylime fails every attestation of an agent after its simulated reboot "+
+			"(\"PCR quote did not make progress\", a verifier bug); expect those fails", "component", "daemon")
+	}
 	opts = append(opts, WithResultsSink(r.writer), WithLogger(log.With("component", "engine")),
 		WithQueueBounds(cfg.Results.Buffer, 4096), withRecordHook(r.onRecord))
 	r.engine, err = NewEngine(runner, sched, opts...)
@@ -493,11 +499,32 @@ type clientRunner struct {
 	agents   []*client.Agent
 	runID    string
 	instance string
+	// Reboot simulation (evidence.reboot_every, evidence.reboot_probability).
+	rebootEvery int
+	rebootProb  float64
+}
+
+// rebootDue says whether the agent reboots before this task. The first cycle never reboots: the agent has just
+// booted.
+func (cr *clientRunner) rebootDue(task int) bool {
+	if task == 0 {
+		return false
+	}
+	if cr.rebootEvery > 0 && task%cr.rebootEvery == 0 {
+		return true
+	}
+	return cr.rebootProb > 0 && rand.Float64() < cr.rebootProb
 }
 
 func (cr *clientRunner) Cycle(ctx context.Context, agent, task, worker int) *record.Record {
-	rec := cr.c.Cycle(ctx, cr.agents[agent], task, worker)
+	a := cr.agents[agent]
+	rebooted := cr.rebootDue(task)
+	if rebooted {
+		a.Reboot()
+	}
+	rec := cr.c.Cycle(ctx, a, task, worker)
 	if rec != nil {
+		rec.Rebooted = rebooted
 		rec.RunID = cr.runID
 		rec.Instance = cr.instance
 		if rec.Schema == 0 {

@@ -1,0 +1,52 @@
+package daemon
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// evidence.reboot_every: every other cycle of each agent starts after a simulated reboot, so the verifier asks
+// for the IMA log from offset 0 again; cycles between reboots continue incrementally. The in-process simulator
+// judges both kinds pass (it restarts the replay on a later boot_time).
+func TestRebootSimulation(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, dir)
+	cfg.Run.Agents = 2
+	cfg.Run.Tasks = 5
+	cfg.Evidence.RebootEvery = 2
+	r, err := Setup(t.Context(), cfg, SetupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := r.Execute(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.Close(cctx); err != nil {
+		t.Fatal(err)
+	}
+	recs := readRecords(t, sum.ResultsPath)
+	if len(recs) != 10 {
+		t.Fatalf("%d records, want 10", len(recs))
+	}
+	for _, rec := range recs {
+		wantReboot := rec.TaskIndex > 0 && rec.TaskIndex%2 == 0
+		if rec.Rebooted != wantReboot {
+			t.Errorf("agent %d task %d: rebooted %v, want %v", rec.AgentIndex, rec.TaskIndex, rec.Rebooted, wantReboot)
+		}
+		if rec.Outcome != "success" || rec.Verdict.Evaluation != "pass" {
+			t.Errorf("agent %d task %d: outcome %s verdict %s", rec.AgentIndex, rec.TaskIndex, rec.Outcome, rec.Verdict.Evaluation)
+			continue
+		}
+		if rec.IMAOffset == nil {
+			t.Fatalf("agent %d task %d: no ima_offset", rec.AgentIndex, rec.TaskIndex)
+		}
+		// The first cycle and every cycle after a reboot send the log from the start; the others continue.
+		if fromStart := *rec.IMAOffset == 0; fromStart != (rec.TaskIndex == 0 || wantReboot) {
+			t.Errorf("agent %d task %d: ima_offset %d (rebooted %v)", rec.AgentIndex, rec.TaskIndex, *rec.IMAOffset, wantReboot)
+		}
+	}
+}
