@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"bytes"
-	"context"
 	"log/slog"
 	"strings"
 	"testing"
@@ -61,15 +60,7 @@ func TestMetricsAgreeWithResultsAndVerdicts(t *testing.T) {
 	if r.VerdictSource() != VerdictSimulator {
 		t.Fatalf("verdict.source auto resolved to %q with the in-process simulator, want simulator", r.VerdictSource())
 	}
-	sum, err := r.Execute(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := r.Close(cctx); err != nil {
-		t.Fatal(err)
-	}
+	sum := executeAndClose(t, t.Context(), r)
 
 	recs := readRecords(t, sum.ResultsPath)
 	byOutcome := map[string]float64{}
@@ -123,15 +114,7 @@ func TestNoVerdictSourceSaidOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum, err := r.Execute(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := r.Close(cctx); err != nil {
-		t.Fatal(err)
-	}
+	sum := executeAndClose(t, t.Context(), r)
 	recs := readRecords(t, sum.ResultsPath)
 	if len(recs) != 8 {
 		t.Fatalf("%d records, want 8", len(recs))

@@ -40,6 +40,21 @@ func testConfig(t *testing.T, dir string) Config {
 	return cfg
 }
 
+// executeAndClose runs r to its end and closes it, as cmd/attestload does, failing the test on either error.
+func executeAndClose(t *testing.T, ctx context.Context, r *Run) Summary {
+	t.Helper()
+	sum, err := r.Execute(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.Close(cctx); err != nil {
+		t.Fatal(err)
+	}
+	return sum
+}
+
 func readRecords(t *testing.T, path string) []record.Record {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -69,15 +84,7 @@ func TestSetupRunsAgainstTheSimulatedVerifier(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum, err := r.Execute(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := r.Close(cctx); err != nil {
-		t.Fatal(err)
-	}
+	sum := executeAndClose(t, ctx, r)
 	if n := strings.Count(logs.String(), "simulated verifier"); n != 1 {
 		t.Fatalf("%d log lines mention the simulated verifier, want exactly 1:\n%s", n, logs.String())
 	}
