@@ -21,8 +21,7 @@ records every phase of every cycle to results/<YYYYmmddHHMMSS>.jsonl and leaves 
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	root.AddCommand(newRunCmd(stdout, stderr), newCleanupCmd(stdout, stderr), newVersionCmd(stdout))
-	root.AddCommand(newReportCmd(), newDashboardsCmd())
-	addOptionalCommands(root)
+	root.AddCommand(newReportCmd(), newDashboardsCmd(), newVerifierSimCmd())
 	for _, c := range root.Commands() {
 		usageArgs(c)
 	}
@@ -42,15 +41,5 @@ func usageArgs(c *cobra.Command) {
 			return err
 		}
 		return &usageError{err}
-	}
-}
-
-// optionalCommands are commands other files of this package register from init (e.g. verifier-sim), so the root
-// does not have to know of them.
-var optionalCommands []func() *cobra.Command
-
-func addOptionalCommands(root *cobra.Command) {
-	for _, f := range optionalCommands {
-		root.AddCommand(f())
 	}
 }

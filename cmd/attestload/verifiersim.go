@@ -16,10 +16,6 @@ import (
 	"github.com/attestload/attestload/attestation/simverifier"
 )
 
-func init() {
-	optionalCommands = append(optionalCommands, newVerifierSimCmd)
-}
-
 // simAdminTokenEnv names the environment variable holding the simulator's admin bearer token (a flag would show
 // the secret in the process list).
 const simAdminTokenEnv = "ATTESTLOAD_SIM_ADMIN_TOKEN"
