@@ -1,9 +1,7 @@
 package daemon
 
 import (
-	"context"
 	"testing"
-	"time"
 )
 
 // evidence.reboot_every: every other cycle of each agent starts after a simulated reboot, so the verifier asks
@@ -19,15 +17,7 @@ func TestRebootSimulation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum, err := r.Execute(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := r.Close(cctx); err != nil {
-		t.Fatal(err)
-	}
+	sum := executeAndClose(t, t.Context(), r)
 	recs := readRecords(t, sum.ResultsPath)
 	if len(recs) != 10 {
 		t.Fatalf("%d records, want 10", len(recs))
