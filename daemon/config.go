@@ -265,6 +265,10 @@ type Loader struct {
 	Environ []string          // os.Environ() form; only ATTESTLOAD_ entries are read
 	Flags   *pflag.FlagSet    // parsed flags; only flags the user set override
 	FlagKey map[string]string // flag name → config key
+	// Override, when set, changes the decoded configuration before it is validated: the command line's positional
+	// arguments (VERIFIER_URL, DB_URL) outrank every other source, and checks that depend on them (e.g.
+	// pgactivity.enabled needs database.url) must see them.
+	Override func(*Config)
 }
 
 // Load reads, decodes and validates the configuration. Unknown keys (in the file or the environment), values of
@@ -349,6 +353,9 @@ func (l Loader) Load() (*Config, error) {
 		if err := setValue(lf.key, lf.field, v.Get(lf.key)); err != nil {
 			return nil, err
 		}
+	}
+	if l.Override != nil {
+		l.Override(&cfg)
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -149,3 +149,18 @@ func TestRunAgainstSimulatedVerifier(t *testing.T) {
 		t.Fatalf("crossed threshold: exit %d, want 99\n%s", code, stderr)
 	}
 }
+
+// The positional VERIFIER_URL and DB_URL count as configured before validation: a check that needs
+// database.url (pgactivity.enabled) is satisfied by the positional DB_URL. The run then fails only on the
+// unreachable database, as a runtime error (exit 1), naming it without its password.
+func TestPositionalURLsSatisfyValidation(t *testing.T) {
+	t.Setenv("ATTESTLOAD_PGACTIVITY_ENABLED", "true")
+	code, _, stderr := runMain(t, "run", "https://127.0.0.1:1", "postgresql://u:secret-pw@127.0.0.1:1/verifierdb",
+		"--key-pool", keyPoolArg(), "--results-dir", t.TempDir())
+	if strings.Contains(stderr, "needs database.url") || code == 2 {
+		t.Fatalf("exit %d: the positional DB_URL was not seen by validation:\n%s", code, stderr)
+	}
+	if code != 1 || !strings.Contains(stderr, "127.0.0.1:1") || strings.Contains(stderr, "secret-pw") {
+		t.Fatalf("exit %d, want 1 with the unreachable database named and no password:\n%s", code, stderr)
+	}
+}

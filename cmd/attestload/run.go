@@ -76,21 +76,21 @@ Exit status: 0 ok; 1 runtime failure; 2 usage or configuration error; 99 a thres
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := daemon.Loader{File: configFile, Environ: os.Environ(), Flags: cmd.Flags(), FlagKey: runFlagKeys}.Load()
+			positional := func(c *daemon.Config) {
+				if len(args) > 0 {
+					c.Verifier.URL = args[0]
+				}
+				if len(args) > 1 {
+					c.Database.URL = args[1]
+				}
+			}
+			cfg, err := daemon.Loader{File: configFile, Environ: os.Environ(), Flags: cmd.Flags(), FlagKey: runFlagKeys,
+				Override: positional}.Load()
 			if err != nil {
 				if _, ok := errors.AsType[*daemon.ConfigError](err); ok {
 					return err
 				}
 				return &usageError{err}
-			}
-			if len(args) > 0 {
-				cfg.Verifier.URL = args[0]
-			}
-			if len(args) > 1 {
-				cfg.Database.URL = args[1]
-			}
-			if err := cfg.Validate(); err != nil {
-				return err
 			}
 			resolved := cfg.Resolved()
 			if shardFlag != "" {
