@@ -130,7 +130,7 @@ func goldenLines(t testing.TB) [][]byte {
 	for _, name := range []string{"mixed-101.jsonl", "retries-102.jsonl"} {
 		f, err := os.Open(filepath.Join(goldenDir(t), name))
 		if err != nil {
-			t.Skipf("shared test data not available: %v", err)
+			t.Fatalf("shared test data (../shared/testdata/report-golden) not readable: %v", err)
 		}
 		sc := bufio.NewScanner(f)
 		sc.Buffer(nil, 1<<20)

@@ -18,7 +18,7 @@ func TestLegacyGolden(t *testing.T) {
 			dir := goldenDir(t)
 			want, err := os.ReadFile(filepath.Join(dir, name+".txt"))
 			if err != nil {
-				t.Skipf("shared golden files not available: %v", err)
+				t.Fatalf("shared golden files (../shared/testdata/report-golden) not readable: %v", err)
 			}
 			var out, errb bytes.Buffer
 			code, err := Run(context.Background(), Options{Inputs: []string{filepath.Join(dir, name+".jsonl")},
@@ -86,7 +86,7 @@ func TestFormatsGolden(t *testing.T) {
 	}
 	for _, c := range cases {
 		if _, err := os.Stat(c.input); err != nil {
-			t.Skipf("input not available: %v", err)
+			t.Fatalf("golden input not readable: %v", err)
 		}
 		for _, format := range []string{FormatText, FormatJSON, FormatMarkdown, FormatHTML} {
 			t.Run(c.name+"."+format, func(t *testing.T) {
