@@ -20,7 +20,9 @@ const MaxLineBytes = 16 << 20
 const maxSkipMessages = 20
 
 // ResolveInputs turns the command-line arguments into file paths. Each argument is an existing file, a glob, or
-// a run timestamp looked up under resultsDir with or without ".jsonl". Duplicates are dropped, order is kept.
+// a run timestamp looked up under resultsDir with or without ".jsonl"; a bare timestamp also names every
+// <stamp>-<run_id>.jsonl there (runs that started in the same second), after <stamp>.jsonl and in name order.
+// Duplicates are dropped, order is kept.
 func ResolveInputs(args []string, resultsDir string) ([]string, error) {
 	if len(args) == 0 {
 		return nil, errors.New("no input: give a results file, a run timestamp or a glob")
@@ -70,13 +72,57 @@ func ResolveInputs(args []string, resultsDir string) ([]string, error) {
 					break
 				}
 			}
+			if isStamp(arg) {
+				for _, p := range sameSecondRuns(resultsDir, arg) {
+					addPath(p)
+					found = true
+				}
+			}
 		}
 		if !found {
-			return nil, fmt.Errorf("input %q: no such file, and no %s under the results directory %q",
-				arg, strings.TrimSuffix(arg, ".jsonl")+".jsonl", resultsDir)
+			also := ""
+			if isStamp(arg) {
+				also = " or " + arg + "-*.jsonl"
+			}
+			return nil, fmt.Errorf("input %q: no such file, and no %s%s under the results directory %q",
+				arg, strings.TrimSuffix(arg, ".jsonl")+".jsonl", also, resultsDir)
 		}
 	}
 	return out, nil
+}
+
+// isStamp reports whether arg is a bare run timestamp (YYYYmmddHHMMSS), the name results files start with.
+func isStamp(arg string) bool {
+	if len(arg) != len("20060102150405") {
+		return false
+	}
+	for _, c := range []byte(arg) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// sameSecondRuns lists dir/<stamp>-*.jsonl, the results files of runs that started in the same second as another
+// one there (named with their run id), in name order. The directory is listed rather than globbed so that a
+// results directory whose name holds glob characters still works.
+func sameSecondRuns(dir, stamp string) []string {
+	ents, err := os.ReadDir(dir) // sorted by name
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasPrefix(name, stamp+"-") && strings.HasSuffix(name, ".jsonl") && !e.IsDir() {
+			p := filepath.Join(dir, name)
+			if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }
 
 // sidecarPath is results/<stamp>.run.json for results/<stamp>.jsonl.

@@ -283,3 +283,63 @@ func TestHTMLInChromium(t *testing.T) {
 		t.Errorf("screenshot missing or blank: %v", err)
 	}
 }
+
+// A run that started in the same second as another one in the same directory is <stamp>-<run_id>.jsonl; a
+// timestamp argument names all of them, merged after <stamp>.jsonl in name order.
+func TestInputsSameSecondRuns(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	line := func(i int) string { return v0Line(i, 0, true, true, float64(i), 0.1, 0.1) + "\n" }
+	write("20250103000000.jsonl", line(0))
+	write("20250103000000-bbbb2222.jsonl", line(1)+line(2))
+	write("20250103000000-aaaa1111.jsonl", line(3))
+	write("20250103000000-aaaa1111.run.json", `{"schema":1,"run_id":"aaaa1111","instance":"i","model":"fleet",`+
+		`"start_time":1,"end_time":9,"agents":1,"workers":1}`)
+	write("20250103000001.jsonl", line(4))          // the next second: another run
+	write("202501030000001-x.jsonl", line(5))       // not a timestamp and a dash
+	write("20250104000000-cccc3333.jsonl", line(6)) // only a run-id name for that second
+	if err := os.Mkdir(filepath.Join(dir, "20250103000000-dddd.jsonl"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rel := func(ps []string) []string {
+		var out []string
+		for _, p := range ps {
+			out = append(out, filepath.Base(p))
+		}
+		return out
+	}
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"20250103000000"}, []string{"20250103000000.jsonl", "20250103000000-aaaa1111.jsonl", "20250103000000-bbbb2222.jsonl"}},
+		{[]string{"20250103000000.jsonl"}, []string{"20250103000000.jsonl"}}, // a file name names that file only
+		{[]string{"20250104000000"}, []string{"20250104000000-cccc3333.jsonl"}},
+		{[]string{"20250103000000-bbbb2222", "20250103000000"}, []string{"20250103000000-bbbb2222.jsonl",
+			"20250103000000.jsonl", "20250103000000-aaaa1111.jsonl"}},
+	} {
+		paths, err := ResolveInputs(c.args, dir)
+		if err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		if got := rel(paths); strings.Join(got, " ") != strings.Join(c.want, " ") {
+			t.Errorf("%v: %v, want %v", c.args, got, c.want)
+		}
+	}
+	paths, _ := ResolveInputs([]string{"20250103000000"}, dir)
+	s, err := Load(context.Background(), paths, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Records != 4 || len(s.Runs) != 1 || s.Runs[0].RunID != "aaaa1111" {
+		t.Errorf("merged: %d records, runs %+v; want 4 records and the aaaa1111 sidecar", s.Records, s.Runs)
+	}
+	_, err = ResolveInputs([]string{"20250105000000"}, dir)
+	if err == nil || !strings.Contains(err.Error(), "20250105000000-*.jsonl") {
+		t.Errorf("missing timestamp: %v", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -30,6 +31,9 @@ type Options struct {
 	OnError func(error)
 	// Logger receives a line for every failure; nil discards.
 	Logger *slog.Logger
+	// RunID is the run's marker. Create puts it in the file name (<stamp>-<run_id>.jsonl) when another run has
+	// already taken <stamp>.jsonl in the same directory; without it such a clash is an error.
+	RunID string
 }
 
 // Writer appends records to a JSONL file. It is safe for concurrent use.
@@ -51,13 +55,55 @@ type Writer struct {
 	failed  atomic.Uint64
 }
 
-// Create creates dir if needed and opens a new results file named after start (results/<stamp>.jsonl). It refuses
-// to overwrite an existing file, since two runs started in the same second would otherwise mix their lines.
+// Create creates dir if needed and opens a new results file named after start: results/<stamp>.jsonl, or
+// results/<stamp>-<run_id>.jsonl (opts.RunID) when that name, or its sidecar's, is already taken, which happens
+// when two runs start in the same second in one directory (shards on one host, a quick restart). It never
+// overwrites a file: the name is claimed by an exclusive create, and a clash on both names is an error.
 func Create(dir string, start time.Time, opts Options) (*Writer, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("results directory: %w", err)
 	}
-	return Open(filepath.Join(dir, start.Format(StampLayout)+".jsonl"), opts)
+	stamp := start.Format(StampLayout)
+	first := filepath.Join(dir, stamp+".jsonl")
+	if !exists(SidecarPath(first)) {
+		w, err := Open(first, opts)
+		if err == nil || !errors.Is(err, fs.ErrExist) {
+			return w, err
+		}
+	}
+	if opts.RunID == "" {
+		return nil, fmt.Errorf("results file %s (or its sidecar) already exists: another run started in the same "+
+			"second in this directory, and no run id was given to name this one apart", first)
+	}
+	if err := checkRunID(opts.RunID); err != nil {
+		return nil, err
+	}
+	second := filepath.Join(dir, stamp+"-"+opts.RunID+".jsonl")
+	if exists(SidecarPath(second)) {
+		return nil, fmt.Errorf("results files %s and %s: both names are taken, and neither is overwritten", first, second)
+	}
+	w, err := Open(second, opts)
+	if errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("results files %s and %s: both names are taken, and neither is overwritten", first, second)
+	}
+	return w, err
+}
+
+// exists reports whether something is at path; a path that cannot be checked counts as taken, so that Create
+// moves on rather than risk replacing it.
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return !errors.Is(err, fs.ErrNotExist)
+}
+
+// checkRunID refuses a run id that cannot be part of a file name in the results directory.
+func checkRunID(id string) error {
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return fmt.Errorf("results file name: run id %q has %q; only letters, digits, '-' and '_' can name a file", id, r)
+		}
+	}
+	return nil
 }
 
 // Open creates the results file at path (which must not exist) and starts the periodic flush.

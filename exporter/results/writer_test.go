@@ -154,3 +154,85 @@ func BenchmarkWriterObserve(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+// Two runs starting in the same second in one directory (shards on one host, a quick restart) must both start:
+// the second takes <stamp>-<run_id>.jsonl, and nothing is ever overwritten.
+func TestCreateSameSecondUsesRunID(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "results")
+	start := time.Date(2026, 11, 30, 20, 21, 18, 0, time.UTC)
+	a, err := Create(dir, start, Options{RunID: "aaaa1111"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "20261130202118.jsonl"); a.Path() != want {
+		t.Fatalf("first run: %s, want %s", a.Path(), want)
+	}
+	a.Observe(rec(1))
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteSidecar(a.Path(), map[string]any{"run_id": "aaaa1111"}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Create(dir, start, Options{RunID: "bbbb2222"})
+	if err != nil {
+		t.Fatalf("second run in the same second: %v", err)
+	}
+	if want := filepath.Join(dir, "20261130202118-bbbb2222.jsonl"); b.Path() != want {
+		t.Fatalf("second run: %s, want %s", b.Path(), want)
+	}
+	if want := filepath.Join(dir, "20261130202118-bbbb2222.run.json"); SidecarPath(b.Path()) != want {
+		t.Fatalf("second run's sidecar: %s, want %s", SidecarPath(b.Path()), want)
+	}
+	if err := WriteSidecar(b.Path(), map[string]any{"run_id": "bbbb2222"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(readLines(t, a.Path())); n != 1 {
+		t.Fatalf("the first run's file has %d lines after the second run started, want 1", n)
+	}
+	side, _ := os.ReadFile(SidecarPath(a.Path()))
+	if !strings.Contains(string(side), "aaaa1111") {
+		t.Fatalf("the first run's sidecar was replaced: %s", side)
+	}
+
+	// Both names taken: an error naming both, never an overwrite.
+	_, err = Create(dir, start, Options{RunID: "bbbb2222"})
+	if err == nil || !strings.Contains(err.Error(), "20261130202118.jsonl") || !strings.Contains(err.Error(), "20261130202118-bbbb2222.jsonl") {
+		t.Fatalf("third run with the second's id: %v; want an error naming both files", err)
+	}
+	// No run id to tell the runs apart.
+	if _, err := Create(dir, start, Options{}); err == nil || !strings.Contains(err.Error(), "same second") {
+		t.Fatalf("clash without a run id: %v", err)
+	}
+	// A run id that would leave the directory or hide a path separator.
+	for _, bad := range []string{"../x", "a/b", "a.b", "é"} {
+		if _, err := Create(dir, start, Options{RunID: bad}); err == nil || !strings.Contains(err.Error(), "run id") {
+			t.Errorf("run id %q: %v", bad, err)
+		}
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 4 {
+		t.Fatalf("%d entries in the results directory, want 2 results files and 2 sidecars: %v", len(ents), ents)
+	}
+}
+
+// A sidecar left without its results file still claims the name: the run does not adopt (and later replace) it.
+func TestCreateKeepsAnOrphanSidecar(t *testing.T) {
+	dir := t.TempDir()
+	start := time.Date(2026, 11, 30, 20, 21, 18, 0, time.UTC)
+	orphan := filepath.Join(dir, "20261130202118.run.json")
+	if err := os.WriteFile(orphan, []byte(`{"run_id":"old"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w, err := Create(dir, start, Options{RunID: "new1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if filepath.Base(w.Path()) != "20261130202118-new1.jsonl" {
+		t.Fatalf("path %s; want the run-id name beside an existing sidecar", w.Path())
+	}
+}
