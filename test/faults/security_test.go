@@ -2,12 +2,14 @@ package faults
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -101,12 +103,54 @@ func (e *recordingEntropy) tokens() []string {
 	return append([]string(nil), e.secrets...)
 }
 
-// No bearer token reaches stdout, stderr (with -v), the JSONL, the run sidecar or /metrics; and a database
-// password never reaches the output of a failed connection.
+// otlpCapture is an OTLP/HTTP trace receiver that keeps the raw (decompressed) request bodies, so that the
+// spans a run exports can be searched for secrets byte for byte (protobuf keeps strings verbatim).
+type otlpCapture struct {
+	mu     sync.Mutex
+	bodies [][]byte
+}
+
+func (c *otlpCapture) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var body io.Reader = r.Body
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		body = zr
+	}
+	b, err := io.ReadAll(body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	c.mu.Lock()
+	c.bodies = append(c.bodies, b)
+	c.mu.Unlock()
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	w.WriteHeader(http.StatusOK)
+}
+
+func (c *otlpCapture) all() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return bytes.Join(c.bodies, nil)
+}
+
+// No bearer token reaches stdout, stderr (with -v), the JSONL, the run sidecar, /metrics or the exported spans;
+// and a database password never reaches the output of a failed connection.
 func TestSecretsStayOutOfOutputs(t *testing.T) {
 	ent := &recordingEntropy{}
 	w := newWorld(t, harness.SimOptions{Entropy: ent})
-	d := w.start(w.baseEnv(), w.runArgs(4, 500*time.Millisecond, "-v")...)
+	spans := &otlpCapture{}
+	collector := httptest.NewServer(spans)
+	defer collector.Close()
+	// Every cycle traced (ratio 1), exported over OTLP/HTTP to the capture.
+	env := w.baseEnv("ATTESTLOAD_TRACING_ENABLED=true", "ATTESTLOAD_TRACING_PROTOCOL=http",
+		"ATTESTLOAD_TRACING_ENDPOINT="+collector.URL, "ATTESTLOAD_TRACING_INSECURE=true",
+		"ATTESTLOAD_TRACING_SAMPLE_RATIO=1")
+	d := w.start(env, w.runArgs(4, 500*time.Millisecond, "-v")...)
 	d.waitCycles(t, record.OutcomeSuccess, 8, time.Minute)
 	resp, err := http.Get("http://" + d.addr + "/metrics")
 	if err != nil {
@@ -122,16 +166,20 @@ func TestSecretsStayOutOfOutputs(t *testing.T) {
 	if len(tokens) < 4 {
 		t.Fatalf("the simulator issued %d tokens; the run did not authenticate", len(tokens))
 	}
+	exported := spans.all()
+	if !bytes.Contains(exported, []byte("attestation.cycle")) || !bytes.Contains(exported, []byte("attestation.negotiate")) {
+		t.Fatalf("no spans reached the OTLP capture (%d bytes); the span check would be vacuous", len(exported))
+	}
 	outputs := map[string][]byte{"stdout": []byte(d.Stdout.String()), "stderr": []byte(d.Stderr.String()),
-		"/metrics": exposition}
+		"/metrics": exposition, "spans (OTLP)": exported}
 	files, _ := filepath.Glob(filepath.Join(w.dir, "*"))
 	for _, f := range files {
 		if b, err := os.ReadFile(f); err == nil {
 			outputs[filepath.Base(f)] = b
 		}
 	}
-	if len(outputs) < 5 {
-		t.Fatalf("expected stdout, stderr, /metrics, the JSONL and its sidecar; got %d outputs", len(outputs))
+	if len(outputs) < 6 {
+		t.Fatalf("expected stdout, stderr, /metrics, the spans, the JSONL and its sidecar; got %d outputs", len(outputs))
 	}
 	for name, b := range outputs {
 		for _, tok := range tokens {
