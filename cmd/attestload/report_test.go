@@ -12,8 +12,8 @@ import (
 func writeResults(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	line := `{"agent_index": 0, "worker_index": 0, "create_successful": true, "update_successful": true, ` +
-		`"create_duration": 0.1, "update_duration": 0.2, "create_attempts": [{"action": "create", "start_time": 10, ` +
+	line := `{"agent_index": 0, "task_index": 0, "worker_index": 0, "create_successful": true, ` +
+		`"update_successful": true, "create_duration": 0.1, "update_duration": 0.2, "create_attempts": [{"action": "create", "start_time": 10, ` +
 		`"end_time": 10.1, "duration": 0.1, "ok": true, "retry_after": 0}], "update_attempts": [{"action": "update", ` +
 		`"start_time": 10.1, "end_time": 10.3, "duration": 0.2, "ok": true, "retry_after": 0}]}` + "\n"
 	if err := os.WriteFile(filepath.Join(dir, "20250606134858.jsonl"), []byte(line+"garbage\n"), 0o644); err != nil {

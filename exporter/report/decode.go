@@ -13,8 +13,10 @@ import (
 // most of its time on reflection and on keys the report never looks at. The decoder accepts exactly the lines
 // encoding/json accepts when unmarshalling into record.Record (type errors included, so a line that the daemon or
 // a script would reject is rejected here too), and extracts only the fields the report aggregates. The one
-// deliberate difference: a bare `null` line, which encoding/json accepts as an empty record, is malformed here.
-// FuzzDecodeLine holds the two decoders to the same answers.
+// deliberate differences: a bare `null` line, which encoding/json accepts as an empty record, is malformed here,
+// and so is an object that is not a record at all (errNotRecord): one that lacks both the old layout's pair
+// agent_index and task_index and the schema-1 agent_id (non-empty), counting a key whose last value is null as
+// absent. FuzzDecodeLine holds the two decoders to the same answers.
 
 // maxDepth matches encoding/json's nesting limit.
 const maxDepth = 10000
@@ -68,9 +70,17 @@ type decoder struct {
 	pos    int
 	depth  int
 	intern map[string]string
+
+	// The identity keys of the line being decoded, for errNotRecord.
+	hasAgentIndex, hasTaskIndex, hasAgentID bool
 }
 
 var errSyntax = errors.New("invalid JSON")
+
+// errNotRecord rejects valid JSON objects that are not results records, such as {"a":1} or {}: counting them
+// as attestations would inflate every figure with cycles that never happened.
+var errNotRecord = errors.New("not a results record: it has neither agent_index and task_index (old layout) " +
+	"nor agent_id (schema 1)")
 
 type decodeError struct {
 	off int
@@ -85,6 +95,7 @@ func (d *decoder) fail(msg string) error { return &decodeError{off: d.pos, msg: 
 func (d *decoder) decodeLine(line []byte, c *cycleLine) error {
 	c.reset()
 	d.buf, d.pos, d.depth = line, 0, 0
+	d.hasAgentIndex, d.hasTaskIndex, d.hasAgentID = false, false, false
 	d.ws()
 	if d.pos >= len(d.buf) {
 		return d.fail("empty line")
@@ -101,6 +112,9 @@ func (d *decoder) decodeLine(line []byte, c *cycleLine) error {
 	d.ws()
 	if d.pos != len(d.buf) {
 		return d.fail("unexpected data after the object")
+	}
+	if !(d.hasAgentIndex && d.hasTaskIndex) && !d.hasAgentID {
+		return errNotRecord
 	}
 	return nil
 }
@@ -589,10 +603,23 @@ func keyFold(key []byte, known []string) string {
 func (d *decoder) recordField(key []byte, c *cycleLine) error {
 	switch string(key) {
 	case "agent_index":
+		// Like a *int field: the last value decides, and null means absent (encoding/json leaves the int alone).
+		if d.null() {
+			d.hasAgentIndex = false
+			return nil
+		}
+		d.hasAgentIndex = true
 		return d.integer(&c.agentIndex)
+	case "task_index":
+		if d.null() {
+			d.hasTaskIndex = false
+			return nil
+		}
+		d.hasTaskIndex = true
+		return d.checked('i')
 	case "worker_index":
 		return d.integer(&c.workerIndex)
-	case "task_index", "attestation_index", "ima_offset", "ima_entries_sent":
+	case "attestation_index", "ima_offset", "ima_entries_sent":
 		return d.checked('i')
 	case "create_successful":
 		return d.boolean(&c.createOK)
@@ -610,7 +637,18 @@ func (d *decoder) recordField(key []byte, c *cycleLine) error {
 		return d.attempts(&c.session)
 	case "schema":
 		return d.integer(&c.schema)
-	case "run_id", "instance", "agent_id", "profile", "trace_id":
+	case "agent_id":
+		if d.null() {
+			d.hasAgentID = false
+			return nil
+		}
+		if d.pos >= len(d.buf) || d.buf[d.pos] != '"' {
+			return d.typeErr("string")
+		}
+		b, err := d.stringBytes()
+		d.hasAgentID = len(b) > 0
+		return err
+	case "run_id", "instance", "profile", "trace_id":
 		return d.checked('s')
 	case "outcome":
 		return d.str(&c.outcome)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -84,11 +85,31 @@ func checkEquivalent(t *testing.T, line []byte) {
 		}
 		return
 	}
-	if (stdErr == nil) != (myErr == nil) {
+	if stdErr != nil && (myErr == nil || errors.Is(myErr, errNotRecord)) {
 		t.Fatalf("encoding/json error %v, decoder error %v, line %q", stdErr, myErr, line)
 	}
 	if stdErr != nil {
 		return
+	}
+	// The decoder also refuses valid objects that are not records: decode the identity keys the way
+	// encoding/json decodes pointer fields (last value wins, null is nil) and apply the same rule.
+	var id struct {
+		AgentIndex *int    `json:"agent_index"`
+		TaskIndex  *int    `json:"task_index"`
+		AgentID    *string `json:"agent_id"`
+	}
+	if err := json.Unmarshal(line, &id); err != nil {
+		t.Fatalf("identity keys of %q: %v", line, err)
+	}
+	isRecord := id.AgentIndex != nil && id.TaskIndex != nil || id.AgentID != nil && *id.AgentID != ""
+	if !isRecord {
+		if !errors.Is(myErr, errNotRecord) {
+			t.Fatalf("%q is not a record (identity %+v); decoder error %v, want errNotRecord", line, id, myErr)
+		}
+		return
+	}
+	if myErr != nil {
+		t.Fatalf("%q is a record; decoder error %v", line, myErr)
 	}
 	want := normalise(project(&rec))
 	got = normalise(got)
@@ -165,6 +186,13 @@ var edgeLines = []string{
 	`{"create_duration": 123456789012345678901234567890}`, `{"create_duration": -0.0}`, `{"schema": 1, "error": "timeout"}`,
 	`{"verdict": {"failure_reason": "x", "failure_reason": null}}`, "{\"a\":\"\t\"}", `{"a": tru}`, `{"a": nul}`,
 	`{"ſchema": 1}`, `{"agent_index": 99999999999999999999}`, `{"create_successful": 1}`,
+	// Which valid objects are records.
+	`{"a":1}`, `{"agent_index": 1}`, `{"task_index": 1}`, `{"agent_index": 1, "task_index": 2}`,
+	`{"AGENT_INDEX": 1, "Task_Index": 2}`, `{"agent_index": 1, "task_index": null}`,
+	`{"agent_index": null, "task_index": 2, "agent_index": 3}`, `{"agent_id": "x"}`, `{"agent_id": ""}`,
+	`{"agent_id": null}`, `{"agent_id": "x", "agent_id": null}`, `{"Agent_ID": "\u0061"}`, `{"agent_id": 5}`,
+	`{"agent_index": 1, "task_index": "x"}`, `{"verdict": {"agent_id": "x"}}`,
+	`{"create_attempts": [{"agent_index": 1, "task_index": 2}]}`,
 }
 
 func FuzzDecodeLine(f *testing.F) {

@@ -79,6 +79,31 @@ func TestGarbageLines(t *testing.T) {
 	}
 }
 
+// A valid JSON object that carries none of the record's identity keys is not an attestation: it is skipped and
+// counted as malformed, like a garbage line, and the records around it are counted as usual.
+func TestObjectsThatAreNotRecords(t *testing.T) {
+	good := v0Line(2, 1, true, true, 1, 0.1, 0.2)
+	v1 := string(sampleV1Line(t))
+	in := strings.Join([]string{good, `{"a":1}`, `{}`, `{"agent_index": 3}`, `{"agent_id": ""}`, v1,
+		`{"agent_id": "a-1", "outcome": "success"}`}, "\n") + "\n"
+	out, stderr, code := runOn(t, in, Options{Format: FormatJSON})
+	if code != 0 {
+		t.Errorf("exit %d without --strict", code)
+	}
+	for _, want := range []string{":2: skipped: not a results record", ":3: skipped", ":4: skipped", ":5: skipped",
+		"skipped 4 malformed line(s)"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if !strings.Contains(out.String(), `"records": 3,`) || !strings.Contains(out.String(), `"skipped_lines": 4,`) {
+		t.Errorf("JSON must count 3 records and 4 skipped lines:\n%s", out)
+	}
+	if _, _, code := runOn(t, in, Options{Strict: true}); code != ExitSkipped {
+		t.Errorf("--strict: exit %d, want %d", code, ExitSkipped)
+	}
+}
+
 func TestManySkippedLinesAreSummarised(t *testing.T) {
 	_, stderr, _ := runOn(t, strings.Repeat("x\n", 100), Options{})
 	if n := strings.Count(stderr, "skipped: "); n != maxSkipMessages {
