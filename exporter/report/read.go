@@ -221,22 +221,36 @@ func readFile(ctx context.Context, path string, r io.Reader, agg *aggregator, de
 	}
 }
 
+// ErrNoRecords is wrapped by Load's error when the inputs, taken together, hold no valid record: an empty report
+// would read as a run that did nothing, when the input is more likely the wrong file or not a results file.
+var ErrNoRecords = errors.New("no records")
+
 // Load reads and aggregates the given files (already resolved) and their run sidecars into a Summary. Skipped
-// lines are reported on stderr; the count is in Summary.SkippedLines.
+// lines are reported on stderr; the count is in Summary.SkippedLines. When no file holds a valid record, Load
+// fails with ErrNoRecords naming them; an input without records next to ones with records is only noted on stderr.
 func Load(ctx context.Context, paths []string, stderr io.Writer) (*Summary, error) {
 	agg := newAggregator()
 	dec := &decoder{}
 	skips := &skipLog{w: stderr}
 	var runs []RunInfo
+	var empty []string // inputs without a record, each with why
 	for _, p := range paths {
 		f, err := os.Open(p)
 		if err != nil {
 			return nil, fmt.Errorf("open results file: %w", err)
 		}
+		records, skipped := agg.records, skips.count
 		err = readFile(ctx, p, f, agg, dec, skips)
 		f.Close()
 		if err != nil {
 			return nil, err
+		}
+		if agg.records == records {
+			why := "empty"
+			if n := skips.count - skipped; n > 0 {
+				why = fmt.Sprintf("%d malformed line(s) skipped", n)
+			}
+			empty = append(empty, fmt.Sprintf("%s (%s)", p, why))
 		}
 		ri, err := readRunInfo(p)
 		if err != nil {
@@ -251,6 +265,17 @@ func Load(ctx context.Context, paths []string, stderr io.Writer) (*Summary, erro
 	}
 	if skips.count > 0 && stderr != nil {
 		fmt.Fprintf(stderr, "report: skipped %d malformed line(s) in total\n", skips.count)
+	}
+	if agg.records == 0 {
+		if len(paths) == 0 {
+			return nil, fmt.Errorf("%w: no input files", ErrNoRecords)
+		}
+		return nil, fmt.Errorf("%w in %s", ErrNoRecords, strings.Join(empty, ", "))
+	}
+	if stderr != nil {
+		for _, e := range empty {
+			fmt.Fprintf(stderr, "report: no records in %s; the report covers the other inputs\n", e)
+		}
 	}
 	return agg.summary(paths, skips.count, runs), nil
 }

@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -105,7 +106,8 @@ func TestObjectsThatAreNotRecords(t *testing.T) {
 }
 
 func TestManySkippedLinesAreSummarised(t *testing.T) {
-	_, stderr, _ := runOn(t, strings.Repeat("x\n", 100), Options{})
+	good := v0Line(0, 0, true, true, 1, 0.1, 0.2) + "\n"
+	_, stderr, _ := runOn(t, good+strings.Repeat("x\n", 100), Options{})
 	if n := strings.Count(stderr, "skipped: "); n != maxSkipMessages {
 		t.Errorf("%d per-line messages, want %d", n, maxSkipMessages)
 	}
@@ -123,18 +125,75 @@ func TestOverlongLineIsSkippedNotLoaded(t *testing.T) {
 	}
 }
 
-func TestEmptyFileEveryFormat(t *testing.T) {
-	for _, f := range []string{FormatText, FormatJSON, FormatMarkdown, FormatHTML} {
-		out, stderr, code := runOn(t, "", Options{Format: f})
-		if code != 0 || stderr != "" || out.Len() == 0 {
-			t.Errorf("%s: exit %d stderr %q", f, code, stderr)
+// Inputs that hold no record at all are an error naming them, whatever the format: an empty report would read as
+// a run that did nothing.
+func TestNoRecordsIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	empty := write("empty.jsonl", "")
+	blank := write("blank.jsonl", "\n\n")
+	junk := write("junk.jsonl", "garbage\n{\"a\":1}\n")
+	good := write("good.jsonl", v0Line(0, 0, true, true, 1, 0.1, 0.2)+"\n")
+	for _, c := range []struct {
+		inputs []string
+		want   []string
+	}{
+		{[]string{empty}, []string{"no records in " + empty + " (empty)"}},
+		{[]string{blank}, []string{"no records in " + blank + " (empty)"}},
+		{[]string{junk}, []string{"no records in " + junk + " (2 malformed line(s) skipped)"}},
+		{[]string{empty, junk}, []string{empty + " (empty)", junk + " (2 malformed"}},
+	} {
+		for _, f := range []string{FormatText, FormatJSON, FormatMarkdown, FormatHTML} {
+			var out, errb bytes.Buffer
+			code, err := Run(context.Background(), Options{Inputs: c.inputs, Format: f}, &out, &errb)
+			if code != ExitError || !errors.Is(err, ErrNoRecords) {
+				t.Fatalf("%v %s: exit %d, err %v; want %d and ErrNoRecords", c.inputs, f, code, err, ExitError)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("%v: error %q lacks %q", c.inputs, err, w)
+				}
+			}
+			if out.Len() != 0 {
+				t.Errorf("%v %s: a report was written:\n%s", c.inputs, f, out.String())
+			}
 		}
 	}
-	out, _, _ := runOn(t, "", Options{Legacy: true})
+	// An empty file next to one with records is fine: it is noted, and the report covers the rest.
+	var out, errb bytes.Buffer
+	code, err := Run(context.Background(), Options{Inputs: []string{empty, good}, Legacy: true}, &out, &errb)
+	if err != nil || code != 0 {
+		t.Fatalf("empty and good: exit %d, %v", code, err)
+	}
+	if !strings.Contains(out.String(), "Performed 1 attestations") ||
+		!strings.Contains(errb.String(), "no records in "+empty+" (empty)") {
+		t.Errorf("stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
+	}
+}
+
+// A summary of nothing still renders in every format (the report never makes one, but Write must not trip on it).
+func TestEmptySummaryEveryFormat(t *testing.T) {
+	s := newAggregator().summary(nil, 0, nil)
+	for _, f := range []string{FormatText, FormatJSON, FormatMarkdown, FormatHTML} {
+		var out bytes.Buffer
+		if err := Write(&out, s, f, false, false); err != nil || out.Len() == 0 {
+			t.Errorf("%s: %v, %d bytes", f, err, out.Len())
+		}
+	}
+	var out bytes.Buffer
+	if err := Write(&out, s, FormatText, true, false); err != nil {
+		t.Fatal(err)
+	}
 	for _, want := range []string{"Performed 0 attestations in 0:00:00 \n", "Used 0 worker processes and 0 mock agents",
 		"Per second              --      --      --"} {
 		if !strings.Contains(out.String(), want) {
-			t.Errorf("empty legacy output lacks %q:\n%s", want, out)
+			t.Errorf("empty legacy output lacks %q:\n%s", want, out.String())
 		}
 	}
 }

@@ -59,7 +59,7 @@ func TestBadFiles(t *testing.T) {
 }
 
 // attestload report on files that are not results: the culprit is named (file and line), nothing crashes, a
-// missing input is an error.
+// missing input is an error, and so is a set of inputs without a single record (named: "no records in X").
 func TestReportMalformedFiles(t *testing.T) {
 	harness.RequireFaults(t)
 	dir := t.TempDir()
@@ -70,6 +70,8 @@ func TestReportMalformedFiles(t *testing.T) {
 		}
 		return p
 	}
+	good := `{"agent_index":0,"task_index":0,"worker_index":0,"create_successful":true,"update_successful":true,` +
+		`"create_duration":0.1,"update_duration":0.2}` + "\n"
 	huge := append([]byte(`{"agent_index":0,"outcome":"`), make([]byte, 20<<20)...)
 	for _, c := range []struct {
 		name      string
@@ -78,10 +80,15 @@ func TestReportMalformedFiles(t *testing.T) {
 		culprit   []string // on stderr
 	}{
 		{"missing file", filepath.Join(dir, "nope.jsonl"), true, []string{"nope.jsonl"}},
-		{"garbage lines", write("garbage.jsonl", []byte("garbage\n{\"agent_index\": \"x\"}\n")), false, []string{"garbage.jsonl:1", "skipped"}},
-		{"binary", write("binary.jsonl", []byte("\x00\xff\xfe\x01\n\x02\x03")), false, []string{"binary.jsonl:1", "skipped"}},
-		{"truncated last line", write("cut.jsonl", []byte(`{"agent_index":0,"task_index":0,"outcome":"succ`)), false, []string{"cut.jsonl:1", "truncated"}},
-		{"line over the size bound", write("huge.jsonl", huge), false, []string{"huge.jsonl:1", "skipped"}},
+		{"garbage lines", write("garbage.jsonl", []byte("garbage\n{\"agent_index\": \"x\"}\n")), true,
+			[]string{"garbage.jsonl:1", "skipped", "no records in " + filepath.Join(dir, "garbage.jsonl")}},
+		{"objects that are not records", write("objects.jsonl", []byte(good+`{"a":1}`+"\n")), false,
+			[]string{"objects.jsonl:2", "not a results record"}},
+		{"binary", write("binary.jsonl", []byte("\x00\xff\xfe\x01\n\x02\x03")), true, []string{"binary.jsonl:1", "skipped", "no records in"}},
+		{"truncated last line", write("cut.jsonl", []byte(good+`{"agent_index":0,"task_index":0,"outcome":"succ`)), false,
+			[]string{"cut.jsonl:2", "truncated"}},
+		{"line over the size bound", write("huge.jsonl", huge), true, []string{"huge.jsonl:1", "skipped", "no records in"}},
+		{"empty file", write("empty.jsonl", nil), true, []string{"no records in " + filepath.Join(dir, "empty.jsonl")}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p, code := harness.Run(t, dir, nil, time.Minute, "report", c.input)
