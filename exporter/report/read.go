@@ -36,7 +36,11 @@ func ResolveInputs(args []string, resultsDir string) ([]string, error) {
 		}
 	}
 	for _, arg := range args {
-		if fi, err := os.Stat(arg); err == nil && !fi.IsDir() {
+		if fi, err := os.Stat(arg); err == nil {
+			if fi.IsDir() {
+				return nil, fmt.Errorf("%s is a directory; give the .jsonl files in it or a glob such as %s",
+					arg, filepath.Join(arg, "*.jsonl"))
+			}
 			addPath(arg)
 			continue
 		}

@@ -291,6 +291,26 @@ func TestInputsMergeAndLookup(t *testing.T) {
 	}
 }
 
+// A directory given as input is named as one, with what to give instead, not reported as a missing file.
+func TestInputDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "results")
+	if err := os.MkdirAll(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, arg := range []string{dir, filepath.Join(dir, "sub")} {
+		_, err := ResolveInputs([]string{arg}, dir)
+		want := arg + " is a directory; give the .jsonl files in it or a glob such as " + filepath.Join(arg, "*.jsonl")
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "no such file") {
+			t.Errorf("%s: %v; want %q", arg, err, want)
+		}
+	}
+	var out, errb bytes.Buffer
+	code, err := Run(context.Background(), Options{Inputs: []string{dir}}, &out, &errb)
+	if code != ExitError || err == nil || !strings.Contains(err.Error(), "is a directory") {
+		t.Errorf("Run on a directory: exit %d, %v", code, err)
+	}
+}
+
 func TestEveryThresholdMetricResolves(t *testing.T) {
 	paths := []string{filepath.Join("testdata", "v1-sample.jsonl")}
 	s, err := Load(context.Background(), paths, nil)

@@ -89,6 +89,8 @@ func TestReportMalformedFiles(t *testing.T) {
 			[]string{"cut.jsonl:2", "truncated"}},
 		{"line over the size bound", write("huge.jsonl", huge), true, []string{"huge.jsonl:1", "skipped", "no records in"}},
 		{"empty file", write("empty.jsonl", nil), true, []string{"no records in " + filepath.Join(dir, "empty.jsonl")}},
+		{"directory", dir, true, []string{dir + " is a directory; give the .jsonl files in it or a glob such as " +
+			filepath.Join(dir, "*.jsonl")}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p, code := harness.Run(t, dir, nil, time.Minute, "report", c.input)
