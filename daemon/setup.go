@@ -222,7 +222,7 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...Option) (_ 
 	}
 
 	r.writer, err = results.Create(cfg.Results.Dir, r.start, results.Options{FlushInterval: cfg.Results.FlushInterval,
-		Logger: log.With("component", "results"), OnError: r.onResultsError})
+		Logger: log.With("component", "results"), OnError: r.onResultsError, RunID: r.runID})
 	if err != nil {
 		return nil, err
 	}

@@ -164,3 +164,12 @@ func TestPositionalURLsSatisfyValidation(t *testing.T) {
 		t.Fatalf("exit %d, want 1 with the unreachable database named and no password:\n%s", code, stderr)
 	}
 }
+
+// A run stopped before any cycle started has nothing to summarise; that is said, and is not a failure.
+func TestRunWithNoCycleExitsZero(t *testing.T) {
+	fastSim(t)
+	code, out, stderr := runMain(t, "run", "--duration", "1ns", "--key-pool", keyPoolArg(), "--results-dir", t.TempDir())
+	if code != 0 || !strings.Contains(out, "No attestation cycle was started") {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
+	}
+}

@@ -221,6 +221,14 @@ func runLoad(parent context.Context, cfg daemon.Config, stdout, stderr io.Writer
 	// The summary is the same text `attestload report` prints for the run's file.
 	code, repErr := report.Run(context.Background(), report.Options{Inputs: []string{sum.ResultsPath},
 		Thresholds: cfg.Thresholds, Color: isTerminal(stdout)}, stdout, stderr)
+	if errors.Is(repErr, report.ErrNoRecords) && sum.Stats.Finished == 0 {
+		// Stopped before any cycle started: nothing to summarise is not a failure of the run itself (a
+		// threshold given for it would still have nothing to pass, so that case keeps the error).
+		if len(cfg.Thresholds) == 0 {
+			fmt.Fprintln(stdout, "No attestation cycle was started, so there is no summary.")
+			repErr, code = nil, 0
+		}
+	}
 	if err := errors.Join(runErr, closeErr, repErr); err != nil {
 		return err
 	}
