@@ -14,9 +14,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/attestload/attestload/exporter/threshold"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+
+	"github.com/attestload/attestload/attestation/enroll"
+	"github.com/attestload/attestload/exporter/threshold"
 )
 
 // EnvPrefix prefixes every environment variable attestload reads: ATTESTLOAD_<KEY> with the key's dots as
@@ -686,9 +688,8 @@ func toStages(key string, raw any) ([]StageConfig, error) {
 	return out, nil
 }
 
-// sqliteExplanation is the old tool's reason for refusing SQLite, kept in its words' spirit.
-const sqliteExplanation = "SQLite is not supported: a file-backed database is easily overwhelmed under load; " +
-	"configure the verifier with PostgreSQL (database_url = \"postgresql://...\")"
+// sqliteExplanation is why a SQLite database URL is refused (the old tool's explanation), shared with enroll.
+var sqliteExplanation = enroll.ErrSQLiteUnsupported.Error()
 
 // Validate checks ranges and combinations. Errors name the key.
 func (c *Config) Validate() error {
@@ -759,7 +760,7 @@ func (c *Config) Validate() error {
 	if d := c.Database.URL; d != "" {
 		low := strings.ToLower(d)
 		switch {
-		case strings.HasPrefix(low, "sqlite") || strings.HasSuffix(low, ".db") || strings.HasSuffix(low, ".sqlite"):
+		case enroll.IsSQLite(d):
 			return keyErr("database.url", "%s", sqliteExplanation)
 		case strings.HasPrefix(low, "postgres://"), strings.HasPrefix(low, "postgresql://"),
 			strings.HasPrefix(low, "postgresql+psycopg2://"), strings.Contains(low, "host="), strings.Contains(low, "dbname="):

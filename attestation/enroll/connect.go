@@ -17,9 +17,10 @@ import (
 // Connection errors, for errors.Is. The returned errors carry the redacted URL and the server's detail.
 var (
 	// ErrSQLiteUnsupported is returned for SQLite URLs and database file paths.
-	ErrSQLiteUnsupported = errors.New("SQLite is not supported: a load test needs the verifier on PostgreSQL, " +
-		"because a file-backed SQLite database is easily overwhelmed under load; " +
-		"point the verifier and attestload at a PostgreSQL database (postgres://user:password@host:5432/verifierdb)")
+	// The first sentence is the old tool's (keylime-perf-tests) own explanation; attestload speaks PostgreSQL only.
+	ErrSQLiteUnsupported = errors.New("performance tests can only be run using a full database engine such as " +
+		"PostgreSQL, not SQLite (a file-backed database is easily overwhelmed under load): point the verifier and " +
+		"attestload at a PostgreSQL database (postgresql://user:password@host:5432/verifierdb)")
 	// ErrUnreachable means no database server answered at the URL's host and port.
 	ErrUnreachable = errors.New("database server unreachable")
 	// ErrAuthFailed means the server rejected the user name or password.
@@ -45,7 +46,7 @@ const redactedPassword = "xxxxx"
 // ErrBadURL; no error ever contains the password.
 func Connect(ctx context.Context, rawURL string) (*pgxpool.Pool, error) {
 	shown := RedactURL(rawURL)
-	if isSQLite(rawURL) {
+	if IsSQLite(rawURL) {
 		return nil, fmt.Errorf("connect to %s: %w", shown, ErrSQLiteUnsupported)
 	}
 	connString := stripDriver(rawURL)
@@ -107,9 +108,9 @@ func classifyConnectError(shown, rawURL string, cfg *pgxpool.Config, err error) 
 		shown, ErrUnreachable, hostPort, scrub(cause.Error(), rawURL))
 }
 
-// isSQLite recognises the ways a SQLite database is usually named: Keylime's own "sqlite" default, SQLAlchemy
+// IsSQLite recognises the ways a SQLite database is usually named: Keylime's own "sqlite" default, SQLAlchemy
 // URLs such as sqlite:////var/lib/keylime/cv_data.sqlite, and bare file paths.
-func isSQLite(raw string) bool {
+func IsSQLite(raw string) bool {
 	s := strings.ToLower(strings.TrimSpace(raw))
 	if s == "sqlite" || s == "sqlite3" {
 		return true

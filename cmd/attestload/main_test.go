@@ -93,7 +93,7 @@ func TestUsageAndConfigErrorsExit2(t *testing.T) {
 		{args: []string{"run", "--config", bad}, want: `attestload: config key "run.workers": must be >= 0, got -2`},
 		{args: []string{"run", "--model", "open"}, want: `attestload: config key "scheduler.model": must be closed, fleet or rate`},
 		{args: []string{"run", "https://v:8881", "sqlite:////var/lib/keylime/cv_data.sqlite"},
-			want: `attestload: config key "database.url": SQLite is not supported`},
+			want: `attestload: config key "database.url": performance tests can only be run using a full database engine such as PostgreSQL, not SQLite`},
 		{args: []string{"run", "https://v:8881"}, want: `attestload: config key "database.url": must be set with verifier.url`},
 		{args: []string{"run"}, env: [2]string{"ATTESTLOAD_RUN_WORKRS", "3"}, want: "attestload: environment variable ATTESTLOAD_RUN_WORKRS: unknown config key (config.example.yaml lists the keys)"},
 		{args: []string{"run", "--shard", "3/2"}, want: "attestload: --shard: "},
