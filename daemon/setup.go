@@ -536,42 +536,63 @@ func (cr *clientRunner) Cycle(ctx context.Context, agent, task, worker int) *rec
 
 func (cr *clientRunner) NotBefore(agent int) time.Time { return cr.agents[agent].NotBefore }
 
-// writeVerbose prints one line per request in the old tool's -v form:
-// a<agent>|t<task>|c<n> (w<worker>): [ok] ACTION METHOD URL -> STATUS in DURATION
+// writeVerbose prints the old tool's request lines for one finished cycle, one per HTTP attempt:
+//
+//	a<agent>|t<task>|c<n> (w<worker>): [ok] create attestation <task> for <agent id> in 52ms
+//	a<agent>|t<task>|u<n> (w<worker>): [retry] update attestation <task> for <agent id> performed too early, retrying in 2 seconds
+//	a<agent>|t<task>|c<n> (w<worker>): [fail] create attestation <task> for <agent id> failed after 5.5s (status 500, error http_status)
+//
+// c and u number the create (POST) and update (PATCH) attempts from 0 as the old tool did; the PoP session
+// attempts, which it never made, are numbered s0, s1, … Each line is preceded by an [info] line with the method
+// and URL, as the old tool printed in verbose mode.
 func writeVerbose(w io.Writer, rec *record.Record) {
 	var b strings.Builder
-	n := 0
-	for _, list := range [][]record.Attempt{rec.SessionAttempts, rec.CreateAttempts, rec.UpdateAttempts} {
-		for _, a := range list {
-			n++
-			tag := "ok"
+	for _, list := range []struct {
+		letter   string
+		attempts []record.Attempt
+	}{{"s", rec.SessionAttempts}, {"c", rec.CreateAttempts}, {"u", rec.UpdateAttempts}} {
+		for i, a := range list.attempts {
+			id := fmt.Sprintf("a%d|t%d|%s%d (w%d)", rec.AgentIndex, rec.TaskIndex, list.letter, i, rec.WorkerIndex)
+			fmt.Fprintf(&b, "%s: [info] %s %s\n", id, a.Method, a.URL)
+			op := fmt.Sprintf("%s attestation %d for %s", a.Action, rec.TaskIndex, rec.AgentID)
+			switch a.Action {
+			case record.ActionSessionCreate:
+				op = "create session for " + rec.AgentID
+			case record.ActionSessionPoP:
+				op = "prove possession (PoP) for " + rec.AgentID
+			}
+			dur := "--"
+			if a.Duration != nil {
+				dur = report.FormatDuration(*a.Duration)
+			}
 			switch {
 			case a.OK != nil && *a.OK:
+				fmt.Fprintf(&b, "%s: [ok] %s in %s\n", id, op, dur)
 			case a.RetryAfter != nil && *a.RetryAfter > 0:
-				tag = "retry"
+				issue := "performed too early"
+				if a.Conflicts != nil && *a.Conflicts {
+					issue = "already in progress"
+				} else if a.Status != nil && *a.Status != 429 {
+					issue = fmt.Sprintf("answered %d", *a.Status)
+				}
+				unit := "seconds"
+				if *a.RetryAfter == 1 {
+					unit = "second"
+				}
+				fmt.Fprintf(&b, "%s: [retry] %s %s, retrying in %d %s\n", id, op, issue, *a.RetryAfter, unit)
 			default:
-				tag = "fail"
+				var why []string
+				if a.Status != nil {
+					why = append(why, fmt.Sprintf("status %d", *a.Status))
+				}
+				if a.Error != nil {
+					why = append(why, "error "+*a.Error)
+				}
+				if a.Code != "" {
+					why = append(why, "code "+a.Code)
+				}
+				fmt.Fprintf(&b, "%s: [fail] %s failed after %s (%s)\n", id, op, dur, strings.Join(why, ", "))
 			}
-			status := "-"
-			if a.Status != nil {
-				status = fmt.Sprint(*a.Status)
-			}
-			dur := "-"
-			if a.Duration != nil {
-				dur = time.Duration(*a.Duration * float64(time.Second)).Round(time.Microsecond).String()
-			}
-			fmt.Fprintf(&b, "a%d|t%d|c%d (w%d): [%s] %s %s %s -> %s in %s", rec.AgentIndex, rec.TaskIndex, n,
-				rec.WorkerIndex, tag, a.Action, a.Method, a.URL, status, dur)
-			if a.Error != nil {
-				fmt.Fprintf(&b, " error=%s", *a.Error)
-			}
-			if a.Code != "" {
-				fmt.Fprintf(&b, " code=%s", a.Code)
-			}
-			if a.RetryAfter != nil && *a.RetryAfter > 0 {
-				fmt.Fprintf(&b, " retry_after=%ds", *a.RetryAfter)
-			}
-			b.WriteByte('\n')
 		}
 	}
 	io.WriteString(w, b.String())

@@ -98,7 +98,9 @@ func TestSetupRunsAgainstTheSimulatedVerifier(t *testing.T) {
 			t.Fatalf("record %+v", rec)
 		}
 	}
-	if !strings.Contains(verbose.String(), "|t1|c") || !strings.Contains(verbose.String(), "[ok] update PATCH") {
+	if !strings.Contains(verbose.String(), "|t1|c0 (w") || !strings.Contains(verbose.String(), "|t1|u0 (w") ||
+		!strings.Contains(verbose.String(), "[ok] update attestation 1 for ") ||
+		!strings.Contains(verbose.String(), "[info] POST http") {
 		t.Fatalf("verbose output:\n%s", verbose.String())
 	}
 	var info map[string]any

@@ -76,6 +76,10 @@ func pyRoundInt(x float64) string {
 	return strconv.FormatFloat(math.RoundToEven(x), 'f', 0, 64)
 }
 
+// FormatDuration formats seconds as the old tool did everywhere it printed a duration (e.g. "990ms", "1.5s"),
+// for the daemon's -v request lines.
+func FormatDuration(sec float64) string { return formatDuration(sec) }
+
 // formatDuration mirrors the old tool's duration helper: the unit is chosen by magnitude, sub-second units are
 // whole numbers, the others carry one decimal.
 func formatDuration(sec float64) string {
