@@ -58,7 +58,7 @@ func TestWrongCAFailsClearly(t *testing.T) {
 					t.Errorf("cycle outcome %s error %s, want fail/tls", r.Outcome, deref(r.Error))
 				}
 			}
-			if !strings.Contains(p.Stderr.String(), "error=tls") {
+			if !strings.Contains(p.Stderr.String(), "error tls") {
 				t.Errorf("stderr (-v) does not show the tls failures:\n%s", p.Stderr.String())
 			}
 			w.checkClean()
