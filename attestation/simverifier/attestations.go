@@ -42,16 +42,22 @@ func invalid(self, pointer, format string, args ...any) *response {
 	return apiErrorResponse(http.StatusUnprocessableEntity, "invalid_resource_data", fmt.Sprintf(format, args...), self, pointer)
 }
 
-// createAttestation is POST /v3/agents/{id}/attestations (phase 1, capabilities → chosen parameters).
-func (v *Verifier) createAttestation(r *http.Request, body []byte, agentID, self string) *response {
+// agentAttestationBody runs the checks both attestation calls share, in the real verifier's order: the bearer
+// token, its agent owning agentID, then the JSON:API body (content type and shape).
+func (v *Verifier) agentAttestationBody(r *http.Request, body []byte, agentID string) (map[string]any, string, *response) {
 	ident, resp := v.authenticate(r)
 	if resp != nil {
-		return resp
+		return nil, "", resp
 	}
 	if resp := authorizeAgent(ident, agentID); resp != nil {
-		return resp
+		return nil, "", resp
 	}
-	data, typ, resp := attestationBody(r, body)
+	return attestationBody(r, body)
+}
+
+// createAttestation is POST /v3/agents/{id}/attestations (phase 1, capabilities → chosen parameters).
+func (v *Verifier) createAttestation(r *http.Request, body []byte, agentID, self string) *response {
+	data, typ, resp := v.agentAttestationBody(r, body, agentID)
 	if resp != nil {
 		return resp
 	}
@@ -423,14 +429,7 @@ type quoteData struct {
 
 // updateAttestation is PATCH /v3/agents/{id}/attestations/{latest|index} (phase 2, evidence).
 func (v *Verifier) updateAttestation(r *http.Request, body []byte, agentID string, index int, self string) *response {
-	ident, resp := v.authenticate(r)
-	if resp != nil {
-		return resp
-	}
-	if resp := authorizeAgent(ident, agentID); resp != nil {
-		return resp
-	}
-	data, typ, resp := attestationBody(r, body)
+	data, typ, resp := v.agentAttestationBody(r, body, agentID)
 	if resp != nil {
 		return resp
 	}
