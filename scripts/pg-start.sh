@@ -58,7 +58,9 @@ if [[ "$status" != online* ]]; then
 	say "starting cluster $version/$cluster on port $port"
 	# A concurrent caller may have started it between our check and now; pg_ctlcluster then fails with
 	# "already running", which is fine as long as the server answers below.
-	as_root pg_ctlcluster "$version" "$cluster" start || say "pg_ctlcluster start returned non-zero; checking whether it is up anyway"
+	# Its stdout goes to stderr: it prints "Removed stale pid file." after an unclean shutdown, which would corrupt
+	# the URL our caller captures from our stdout.
+	as_root pg_ctlcluster "$version" "$cluster" start >&2 || say "pg_ctlcluster start returned non-zero; checking whether it is up anyway"
 fi
 
 ready=""

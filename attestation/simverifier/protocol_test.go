@@ -352,6 +352,9 @@ func TestConflictAndVerificationInProgress(t *testing.T) {
 	}
 	close(release)
 	wantStatus(t, "update", <-done, http.StatusAccepted, "")
+	// The 202 is sent before verification runs, so the verdict may still be on its way: wait for it, as the real
+	// agent does by waiting for its next interval.
+	waitVerdict(t, v, "a1", atoiSuffix(t, c.header.Get("Location")))
 	v.beforeVerify = nil
 	wantStatus(t, "after verification", a.create(), http.StatusCreated, "")
 }

@@ -29,9 +29,13 @@ const adminTimeout = 30 * time.Second
 // AdminURL returns the test server's admin URL, skipping the test when it is not configured (failing under CI).
 func AdminURL(t testing.TB) string {
 	t.Helper()
-	u := os.Getenv(EnvURL)
-	if u != "" {
-		return u
+	if raw := os.Getenv(EnvURL); raw != "" {
+		// Checked here, once, so no caller prints the raw value (it holds a password) in a parse error.
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+			t.Fatalf("%s must be one postgres:// URL on one line, got %q", EnvURL, enroll.RedactURL(raw))
+		}
+		return raw
 	}
 	if os.Getenv("CI") != "" {
 		t.Fatalf("%s is not set, and CI is set: database tests must not be skipped in CI "+
@@ -48,8 +52,8 @@ func NewDatabase(t testing.TB) string {
 	t.Helper()
 	admin := AdminURL(t)
 	u, err := url.Parse(admin)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		t.Fatalf("%s must be a postgres:// URL, got %s", EnvURL, enroll.RedactURL(admin))
+	if err != nil {
+		t.Fatalf("pgtest: %s: %v", EnvURL, err)
 	}
 	name := uniqueName(t.Name())
 

@@ -72,6 +72,23 @@ func TestAdminURLSet(t *testing.T) {
 	}
 }
 
+// A stray line before the URL (pg_ctlcluster's "Removed stale pid file." once reached it through the script's stdout)
+// must fail with a message that names the variable and hides the password.
+func TestAdminURLMalformed(t *testing.T) {
+	for _, raw := range []string{
+		"Removed stale pid file.\npostgres://u:s3cret@127.0.0.1:1/postgres",
+		"mysql://u:s3cret@127.0.0.1:1/db",
+		"postgres:///only-a-path?password=s3cret",
+	} {
+		t.Setenv(EnvURL, raw)
+		f := &fakeTB{TB: t}
+		runAdminURL(f)
+		if !strings.Contains(f.fatal, EnvURL) || strings.Contains(f.fatal, "s3cret") {
+			t.Errorf("%q: want a failure naming %s without the password, got fatal %q", raw, EnvURL, f.fatal)
+		}
+	}
+}
+
 func TestUniqueName(t *testing.T) {
 	a := uniqueName("TestSomething/with spaces and a very long name that goes on and on and on")
 	b := uniqueName("TestSomething/with spaces and a very long name that goes on and on and on")
