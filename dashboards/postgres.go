@@ -69,7 +69,7 @@ func withPostgres(b *dashboard.DashboardBuilder) *dashboard.DashboardBuilder {
 			query("A", agg("min", "instance", gauge(mPgUp)), "up {{instance}}"),
 			query("B", sum("instance", rate(mPgScrapeErrors)), "errors/s {{instance}}"),
 			query("C", agg("max", "instance", gauge(mPgSampleDuration)), "sample seconds {{instance}}"))).
-		WithPanel(listing("Most frequent queries", "Backends running each of the most frequent normalised query "+
-			"texts (literals stripped) at the last sample.", 24, 8,
+		WithPanel(listing("Most frequent queries", "Backends whose current statement (active) or last statement "+
+			"(idle) is each of the most frequent normalised query texts (literals stripped), at the last sample.", 24, 8,
 			query("A", pgMax("rank, query", gauge(mPgTopQueries)), "")))
 }

@@ -1,6 +1,6 @@
 // Package pgactivity samples the verifier's PostgreSQL database while a run is going on and exposes what it sees
 // as attestload_pg_* metrics: backends by state and wait event, the oldest transaction and query, the most frequent
-// normalised query texts (a fixed top N), pg_stat_database counters, and locks by mode.
+// normalised query texts among the backends' current or last statements (a fixed top N), pg_stat_database counters, and locks by mode.
 //
 // It uses one dedicated connection, never a pool, with a timeout on every query, so sampling adds one backend and
 // a few cheap catalogue reads to a busy server. A failing sample is counted, logged once per failing streak, and

@@ -89,7 +89,7 @@ type Sample struct {
 	WaitEvents     []Count            // top TopN (type and event joined by "/")
 	OldestXactAge  float64
 	OldestQueryAge float64
-	TopQueries     []Count
+	TopQueries     []Count // current statement of active backends, last statement of the others
 	Commits        float64
 	Rollbacks      float64
 	Deadlocks      float64
@@ -167,7 +167,8 @@ func New(dbURL string, interval time.Duration, reg prometheus.Registerer, opts .
 	d(NameWaitEvents, "Backends waiting on the most frequent wait events (top "+strconv.Itoa(TopN)+").", "wait_event_type", "wait_event")
 	d(NameOldestXactAge, "Age of the oldest open transaction in the verifier's database.")
 	d(NameOldestQueryAge, "Age of the oldest running query in the verifier's database.")
-	d(NameTopQueries, "Backends running the most frequent normalised query texts (top "+strconv.Itoa(TopN)+").", "rank", "query")
+	d(NameTopQueries, "Backends whose current statement (when active) or last statement (otherwise), normalised, is one of the "+
+		"most frequent (top "+strconv.Itoa(TopN)+").", "rank", "query")
 	d(NameCommits, "Transactions committed in the verifier's database (pg_stat_database.xact_commit).")
 	d(NameRollbacks, "Transactions rolled back in the verifier's database (pg_stat_database.xact_rollback).")
 	d(NameDeadlocks, "Deadlocks detected in the verifier's database.")
@@ -285,7 +286,7 @@ func (s *Sampler) sample(ctx context.Context) (*Sample, error) {
 const activitySQL = `SELECT coalesce(state, ''), coalesce(wait_event_type, ''), coalesce(wait_event, ''),
   coalesce(extract(epoch FROM now() - xact_start), 0)::float8,
   CASE WHEN state = 'active' THEN coalesce(extract(epoch FROM now() - query_start), 0) ELSE 0 END::float8,
-  CASE WHEN state = 'active' THEN coalesce(query, '') ELSE '' END
+  coalesce(query, '')
 FROM pg_stat_activity
 WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`
 
