@@ -19,6 +19,11 @@
 # $ATTESTLOAD_E2E_CACHE (default ~/.cache/attestload-e2e), so a second run starts in seconds.
 #
 # Needs: go, python3, curl, PostgreSQL (scripts/pg-start.sh), root or sudo for apt-get on the first run.
+# `e2e-observability.sh --build-jaeger` only builds and caches Jaeger, then exits; `--jaeger-cached` prints yes or
+# no. .ci/run starts the build in the background at its beginning on a machine that has not built Jaeger yet, so
+# the long first build overlaps the tests. A lock on the cache makes a second caller wait for a build in progress
+# instead of starting its own.
+#
 # Environment: ATTESTLOAD_E2E_CACHE, JAEGER_VERSION (a github.com/jaegertracing/jaeger module version whose
 # cmd/jaeger is the Jaeger v2 binary), E2E_DURATION (default 45s), E2E_KEEP=1 keeps the work directory.
 #
@@ -38,6 +43,16 @@ cache="${ATTESTLOAD_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/attestload-e2e}"
 jaeger_version="${JAEGER_VERSION:-v1.76.0}"
 duration="${E2E_DURATION:-45s}"
 slow_threshold_s=1
+
+mode="${1:-}"
+case "$mode" in
+"" | --build-jaeger) ;;
+--jaeger-cached)
+	if [[ -x "$cache/jaeger-$jaeger_version/bin/jaeger" ]]; then echo yes; else echo no; fi
+	exit 0
+	;;
+*) die "unknown argument '$mode' (options: --build-jaeger, --jaeger-cached)" ;;
+esac
 
 for c in go python3 curl; do command -v "$c" >/dev/null 2>&1 || die "$c not found"; done
 mkdir -p "$cache"
@@ -86,17 +101,32 @@ ensure_prometheus() {
 ensure_jaeger() {
 	jaeger_bin="$cache/jaeger-$jaeger_version/bin/jaeger"
 	[[ -x "$jaeger_bin" ]] && return
+	command -v flock >/dev/null 2>&1 || die "flock not found (Debian: util-linux)"
+	exec 9>"$cache/jaeger-$jaeger_version.lock"
+	if ! flock -n 9; then
+		say "waiting for another build of Jaeger $jaeger_version to finish"
+		flock 9
+	fi
+	if [[ -x "$jaeger_bin" ]]; then exec 9>&-; return; fi
 	say "building Jaeger $jaeger_version with $(go env GOVERSION) (once; several minutes)"
 	local dir
 	dir="$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "github.com/jaegertracing/jaeger@$jaeger_version" |
 		python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')" || die "cannot download jaeger $jaeger_version"
 	local src="$cache/jaeger-$jaeger_version/src"
 	rm -rf "$src" && mkdir -p "$(dirname "$src")" && cp -r "$dir" "$src" && chmod -R u+w "$src"
-	(cd "$src" && GOTOOLCHAIN=local nice -n 10 go build -trimpath -o "$jaeger_bin.tmp" ./cmd/jaeger) >&2 ||
+	# Lowest priority: when .ci/run builds this in the background, the tests running beside it keep the CPU.
+	(cd "$src" && GOTOOLCHAIN=local nice -n 19 go build -trimpath -o "$jaeger_bin.tmp" ./cmd/jaeger) >&2 ||
 		die "jaeger $jaeger_version does not build with $(go env GOVERSION)"
 	mv "$jaeger_bin.tmp" "$jaeger_bin"
 	rm -rf "$src"
+	exec 9>&-
 }
+
+if [[ "$mode" == --build-jaeger ]]; then
+	ensure_jaeger
+	say "Jaeger $jaeger_version ready: $jaeger_bin"
+	exit 0
+fi
 
 ensure_prometheus
 ensure_jaeger
