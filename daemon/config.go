@@ -368,8 +368,18 @@ func (l Loader) Load() (*Config, error) {
 
 // reservedEnv reports variables that share the prefix but belong to the test tooling (make test,
 // scripts/pg-start.sh), so that a shell prepared for the tests can still run attestload.
+// reservedPrefixes name the ATTESTLOAD_* variables of the repository's test and CI scripts (the database tests,
+// scripts/pg-start.sh, the end-to-end script, the fault suite and the soak). They are no config keys, and a shell
+// that has them set must still run attestload, so they are ignored rather than rejected as typos.
+var reservedPrefixes = []string{"TEST_", "PG_", "E2E_", "FAULTS", "SOAK_"}
+
 func reservedEnv(name string) bool {
-	return strings.HasPrefix(name, EnvPrefix+"TEST_") || strings.HasPrefix(name, EnvPrefix+"PG_")
+	for _, p := range reservedPrefixes {
+		if strings.HasPrefix(name, EnvPrefix+p) {
+			return true
+		}
+	}
+	return false
 }
 
 func describe(x any) string {
