@@ -139,6 +139,9 @@ func TestSampleAgainstPostgres(t *testing.T) {
 		{NameBackends, map[string]string{"state": "idle_in_transaction"}, 1},
 		{NameLocks, map[string]string{"mode": "AccessExclusiveLock", "granted": "true"}, 1},
 		{NameBackendsWaiting, map[string]string{"wait_event_type": "Timeout"}, 1},
+		// Absent modes and wait types are exported as 0, not left out (min 0: present is enough).
+		{NameLocks, map[string]string{"mode": "ShareRowExclusiveLock", "granted": "false"}, 0},
+		{NameBackendsWaiting, map[string]string{"wait_event_type": "BufferPin"}, 0},
 		{NameWaitEvents, map[string]string{"wait_event_type": "Timeout", "wait_event": "PgSleep"}, 1},
 		{NameCommits, nil, 1},
 		{NameTuples, map[string]string{"operation": "inserted"}, 0}, // stats are flushed lazily; present is enough

@@ -302,8 +302,17 @@ GROUP BY l.mode, l.granted`
 func query(ctx context.Context, conn *pgx.Conn) (*Sample, error) {
 	smp := &Sample{Backends: map[string]float64{}, Waiting: map[string]float64{}, Tuples: map[string]float64{},
 		Locks: map[[2]string]float64{}}
+	// Every state, wait type and lock mode is exported, 0 when absent, so that "none right now" reads as 0 on a
+	// graph rather than as no data (locks, in particular, exist only while a transaction is open).
 	for _, st := range states {
 		smp.Backends[st] = 0
+	}
+	for _, wt := range waitTypes {
+		smp.Waiting[wt] = 0
+	}
+	for _, m := range lockModes {
+		smp.Locks[[2]string{m, "true"}] = 0
+		smp.Locks[[2]string{m, "false"}] = 0
 	}
 	waits := map[string]float64{}
 	queries := map[string]float64{}
