@@ -140,7 +140,7 @@ type SimulatorConfig struct {
 
 // MetricsConfig is the Prometheus endpoint.
 type MetricsConfig struct {
-	Listen string `key:"listen"` // empty: no endpoint
+	Listen string `key:"listen"` // default DefaultMetricsListen; empty: no endpoint
 	// FinalScrapeWait is how long the run waits, after its last record, for one more scrape, so that Prometheus
 	// holds the final counts (its sums then equal the results file); 0 does not wait.
 	FinalScrapeWait time.Duration `key:"final_scrape_wait"`
@@ -190,6 +190,10 @@ type PGActivityConfig struct {
 }
 
 // DefaultConfig is the configuration with nothing set: the old tool's defaults.
+// DefaultMetricsListen is where /metrics, /healthz and /readyz are served unless metrics.listen says otherwise:
+// loopback only, on the port OpenTelemetry's Prometheus exporters use (the deployment files use it too).
+const DefaultMetricsListen = "127.0.0.1:9464"
+
 func DefaultConfig() Config {
 	return Config{
 		Verifier: VerifierConfig{APIPrefix: "v3.0", RequestTimeout: 30 * time.Second, ConnectTimeout: 10 * time.Second,
@@ -206,6 +210,7 @@ func DefaultConfig() Config {
 		Verdict: VerdictConfig{Source: VerdictAuto, Timeout: 30 * time.Second, PollInterval: 500 * time.Millisecond,
 			MaxPending: 100000},
 		PGActivity: PGActivityConfig{Interval: 5 * time.Second},
+		Metrics:    MetricsConfig{Listen: DefaultMetricsListen},
 	}
 }
 
@@ -366,8 +371,6 @@ func (l Loader) Load() (*Config, error) {
 	return &cfg, nil
 }
 
-// reservedEnv reports variables that share the prefix but belong to the test tooling (make test,
-// scripts/pg-start.sh), so that a shell prepared for the tests can still run attestload.
 // reservedPrefixes name the ATTESTLOAD_* variables of the repository's test and CI scripts (the database tests,
 // scripts/pg-start.sh, the end-to-end script, the fault suite and the soak). They are no config keys, and a shell
 // that has them set must still run attestload, so they are ignored rather than rejected as typos.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -24,6 +25,10 @@ func fastSim(t *testing.T) {
 var keyPoolDir string
 
 func TestMain(m *testing.M) {
+	// Runs serve metrics on 127.0.0.1:9464 by default; the tests run many at once, each on a port of its own.
+	if os.Getenv("ATTESTLOAD_METRICS_LISTEN") == "" {
+		os.Setenv("ATTESTLOAD_METRICS_LISTEN", "127.0.0.1:0")
+	}
 	d, err := os.MkdirTemp("", "attestload-keys-")
 	if err != nil {
 		panic(err)
@@ -109,6 +114,23 @@ func TestUsageAndConfigErrorsExit2(t *testing.T) {
 				t.Fatalf("exit %d, stderr %q; want 2 and one line starting %q", code, stderr, c.want)
 			}
 		})
+	}
+}
+
+// A metrics address already taken (a second attestload on the host, say) stops the run before it starts, with an
+// error that names the key and the way out.
+func TestMetricsAddressInUse(t *testing.T) {
+	fastSim(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	code, _, stderr := runMain(t, "run", "-a", "1", "-t", "1", "--results-dir", t.TempDir(), "--key-pool", keyPoolArg(),
+		"--metrics-listen", l.Addr().String())
+	if code != 2 || !strings.Contains(stderr, `attestload: config key "metrics.listen": `) ||
+		!strings.Contains(stderr, "address already in use") || !strings.Contains(stderr, "--metrics-listen") {
+		t.Fatalf("exit %d, stderr %q; want 2 and an error naming metrics.listen", code, stderr)
 	}
 }
 

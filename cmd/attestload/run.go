@@ -129,7 +129,7 @@ Exit status: 0 ok; 1 runtime failure; 2 usage or configuration error; 99 a thres
 	f.Bool("insecure-skip-verify", false, "do not verify the verifier's certificate (testing only)")
 	f.String("prefix", "", "agent id prefix in the database (default attestload-)")
 	f.Bool("cleanup-leftovers", false, "remove rows of earlier crashed runs with the same prefix before starting")
-	f.String("metrics-listen", "", "serve Prometheus metrics on this address, e.g. 127.0.0.1:9400 (default: not served)")
+	f.String("metrics-listen", daemon.DefaultMetricsListen, "serve Prometheus /metrics, /healthz and /readyz on this address; '' serves nothing")
 	f.StringArray("threshold", nil, "pass/fail check on the summary, e.g. 'evidence.p99<2s' (repeatable); crossed → exit 99")
 	return cmd
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,7 +54,11 @@ func startTelemetry(ctx context.Context, cfg daemon.Config, runID string, log *s
 		}
 		t.srv, err = metrics.NewServer(cfg.Metrics.Listen, t.reg, t.ready.Load)
 		if err != nil {
-			return nil, nil, fmt.Errorf("metrics (metrics.listen %s): %w", cfg.Metrics.Listen, err)
+			hint := ""
+			if errors.Is(err, syscall.EADDRINUSE) {
+				hint = " (another attestload on this host? give each its own --metrics-listen, or '' to serve no metrics)"
+			}
+			return nil, nil, &usageError{fmt.Errorf("config key \"metrics.listen\": %w%s", err, hint)}
 		}
 		log.Info("serving metrics", "component", "metrics", "addr", t.srv.Addr())
 		// Lossless: a dropped record would make the counters disagree with the results file.

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -272,20 +273,35 @@ func TestListenersBindLoopback(t *testing.T) {
 		name string
 		args []string
 		want int // listening sockets
+		env  []string
 	}{
-		{"no metrics endpoint", []string{"run", w.sim.URL(), w.dbURL, "--verifier-ca", w.sim.CAFile()}, 0},
+		// The default: one endpoint, on 127.0.0.1:9464 (an empty variable is no setting, so the default applies).
+		{"default metrics endpoint", []string{"run", w.sim.URL(), w.dbURL, "--verifier-ca", w.sim.CAFile()}, 1,
+			[]string{"ATTESTLOAD_METRICS_LISTEN="}},
+		{"no metrics endpoint", []string{"run", w.sim.URL(), w.dbURL, "--verifier-ca", w.sim.CAFile(),
+			"--metrics-listen", ""}, 0, nil},
 		{"metrics on loopback", []string{"run", w.sim.URL(), w.dbURL, "--verifier-ca", w.sim.CAFile(),
-			"--metrics-listen", "127.0.0.1:0"}, 1},
-		{"demo mode", []string{"run", "--metrics-listen", "127.0.0.1:0"}, 2},
+			"--metrics-listen", "127.0.0.1:0"}, 1, nil},
+		{"demo mode", []string{"run", "--metrics-listen", "127.0.0.1:0"}, 2, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			if c.env != nil {
+				l, err := net.Listen("tcp", "127.0.0.1:9464")
+				if err != nil {
+					t.Skipf("127.0.0.1:9464 is taken on this machine: %v", err)
+				}
+				l.Close()
+			}
 			args := append(c.args, "--key-pool", w.keys, "-a", "2", "--model", "fleet", "--interval", "1s",
 				"--results-dir", t.TempDir(), "--prefix", w.prefix)
-			p := harness.Start(t, w.dir, w.baseEnv("ATTESTLOAD_SIMULATOR_SESSION_HASH_ITERATIONS=1000"), args...)
+			p := harness.Start(t, w.dir, w.baseEnv(append(c.env, "ATTESTLOAD_SIMULATOR_SESSION_HASH_ITERATIONS=1000")...), args...)
 			p.WaitLog(t, `msg="run started"`, time.Minute)
 			ls := listeners(t, p.Pid())
 			if len(ls) != c.want {
 				t.Errorf("listening on %v, want %d sockets", ls, c.want)
+			}
+			if c.env != nil && (len(ls) != 1 || ls[0] != "127.0.0.1:9464") {
+				t.Errorf("listening on %v, want the default 127.0.0.1:9464", ls)
 			}
 			for _, a := range ls {
 				if !strings.HasPrefix(a, "127.") && !strings.HasPrefix(a, "[::1]") {

@@ -53,7 +53,10 @@ func Start(t testing.TB, dir string, env []string, args ...string) *Proc {
 	p := &Proc{Cmd: exec.CommandContext(ctx, Binary(t), args...), Stdout: &Buffer{}, Stderr: &Buffer{},
 		done: make(chan struct{})}
 	p.Cmd.Dir = dir
-	p.Cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TMPDIR=" + os.TempDir()}, env...)
+	// Metrics go to a port of each run's own (the default, 127.0.0.1:9464, would collide between runs); env and
+	// flags given by the test outrank this.
+	p.Cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TMPDIR=" + os.TempDir(),
+		"ATTESTLOAD_METRICS_LISTEN=127.0.0.1:0"}, env...)
 	p.Cmd.Stdout, p.Cmd.Stderr = p.Stdout, p.Stderr
 	if err := p.Cmd.Start(); err != nil {
 		cancel()
