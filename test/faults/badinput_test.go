@@ -87,7 +87,9 @@ func exampleConfig(t *testing.T) *yaml.Node {
 // on stderr, no panic or stack trace, nothing on stdout.
 func expectUsageError(t *testing.T, dir string, culprit string, args ...string) string {
 	t.Helper()
-	p, code := harness.Run(t, dir, nil, 30*time.Second, args...)
+	// No metrics address from the environment (the harness gives each run a port of its own that way): it would
+	// outrank the config file's metrics.listen under test. The runs here must stop before listening anyway.
+	p, code := harness.Run(t, dir, []string{"ATTESTLOAD_METRICS_LISTEN="}, 30*time.Second, args...)
 	stderr := p.Stderr.String()
 	harness.NoCrash(t, "stderr", stderr)
 	if code != 2 {

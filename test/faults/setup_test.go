@@ -138,6 +138,15 @@ func (w *world) quiesce(d *daemon) (harness.Metrics, []record.Record) {
 				ended = append(ended, r)
 			}
 		}
+		started := m.Sum("attestload_cycles_started_total")
+		inFlight := m.Sum("attestload_cycles_in_flight")
+		// A cycle's record (and its count) is delivered a moment before the engine counts it out of the in-flight
+		// gauge, and a scrape reads one series after another: on a loaded machine a scrape can fall in between
+		// even though no record ended near it. Such an instant is not quiet either; a real disagreement persists
+		// and is reported at the deadline.
+		if quiet && int(started) != len(ended)+int(inFlight) && time.Now().Before(deadline) {
+			quiet = false
+		}
 		if !quiet && time.Now().Before(deadline) {
 			continue
 		}
@@ -145,8 +154,6 @@ func (w *world) quiesce(d *daemon) (harness.Metrics, []record.Record) {
 			w.t.Errorf("no quiet instant to compare /metrics with the JSONL in 30 s")
 		}
 		harness.CheckMetricsMatchRecords(w.t, m, ended)
-		started := m.Sum("attestload_cycles_started_total")
-		inFlight := m.Sum("attestload_cycles_in_flight")
 		if int(started) != len(ended)+int(inFlight) {
 			w.t.Errorf("cycles started %v != finished %d + in flight %v", started, len(ended), inFlight)
 		}
