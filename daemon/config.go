@@ -56,6 +56,10 @@ type VerifierConfig struct {
 	MaxRetryAfter      time.Duration `key:"max_retry_after"`
 	MaxConnsPerHost    int           `key:"max_conns_per_host"`
 	LocalAddrs         []string      `key:"local_addrs"`
+	// ExtendTokenOnAttestation mirrors the verifier's option of that name (default true): whether a passing
+	// attestation slides the agent's token expiry. With it, agents keep their session while they pass, as real
+	// agents do; without it, they renew just before expiry.
+	ExtendTokenOnAttestation bool `key:"extend_token_on_attestation"`
 }
 
 // DatabaseConfig is the verifier's PostgreSQL, where mock agents are enrolled.
@@ -197,7 +201,7 @@ const DefaultMetricsListen = "127.0.0.1:9464"
 func DefaultConfig() Config {
 	return Config{
 		Verifier: VerifierConfig{APIPrefix: "v3.0", RequestTimeout: 30 * time.Second, ConnectTimeout: 10 * time.Second,
-			MaxRetries: 3, MaxRetryAfter: 60 * time.Second},
+			MaxRetries: 3, MaxRetryAfter: 60 * time.Second, ExtendTokenOnAttestation: true},
 		Database: DatabaseConfig{Prefix: "attestload-"},
 		Run:      RunConfig{DrainTimeout: 30 * time.Second, KeyPool: "keys/ak-pool.bin", DistinctKeys: 100, StatusInterval: 10 * time.Second},
 		Scheduler: SchedulerConfig{Model: ModelClosed, Fleet: FleetConfig{Interval: 60 * time.Second, Jitter: 0.1},

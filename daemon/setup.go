@@ -208,7 +208,8 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...Option) (_ 
 	}
 	ccfg := client.Config{BaseURL: baseURL, APIPrefix: cfg.Verifier.APIPrefix, Transport: rt,
 		RequestTimeout: cfg.Verifier.RequestTimeout, MaxRetries: cfg.Verifier.MaxRetries,
-		MaxRetryAfter: cfg.Verifier.MaxRetryAfter, Logger: log.With("component", "client")}
+		MaxRetryAfter: cfg.Verifier.MaxRetryAfter, FixedTokenExpiry: !cfg.Verifier.ExtendTokenOnAttestation,
+		Logger: log.With("component", "client")}
 	if o.hooks != nil {
 		h, ok := o.hooks.(client.Hooks)
 		if !ok {
@@ -304,6 +305,7 @@ func (r *Run) startSim(ctx context.Context, pool *pgxpool.Pool, tlsOpts *client.
 	scfg.TLSDir = dir
 	scfg.QuoteInterval = r.cfg.Simulator.QuoteInterval
 	scfg.SessionHashIterations = r.cfg.Simulator.SessionHashIterations
+	scfg.ExtendTokenOnAttestation = r.cfg.Verifier.ExtendTokenOnAttestation
 	scfg.VerdictHistory = simVerdictHistory(r.cfg.Simulator.QuoteInterval, r.cfg.Verdict.PollInterval)
 	if !r.cfg.Simulator.RateLimits {
 		scfg.RateLimits = simverifier.RateLimits{}

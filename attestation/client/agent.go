@@ -35,8 +35,9 @@ type Agent struct {
 	LastIndex int
 
 	// The token is unexported so that it can never be serialized with the Agent.
-	token       string
-	tokenExpiry time.Time // zero: unknown, use until a 401
+	token         string
+	tokenExpiry   time.Time     // zero: unknown, use until a 401
+	tokenLifetime time.Duration // expiry minus the time of the PoP answer; slid on by each accepted evidence
 
 	akPublic string
 	setupErr error // a profile PCR value the TPM refused; every cycle then fails as local
@@ -95,10 +96,15 @@ func (a *Agent) Reboot() {
 	}
 }
 
-// HasToken reports whether the agent holds a bearer token that is still valid margin from now.
+// HasToken reports whether the agent holds a bearer token that is still valid margin from now. For a token whose
+// whole lifetime is short, the margin is at most a quarter of that lifetime, so that a sliding token is not
+// renewed on every cycle.
 func (a *Agent) HasToken(now time.Time, margin time.Duration) bool {
 	if a.token == "" {
 		return false
+	}
+	if a.tokenLifetime > 0 {
+		margin = min(margin, a.tokenLifetime/4)
 	}
 	return a.tokenExpiry.IsZero() || a.tokenExpiry.After(now.Add(margin))
 }
@@ -116,6 +122,27 @@ func (a *Agent) TokenExpiry() time.Time {
 func (a *Agent) DropToken() {
 	a.token = ""
 	a.tokenExpiry = time.Time{}
+	a.tokenLifetime = 0
+}
+
+// setToken keeps a token from a PoP answer received at now.
+func (a *Agent) setToken(token string, expiry, now time.Time) {
+	a.token, a.tokenExpiry, a.tokenLifetime = token, expiry, 0
+	if !expiry.IsZero() && expiry.After(now) {
+		a.tokenLifetime = expiry.Sub(now)
+	}
+}
+
+// slideToken moves the expiry to now plus the token's lifetime, as the verifier does after a passing attestation
+// (extend_token_on_attestation, its default). Called when evidence is accepted, before the verdict is known: if
+// the attestation then fails, the verifier does not extend, and the agent learns it from a 401 and
+// authenticates again, as a real agent does.
+func (a *Agent) slideToken(now time.Time) {
+	if a.token != "" && a.tokenLifetime > 0 {
+		if e := now.Add(a.tokenLifetime); e.After(a.tokenExpiry) {
+			a.tokenExpiry = e
+		}
+	}
 }
 
 func (a *Agent) urlsFor(base, prefix string) *agentURLs {

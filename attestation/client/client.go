@@ -67,6 +67,13 @@ type Config struct {
 	ExtraDataEncoding ExtraDataEncoding
 	// TokenRenewMargin: a token expiring within this margin is renewed before the cycle rather than risking a 401.
 	TokenRenewMargin time.Duration
+	// FixedTokenExpiry says the verifier does not slide a token's expiry on passing attestations (its
+	// extend_token_on_attestation = false). By default the client assumes it does, as the real verifier's default
+	// is: each accepted evidence moves the agent's idea of its expiry on by the token's lifetime, so an agent that
+	// keeps passing keeps one session for the whole run, like a real agent, rather than paying for a new session
+	// (a PBKDF2 hash on the verifier) every lifetime. A 401 (after a failed attestation, say) still
+	// re-authenticates within the cycle.
+	FixedTokenExpiry bool
 	// Hooks observe cycles, phases and attempts; nil means none.
 	Hooks Hooks
 	// Logger receives one debug line per failed attempt (never a token); nil discards.
@@ -88,6 +95,7 @@ type Client struct {
 	maxBody      int64
 	extraData    ExtraDataEncoding
 	renewMargin  time.Duration
+	slideTokens  bool
 	hooks        Hooks
 	log          *slog.Logger
 	now          func() time.Time
@@ -103,7 +111,7 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{
 		base: base, prefix: cfg.APIPrefix, timeout: cfg.RequestTimeout, maxRetries: cfg.MaxRetries,
 		maxRetryWait: cfg.MaxRetryAfter, maxBody: cfg.MaxBodyBytes, extraData: cfg.ExtraDataEncoding,
-		renewMargin: cfg.TokenRenewMargin, hooks: cfg.Hooks, log: cfg.Logger, now: cfg.Now, sleep: cfg.Sleep,
+		renewMargin: cfg.TokenRenewMargin, slideTokens: !cfg.FixedTokenExpiry, hooks: cfg.Hooks, log: cfg.Logger, now: cfg.Now, sleep: cfg.Sleep,
 	}
 	switch c.prefix {
 	case "":

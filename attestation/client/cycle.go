@@ -360,7 +360,7 @@ func (cy *cycle) session(ctx context.Context) bool {
 			default:
 				setOK(&att)
 				dec = decOK
-				a.token, a.tokenExpiry = res.Token, res.Expires
+				a.setToken(res.Token, res.Expires, c.now())
 			}
 		case r != nil && r.status == http.StatusUnauthorized:
 			setFailed(&att, record.ErrPoPRejected)
@@ -474,6 +474,9 @@ func (cy *cycle) evidence(ctx context.Context, neg negotiation) decision {
 	}
 	if a.Log != nil {
 		a.Log.Grow()
+	}
+	if c.slideTokens {
+		a.slideToken(now)
 	}
 	return decOK
 }

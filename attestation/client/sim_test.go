@@ -193,7 +193,7 @@ func TestSimTokenRenewedMidRun(t *testing.T) {
 	e := startSim(t, false, func(c *simverifier.Config) {
 		c.SessionLifetime = 10 * time.Second
 		c.ExtendTokenOnAttestation = false
-	}, func(c *Config) { c.TokenRenewMargin = 2 * time.Second })
+	}, func(c *Config) { c.TokenRenewMargin = 2 * time.Second; c.FixedTokenExpiry = true })
 	p := imaProfile(t, 4)
 	e.enroll(t, "renew", testKey(t, 0), p)
 	a := NewAgent("renew", 0, softtpm.NewTPM(testKey(t, 0)), p)
@@ -213,6 +213,58 @@ func TestSimTokenRenewedMidRun(t *testing.T) {
 	}
 	if renewals < 5 {
 		t.Errorf("%d renewals over 60 s with 10 s tokens", renewals)
+	}
+}
+
+// With the verifier's default (extend_token_on_attestation), an agent that keeps passing keeps its first session
+// however short the token's lifetime, as a real agent does: no session load the fleet would not cause.
+func TestSimTokenSlidesWithPassingAttestations(t *testing.T) {
+	e := startSim(t, false, func(c *simverifier.Config) { c.SessionLifetime = 10 * time.Second }, nil)
+	p := imaProfile(t, 4)
+	e.enroll(t, "slide", testKey(t, 0), p)
+	a := NewAgent("slide", 0, softtpm.NewTPM(testKey(t, 0)), p)
+	for k := range 20 {
+		r := e.c.Cycle(context.Background(), a, k, 0)
+		if r.Outcome != record.OutcomeSuccess {
+			t.Fatalf("cycle %d: %s %s", k, r.Outcome, errOf(r))
+		}
+		if k > 0 && len(r.SessionAttempts) > 0 {
+			t.Fatalf("cycle %d (%v into the run) made a new session; the token slides on every pass", k, time.Duration(k)*4*time.Second)
+		}
+		if ev, reason := e.verdict(t, "slide", r); ev != "pass" {
+			t.Fatalf("cycle %d: verdict %s (%s)", k, ev, reason)
+		}
+		e.clk.Advance(4 * time.Second)
+	}
+}
+
+// A verifier that does not slide tokens (extend_token_on_attestation = false) while the client assumes it does:
+// at each real expiry the create is answered 401 and the cycle authenticates again and succeeds.
+func TestSimFixedExpiryLearnedFrom401(t *testing.T) {
+	e := startSim(t, false, func(c *simverifier.Config) {
+		c.SessionLifetime = 10 * time.Second
+		c.ExtendTokenOnAttestation = false
+	}, nil)
+	p := imaProfile(t, 4)
+	e.enroll(t, "fixed", testKey(t, 1), p)
+	a := NewAgent("fixed", 1, softtpm.NewTPM(testKey(t, 1)), p)
+	reauths := 0
+	for k := range 20 {
+		r := e.c.Cycle(context.Background(), a, k, 0)
+		if r.Outcome != record.OutcomeSuccess {
+			t.Fatalf("cycle %d: %s %s", k, r.Outcome, errOf(r))
+		}
+		if k > 0 && len(r.SessionAttempts) > 0 {
+			if len(r.CreateAttempts) < 2 || attErr(r.CreateAttempts[0]) != record.ErrAuth {
+				t.Errorf("cycle %d: new session without a 401 first: %+v", k, r.CreateAttempts)
+			}
+			reauths++
+		}
+		e.clk.Advance(3 * time.Second)
+	}
+	// Cycles every 3 s: each token serves until the first cycle after its 10 s are up, i.e. 12 s.
+	if reauths != 4 {
+		t.Errorf("%d re-authentications over 57 s with fixed 10 s tokens, want 4 (one every 12 s)", reauths)
 	}
 }
 

@@ -73,6 +73,7 @@ Example: --fault update:latency-median=50ms --fault update:latency-p99=400ms --f
 	f.BoolVar(&cfg.InitSchema, "init-schema", false, "create the verifier tables in --database if they do not exist")
 	f.IntVar(&cfg.QuoteInterval, "quote-interval", cfg.QuoteInterval, "minimum whole seconds between an agent's evidence and its next attestation (0 = no limit)")
 	f.DurationVar(&cfg.SessionLifetime, "session-lifetime", cfg.SessionLifetime, "bearer token lifetime after the PoP and after each passing attestation")
+	f.BoolVar(&cfg.ExtendTokenOnAttestation, "extend-token-on-attestation", cfg.ExtendTokenOnAttestation, "slide a token's expiry on each passing attestation, as Keylime's option of that name")
 	f.DurationVar(&cfg.ChallengeLifetime, "challenge-lifetime", cfg.ChallengeLifetime, "validity of a quote challenge")
 	f.DurationVar(&cfg.NonceLifetime, "nonce-lifetime", cfg.NonceLifetime, "validity of a PoP session nonce")
 	f.DurationVar(&cfg.VerificationTimeout, "verification-timeout", 0, "answer 503 verification_in_progress while the previous verification is this recent (0 = off, as in Keylime)")
