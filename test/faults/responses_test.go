@@ -1,6 +1,8 @@
 package faults
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,7 +88,9 @@ func TestBrokenResponses(t *testing.T) {
 			_, recs := w.quiesce(d)
 			var during []record.Record
 			for _, r := range recs {
-				if r.StartTime >= from && r.StartTime < until {
+				// Ended before until: a cycle still running then meets quiesce's stall, and its timeouts are not
+				// this fault's.
+				if r.StartTime >= from && r.EndTime < until {
 					during = append(during, r)
 				}
 			}
@@ -104,7 +108,8 @@ func TestBrokenResponses(t *testing.T) {
 			}
 			for c := range errs {
 				if !known[c] {
-					t.Errorf("unexpected error class %q under %s (errors: %s)", c, f.name, describe(errs))
+					t.Errorf("unexpected error class %q under %s (errors: %s); attempts: %s", c, f.name,
+						describe(errs), attemptsWithError(during, c, 5))
 				}
 			}
 			if out := harness.Outcomes(during); out[record.OutcomeFail] == 0 && !f.mayPass {
@@ -113,4 +118,25 @@ func TestBrokenResponses(t *testing.T) {
 			w.stop(d, 0)
 		})
 	}
+}
+
+// attemptsWithError describes up to n attempts that failed with class, for a failure message.
+func attemptsWithError(recs []record.Record, class string, n int) string {
+	var out []string
+	for _, r := range recs {
+		for _, list := range [][]record.Attempt{r.SessionAttempts, r.CreateAttempts, r.UpdateAttempts} {
+			for _, a := range list {
+				if a.Error == nil || *a.Error != class || len(out) >= n {
+					continue
+				}
+				d := 0.0
+				if a.Duration != nil {
+					d = *a.Duration
+				}
+				out = append(out, fmt.Sprintf("agent %d task %d %s %s at %.3f took %.3fs", r.AgentIndex, r.TaskIndex,
+					a.Action, a.Method, a.StartTime, d))
+			}
+		}
+	}
+	return strings.Join(out, "; ")
 }
