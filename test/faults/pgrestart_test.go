@@ -64,9 +64,18 @@ func TestPostgresRestartMidRun(t *testing.T) {
 	if up := harness.Scrape(t, d.addr).Sum("attestload_pg_up"); up != 1 {
 		t.Errorf("attestload_pg_up = %v after the restart, want 1 (the activity sampler did not reconnect)", up)
 	}
+	until := float64(time.Now().UnixNano()) / 1e9
 	_, recs := w.quiesce(d)
-	if out := harness.Outcomes(recs); out[record.OutcomeFail] > len(recs)/2 {
-		t.Errorf("most cycles failed around a database restart: %v (errors %s)", out, describe(harness.AttemptErrors(recs)))
+	// Judged on the cycles that ended before quiesce stalled the verifier: those failing in the stall are not the
+	// restart's doing, and there are more of them the longer a quiet instant takes to find.
+	var before []record.Record
+	for _, r := range recs {
+		if r.EndTime < until {
+			before = append(before, r)
+		}
+	}
+	if out := harness.Outcomes(before); out[record.OutcomeFail] > len(before)/2 {
+		t.Errorf("most cycles failed around a database restart: %v (errors %s)", out, describe(harness.AttemptErrors(before)))
 	}
 	passed := 0
 	for _, r := range recs {
