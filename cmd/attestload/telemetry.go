@@ -60,7 +60,7 @@ func startTelemetry(ctx context.Context, cfg daemon.Config, runID string, log *s
 			}
 			return nil, nil, &usageError{fmt.Errorf("config key \"metrics.listen\": %w%s", err, hint)}
 		}
-		log.Info("serving metrics", "component", "metrics", "addr", t.srv.Addr())
+		log.Info("serving metrics", "component", "metrics", "addr", t.srv.Addr(), "url", "http://"+t.srv.Addr()+"/metrics")
 		// Lossless: a dropped record would make the counters disagree with the results file.
 		opts = append(opts, daemon.WithResultsSink(m), daemon.WithObserver(m))
 	}
