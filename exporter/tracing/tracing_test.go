@@ -387,9 +387,10 @@ func TestOptionErrors(t *testing.T) {
 	}
 }
 
-// TestOTLPHTTPExport sends a kept trace through the real OTLP/HTTP exporter to a loopback collector stand-in and
-// checks the path and the configured header arrive.
-func TestOTLPHTTPExport(t *testing.T) {
+// exportOneFailedCycle starts a loopback OTLP/HTTP collector stand-in, lets opts (with the collector's URL given
+// to setup) export one failed cycle, shuts the provider down and returns the export request, or nil if none came.
+func exportOneFailedCycle(t *testing.T, setup func(url string) Options) *http.Request {
+	t.Helper()
 	got := make(chan *http.Request, 4)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
@@ -397,8 +398,7 @@ func TestOTLPHTTPExport(t *testing.T) {
 		w.Header().Set("Content-Type", "application/x-protobuf")
 	}))
 	defer srv.Close()
-	p, err := New(context.Background(), Options{Enabled: true, Protocol: ProtocolHTTP, Endpoint: srv.URL,
-		Headers: map[string]string{"X-Scope-OrgID": "tenant-1"}})
+	p, err := New(context.Background(), setup(srv.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,45 +412,40 @@ func TestOTLPHTTPExport(t *testing.T) {
 	}
 	select {
 	case r := <-got:
-		if r.URL.Path != "/v1/traces" || r.Header.Get("X-Scope-OrgID") != "tenant-1" {
-			t.Fatalf("export went to %s with header %q", r.URL.Path, r.Header.Get("X-Scope-OrgID"))
-		}
+		return r
 	default:
+		return nil
+	}
+}
+
+// TestOTLPHTTPExport sends a kept trace through the real OTLP/HTTP exporter to a loopback collector stand-in and
+// checks the path and the configured header arrive.
+func TestOTLPHTTPExport(t *testing.T) {
+	r := exportOneFailedCycle(t, func(url string) Options {
+		return Options{Enabled: true, Protocol: ProtocolHTTP, Endpoint: url,
+			Headers: map[string]string{"X-Scope-OrgID": "tenant-1"}}
+	})
+	if r == nil {
 		t.Fatal("nothing was exported")
+	}
+	if r.URL.Path != "/v1/traces" || r.Header.Get("X-Scope-OrgID") != "tenant-1" {
+		t.Fatalf("export went to %s with header %q", r.URL.Path, r.Header.Get("X-Scope-OrgID"))
 	}
 }
 
 // TestOTLPEndpointFromEnv: with no endpoint configured, the standard OTEL_EXPORTER_OTLP_ENDPOINT and
 // OTEL_EXPORTER_OTLP_HEADERS decide where traces go (the compose deployment sets them).
 func TestOTLPEndpointFromEnv(t *testing.T) {
-	got := make(chan *http.Request, 4)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		got <- r
-		w.Header().Set("Content-Type", "application/x-protobuf")
-	}))
-	defer srv.Close()
-	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
-	t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-scope-orgid=tenant-env")
-	p, err := New(context.Background(), Options{Enabled: true, Protocol: ProtocolHTTP})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := p.Hooks()
-	ctx := h.StartCycle(context.Background(), "a", 0, 0)
-	h.CycleEnd(ctx, &record.Record{Outcome: record.OutcomeFail})
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := p.Shutdown(sctx); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case r := <-got:
-		if r.URL.Path != "/v1/traces" || r.Header.Get("X-Scope-OrgID") != "tenant-env" {
-			t.Fatalf("export went to %s with header %q", r.URL.Path, r.Header.Get("X-Scope-OrgID"))
-		}
-	default:
+	r := exportOneFailedCycle(t, func(url string) Options {
+		t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+		t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url)
+		t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-scope-orgid=tenant-env")
+		return Options{Enabled: true, Protocol: ProtocolHTTP}
+	})
+	if r == nil {
 		t.Fatal("nothing was exported to the OTEL_EXPORTER_OTLP_ENDPOINT collector")
+	}
+	if r.URL.Path != "/v1/traces" || r.Header.Get("X-Scope-OrgID") != "tenant-env" {
+		t.Fatalf("export went to %s with header %q", r.URL.Path, r.Header.Get("X-Scope-OrgID"))
 	}
 }
