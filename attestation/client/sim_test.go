@@ -189,27 +189,41 @@ func TestSimFleetPasses(t *testing.T) {
 	}
 }
 
+// tokenRun enrolls agent id with test key k and runs n cycles, step apart on the verifier's clock: every cycle must
+// succeed, and with verdicts every verdict must be pass. It returns the records, so callers can see which cycles
+// opened a session.
+func (e *simEnv) tokenRun(t *testing.T, id string, k, n int, step time.Duration, verdicts bool) []*record.Record {
+	t.Helper()
+	p := imaProfile(t, 4)
+	e.enroll(t, id, testKey(t, k), p)
+	a := NewAgent(id, k, softtpm.NewTPM(testKey(t, k)), p)
+	recs := make([]*record.Record, 0, n)
+	for i := range n {
+		r := e.c.Cycle(context.Background(), a, i, 0)
+		if r.Outcome != record.OutcomeSuccess {
+			t.Fatalf("cycle %d: %s %s", i, r.Outcome, errOf(r))
+		}
+		if verdicts {
+			if ev, reason := e.verdict(t, id, r); ev != "pass" {
+				t.Fatalf("cycle %d: verdict %s (%s)", i, ev, reason)
+			}
+		}
+		recs = append(recs, r)
+		e.clk.Advance(step)
+	}
+	return recs
+}
+
 func TestSimTokenRenewedMidRun(t *testing.T) {
 	e := startSim(t, false, func(c *simverifier.Config) {
 		c.SessionLifetime = 10 * time.Second
 		c.ExtendTokenOnAttestation = false
 	}, func(c *Config) { c.TokenRenewMargin = 2 * time.Second; c.FixedTokenExpiry = true })
-	p := imaProfile(t, 4)
-	e.enroll(t, "renew", testKey(t, 0), p)
-	a := NewAgent("renew", 0, softtpm.NewTPM(testKey(t, 0)), p)
 	renewals := 0
-	for k := range 20 {
-		r := e.c.Cycle(context.Background(), a, k, 0)
-		if r.Outcome != record.OutcomeSuccess {
-			t.Fatalf("cycle %d: %s %s", k, r.Outcome, errOf(r))
-		}
+	for k, r := range e.tokenRun(t, "renew", 0, 20, 3*time.Second, true) {
 		if k > 0 && len(r.SessionAttempts) > 0 {
 			renewals++
 		}
-		if ev, reason := e.verdict(t, "renew", r); ev != "pass" {
-			t.Fatalf("cycle %d: verdict %s (%s)", k, ev, reason)
-		}
-		e.clk.Advance(3 * time.Second)
 	}
 	if renewals < 5 {
 		t.Errorf("%d renewals over 60 s with 10 s tokens", renewals)
@@ -220,21 +234,10 @@ func TestSimTokenRenewedMidRun(t *testing.T) {
 // however short the token's lifetime, as a real agent does: no session load the fleet would not cause.
 func TestSimTokenSlidesWithPassingAttestations(t *testing.T) {
 	e := startSim(t, false, func(c *simverifier.Config) { c.SessionLifetime = 10 * time.Second }, nil)
-	p := imaProfile(t, 4)
-	e.enroll(t, "slide", testKey(t, 0), p)
-	a := NewAgent("slide", 0, softtpm.NewTPM(testKey(t, 0)), p)
-	for k := range 20 {
-		r := e.c.Cycle(context.Background(), a, k, 0)
-		if r.Outcome != record.OutcomeSuccess {
-			t.Fatalf("cycle %d: %s %s", k, r.Outcome, errOf(r))
-		}
+	for k, r := range e.tokenRun(t, "slide", 0, 20, 4*time.Second, true) {
 		if k > 0 && len(r.SessionAttempts) > 0 {
 			t.Fatalf("cycle %d (%v into the run) made a new session; the token slides on every pass", k, time.Duration(k)*4*time.Second)
 		}
-		if ev, reason := e.verdict(t, "slide", r); ev != "pass" {
-			t.Fatalf("cycle %d: verdict %s (%s)", k, ev, reason)
-		}
-		e.clk.Advance(4 * time.Second)
 	}
 }
 
@@ -245,22 +248,14 @@ func TestSimFixedExpiryLearnedFrom401(t *testing.T) {
 		c.SessionLifetime = 10 * time.Second
 		c.ExtendTokenOnAttestation = false
 	}, nil)
-	p := imaProfile(t, 4)
-	e.enroll(t, "fixed", testKey(t, 1), p)
-	a := NewAgent("fixed", 1, softtpm.NewTPM(testKey(t, 1)), p)
 	reauths := 0
-	for k := range 20 {
-		r := e.c.Cycle(context.Background(), a, k, 0)
-		if r.Outcome != record.OutcomeSuccess {
-			t.Fatalf("cycle %d: %s %s", k, r.Outcome, errOf(r))
-		}
+	for k, r := range e.tokenRun(t, "fixed", 1, 20, 3*time.Second, false) {
 		if k > 0 && len(r.SessionAttempts) > 0 {
 			if len(r.CreateAttempts) < 2 || attErr(r.CreateAttempts[0]) != record.ErrAuth {
 				t.Errorf("cycle %d: new session without a 401 first: %+v", k, r.CreateAttempts)
 			}
 			reauths++
 		}
-		e.clk.Advance(3 * time.Second)
 	}
 	// Cycles every 3 s: each token serves until the first cycle after its 10 s are up, i.e. 12 s.
 	if reauths != 4 {
