@@ -94,7 +94,7 @@ func TestBrokenResponses(t *testing.T) {
 			}
 			// A cycle still running at until meets quiesce's stall: attempts made from then on, and cycles that
 			// failed of something this fault does not cause, are not this fault's.
-			errs := attemptErrorsBefore(during, until)
+			errs := harness.AttemptErrorsBefore(during, until)
 			found := len(f.want) == 0
 			for _, c := range f.want {
 				found = found || errs[c] > 0
@@ -126,37 +126,20 @@ func TestBrokenResponses(t *testing.T) {
 	}
 }
 
-// attemptErrorsBefore counts the attempts' error classes, like harness.AttemptErrors, of attempts started before t.
-func attemptErrorsBefore(recs []record.Record, t float64) map[string]int {
-	out := map[string]int{}
-	for _, r := range recs {
-		for _, list := range [][]record.Attempt{r.SessionAttempts, r.CreateAttempts, r.UpdateAttempts} {
-			for _, a := range list {
-				if a.Error != nil && a.StartTime < t {
-					out[*a.Error]++
-				}
-			}
-		}
-	}
-	return out
-}
-
 // attemptsWithError describes up to n attempts that failed with class, for a failure message.
 func attemptsWithError(recs []record.Record, class string, n int) string {
 	var out []string
 	for _, r := range recs {
-		for _, list := range [][]record.Attempt{r.SessionAttempts, r.CreateAttempts, r.UpdateAttempts} {
-			for _, a := range list {
-				if a.Error == nil || *a.Error != class || len(out) >= n {
-					continue
-				}
-				d := 0.0
-				if a.Duration != nil {
-					d = *a.Duration
-				}
-				out = append(out, fmt.Sprintf("agent %d task %d %s %s at %.3f took %.3fs", r.AgentIndex, r.TaskIndex,
-					a.Action, a.Method, a.StartTime, d))
+		for _, a := range harness.Attempts(r) {
+			if a.Error == nil || *a.Error != class || len(out) >= n {
+				continue
 			}
+			d := 0.0
+			if a.Duration != nil {
+				d = *a.Duration
+			}
+			out = append(out, fmt.Sprintf("agent %d task %d %s %s at %.3f took %.3fs", r.AgentIndex, r.TaskIndex,
+				a.Action, a.Method, a.StartTime, d))
 		}
 	}
 	return strings.Join(out, "; ")

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -63,15 +65,23 @@ func Outcomes(recs []record.Record) map[string]int {
 	return out
 }
 
-// AttemptErrors counts every attempt's error class over all phases.
+// Attempts lists a record's attempts in phase order: session, create, update.
+func Attempts(r record.Record) []record.Attempt {
+	return slices.Concat(r.SessionAttempts, r.CreateAttempts, r.UpdateAttempts)
+}
+
+// AttemptErrors counts the failed attempts of recs by error class.
 func AttemptErrors(recs []record.Record) map[string]int {
+	return AttemptErrorsBefore(recs, math.Inf(1))
+}
+
+// AttemptErrorsBefore counts, by error class, the failed attempts of recs that started before until (Unix s).
+func AttemptErrorsBefore(recs []record.Record, until float64) map[string]int {
 	out := map[string]int{}
 	for _, r := range recs {
-		for _, list := range [][]record.Attempt{r.SessionAttempts, r.CreateAttempts, r.UpdateAttempts} {
-			for _, a := range list {
-				if a.Error != nil {
-					out[*a.Error]++
-				}
+		for _, a := range Attempts(r) {
+			if a.Error != nil && a.StartTime < until {
+				out[*a.Error]++
 			}
 		}
 	}
