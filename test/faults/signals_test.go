@@ -8,12 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/attestload/attestload/attestation/enroll"
 	"github.com/attestload/attestload/attestation/record"
 	"github.com/attestload/attestload/attestation/simverifier"
 	"github.com/attestload/attestload/attestation/softtpm"
+	"github.com/attestload/attestload/internal/pgtest"
 	"github.com/attestload/attestload/test/faults/harness"
 )
 
@@ -107,11 +106,7 @@ func lookalikes(t *testing.T, dbURL, prefix string) (want int, count func() int)
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	pool, err := enroll.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := pgtest.Pool(t, dbURL) // kept open for count, closed when the test ends
 	key, err := softtpm.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -142,19 +137,14 @@ func lookalikes(t *testing.T, dbURL, prefix string) (want int, count func() int)
 	count = func() int {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		conn, err := pgx.Connect(ctx, dbURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(ctx)
 		var n, s, p int
-		if err := conn.QueryRow(ctx, `SELECT count(*) FROM verifiermain WHERE agent_id = ANY($1)`, ids).Scan(&n); err != nil {
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM verifiermain WHERE agent_id = ANY($1)`, ids).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
-		if err := conn.QueryRow(ctx, `SELECT count(*) FROM sessions WHERE agent_id = ANY($1)`, ids).Scan(&s); err != nil {
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM sessions WHERE agent_id = ANY($1)`, ids).Scan(&s); err != nil {
 			t.Fatal(err)
 		}
-		if err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM allowlists WHERE name = $1) + (SELECT count(*) FROM mbpolicies WHERE name = $2)`,
+		if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM allowlists WHERE name = $1) + (SELECT count(*) FROM mbpolicies WHERE name = $2)`,
 			en.IMAPolicyName, en.MBPolicyName).Scan(&p); err != nil {
 			t.Fatal(err)
 		}
