@@ -67,16 +67,7 @@ func TestDatabaseMode(t *testing.T) {
 	if n := v.AgentCount(); n != 1 {
 		t.Fatalf("%d agents loaded, want 1", n)
 	}
-	log := profile.NewAgentLog()
-	a := newSimAgent(t, srv.URL, "db-ima", k1)
-	a.imaEntries = func(from int) (string, int) {
-		text, _, err := log.Entries(from)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return text, log.EntryCount()
-	}
-	wantStatus(t, "PoP", a.startSession(), http.StatusOK, "")
+	a, log := sessionIMAAgent(t, srv.URL, "db-ima", k1, profile)
 	var active bool
 	var hashLen int
 	if err := pool.QueryRow(ctx, `SELECT active, length(token_hash) FROM sessions WHERE agent_id = 'db-ima'`).Scan(&active, &hashLen); err != nil {

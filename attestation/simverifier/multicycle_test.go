@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/attestload/attestload/attestation/evidence"
+	"github.com/attestload/attestload/attestation/softtpm"
 )
 
 // imaAgent enrolls an IMA agent with a synthetic profile's policy (optionally edited) and wires its log.
@@ -29,6 +30,13 @@ func imaAgent(t *testing.T, v *Verifier, base, id string, profile evidence.Profi
 		IMAPolicyJSON: policy, IMAGenerator: profile.Generator()}); err != nil {
 		t.Fatal(err)
 	}
+	return sessionIMAAgent(t, base, id, k, profile)
+}
+
+// sessionIMAAgent makes an agent of an enrolled id that sends its profile's IMA log incrementally, and opens its
+// session.
+func sessionIMAAgent(t *testing.T, base, id string, k *softtpm.Key, profile evidence.Profile) (*simAgent, *evidence.AgentLog) {
+	t.Helper()
 	log := profile.NewAgentLog()
 	a := newSimAgent(t, base, id, k)
 	a.imaEntries = func(from int) (string, int) {
