@@ -21,8 +21,7 @@
 # Needs: go, python3, curl, PostgreSQL (scripts/pg-start.sh), root or sudo for apt-get on the first run.
 # `e2e-observability.sh --build-jaeger` only builds and caches Jaeger, then exits; `--jaeger-cached` prints yes or
 # no. .ci/run starts the build in the background at its beginning on a machine that has not built Jaeger yet, so
-# the long first build overlaps the tests. A lock on the cache makes a second caller wait for a build in progress
-# instead of starting its own.
+# the long first build overlaps the tests, and waits for it before running this script for the checks.
 #
 # Environment: ATTESTLOAD_E2E_CACHE, JAEGER_VERSION (a github.com/jaegertracing/jaeger module version whose
 # cmd/jaeger is the Jaeger v2 binary), E2E_DURATION (default 45s), E2E_KEEP=1 keeps the work directory.
@@ -43,12 +42,13 @@ cache="${ATTESTLOAD_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/attestload-e2e}"
 jaeger_version="${JAEGER_VERSION:-v1.76.0}"
 duration="${E2E_DURATION:-45s}"
 slow_threshold_s=1
+jaeger_bin="$cache/jaeger-$jaeger_version/bin/jaeger"
 
 mode="${1:-}"
 case "$mode" in
 "" | --build-jaeger) ;;
 --jaeger-cached)
-	if [[ -x "$cache/jaeger-$jaeger_version/bin/jaeger" ]]; then echo yes; else echo no; fi
+	if [[ -x "$jaeger_bin" ]]; then echo yes; else echo no; fi
 	exit 0
 	;;
 *) die "unknown argument '$mode' (options: --build-jaeger, --jaeger-cached)" ;;
@@ -99,15 +99,7 @@ ensure_prometheus() {
 # Jaeger's go.mod has replace directives, so `go install …@version` refuses it; build inside a copy of the
 # module instead, which honours them. The binary is cached per version.
 ensure_jaeger() {
-	jaeger_bin="$cache/jaeger-$jaeger_version/bin/jaeger"
 	[[ -x "$jaeger_bin" ]] && return
-	command -v flock >/dev/null 2>&1 || die "flock not found (Debian: util-linux)"
-	exec 9>"$cache/jaeger-$jaeger_version.lock"
-	if ! flock -n 9; then
-		say "waiting for another build of Jaeger $jaeger_version to finish"
-		flock 9
-	fi
-	if [[ -x "$jaeger_bin" ]]; then exec 9>&-; return; fi
 	say "building Jaeger $jaeger_version with $(go env GOVERSION) (once; several minutes)"
 	local dir
 	dir="$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "github.com/jaegertracing/jaeger@$jaeger_version" |
@@ -119,7 +111,6 @@ ensure_jaeger() {
 		die "jaeger $jaeger_version does not build with $(go env GOVERSION)"
 	mv "$jaeger_bin.tmp" "$jaeger_bin"
 	rm -rf "$src"
-	exec 9>&-
 }
 
 if [[ "$mode" == --build-jaeger ]]; then

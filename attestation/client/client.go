@@ -111,7 +111,8 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{
 		base: base, prefix: cfg.APIPrefix, timeout: cfg.RequestTimeout, maxRetries: cfg.MaxRetries,
 		maxRetryWait: cfg.MaxRetryAfter, maxBody: cfg.MaxBodyBytes, extraData: cfg.ExtraDataEncoding,
-		renewMargin: cfg.TokenRenewMargin, slideTokens: !cfg.FixedTokenExpiry, hooks: cfg.Hooks, log: cfg.Logger, now: cfg.Now, sleep: cfg.Sleep,
+		renewMargin: cfg.TokenRenewMargin, slideTokens: !cfg.FixedTokenExpiry, hooks: cfg.Hooks, log: cfg.Logger,
+		now: cfg.Now, sleep: cfg.Sleep,
 	}
 	switch c.prefix {
 	case "":
