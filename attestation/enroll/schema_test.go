@@ -19,7 +19,7 @@ import (
 // loadReferenceSchema creates a database holding the pg_dump of the schema a real verifier created.
 func loadReferenceSchema(t *testing.T) *pgxpool.Pool {
 	t.Helper()
-	raw, err := os.ReadFile(sharedtest.SharedPath(t, "testdata", "keylime-schema", "verifierdb-schema.sql"))
+	raw, err := os.ReadFile(sharedtest.Testdata(t, "keylime-schema", "verifierdb-schema.sql"))
 	if err != nil {
 		t.Fatalf("read reference schema: %v", err)
 	}

@@ -311,7 +311,7 @@ func TestNewSyntheticRanges(t *testing.T) {
 }
 
 func TestCaptured(t *testing.T) {
-	path := sharedtest.SharedPath(t, "testdata", "captured-evidence", "ima_log.txt")
+	path := sharedtest.Testdata(t, "captured-evidence", "ima_log.txt")
 	prof, err := LoadCaptured(path)
 	if err != nil {
 		t.Fatal(err)

@@ -140,10 +140,10 @@ func sampleV1Line(t testing.TB) []byte {
 	return b
 }
 
-// goldenDir is the old tool's report goldens in the shared reference material.
+// goldenDir is the old tool's report goldens in the repository's testdata.
 func goldenDir(t testing.TB) string {
 	t.Helper()
-	return sharedtest.SharedPath(t, "testdata", "report-golden")
+	return sharedtest.Testdata(t, "report-golden")
 }
 
 func goldenLines(t testing.TB) [][]byte {
@@ -151,7 +151,7 @@ func goldenLines(t testing.TB) [][]byte {
 	for _, name := range []string{"mixed-101.jsonl", "retries-102.jsonl"} {
 		f, err := os.Open(filepath.Join(goldenDir(t), name))
 		if err != nil {
-			t.Fatalf("shared test data (../shared/testdata/report-golden) not readable: %v", err)
+			t.Fatalf("test data (testdata/report-golden) not readable: %v", err)
 		}
 		sc := bufio.NewScanner(f)
 		sc.Buffer(nil, 1<<20)

@@ -18,7 +18,7 @@ func TestLegacyGolden(t *testing.T) {
 			dir := goldenDir(t)
 			want, err := os.ReadFile(filepath.Join(dir, name+".txt"))
 			if err != nil {
-				t.Fatalf("shared golden files (../shared/testdata/report-golden) not readable: %v", err)
+				t.Fatalf("golden files (testdata/report-golden) not readable: %v", err)
 			}
 			var out, errb bytes.Buffer
 			code, err := Run(context.Background(), Options{Inputs: []string{filepath.Join(dir, name+".jsonl")},

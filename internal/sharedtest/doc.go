@@ -1,5 +1,6 @@
-// Package sharedtest locates the repository root and the read-only reference material that sits next to it
-// (../shared: the Keylime vectors, schema, report goldens and captured evidence), for tests in any package.
+// Package sharedtest locates the repository root and the reference material in its testdata folder (the Keylime
+// vectors, schema, report goldens and captured evidence, copied in with their provenance; see testdata/README.md),
+// for tests in any package.
 //
 // Tests run with the package directory as working directory, so every package used to walk up to go.mod on its
 // own; this package is that walk, once. It only finds and reads files: it must not know the layout of a vector

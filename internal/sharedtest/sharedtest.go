@@ -27,29 +27,29 @@ func RepoRoot(t testing.TB) string {
 	}
 }
 
-// SharedPath returns the path of elem inside the reference material next to the repository root (../shared);
-// with no elem it is that directory itself. The path need not exist.
-func SharedPath(t testing.TB, elem ...string) string {
+// Testdata returns the path of elem inside the repository's reference material (testdata/ at the repository
+// root); with no elem it is that directory itself. The path need not exist.
+func Testdata(t testing.TB, elem ...string) string {
 	t.Helper()
-	return filepath.Join(append([]string{RepoRoot(t), "..", "shared"}, elem...)...)
+	return filepath.Join(append([]string{RepoRoot(t), "testdata"}, elem...)...)
 }
 
-// ReadShared returns the contents of a file inside ../shared, failing the test when it cannot be read.
-func ReadShared(t testing.TB, elem ...string) []byte {
+// ReadTestdata returns the contents of a file inside testdata/, failing the test when it cannot be read.
+func ReadTestdata(t testing.TB, elem ...string) []byte {
 	t.Helper()
-	path := SharedPath(t, elem...)
+	path := Testdata(t, elem...)
 	b, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("sharedtest: read shared file: %v", err)
+		t.Fatalf("sharedtest: read test data: %v", err)
 	}
 	return b
 }
 
 // Vector returns the raw bytes of the Keylime vector file name (for example "02-agent1-cycle1.json") from
-// ../shared/testdata/keylime-vectors.
+// testdata/keylime-vectors.
 func Vector(t testing.TB, name string) []byte {
 	t.Helper()
-	return ReadShared(t, "testdata", "keylime-vectors", name)
+	return ReadTestdata(t, "keylime-vectors", name)
 }
 
 // DecodeVector decodes the Keylime vector file name into v, failing the test naming the file when it is not

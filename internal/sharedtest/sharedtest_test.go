@@ -17,11 +17,11 @@ func TestRepoRootHoldsThisModule(t *testing.T) {
 	}
 }
 
-func TestSharedPathIsBesideTheRoot(t *testing.T) {
-	got := SharedPath(t, "testdata", "keylime-vectors")
-	want := filepath.Join(filepath.Dir(RepoRoot(t)), "shared", "testdata", "keylime-vectors")
+func TestTestdataIsUnderTheRoot(t *testing.T) {
+	got := Testdata(t, "keylime-vectors")
+	want := filepath.Join(RepoRoot(t), "testdata", "keylime-vectors")
 	if got != want {
-		t.Fatalf("SharedPath = %s, want %s", got, want)
+		t.Fatalf("Testdata = %s, want %s", got, want)
 	}
 }
 
