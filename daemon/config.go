@@ -376,9 +376,10 @@ func (l Loader) Load() (*Config, error) {
 }
 
 // reservedPrefixes name the ATTESTLOAD_* variables of the repository's test and CI scripts (the database tests,
-// scripts/pg-start.sh, the end-to-end script, the fault suite and the soak). They are no config keys, and a shell
-// that has them set must still run attestload, so they are ignored rather than rejected as typos.
-var reservedPrefixes = []string{"TEST_", "PG_", "E2E_", "FAULTS", "SOAK_"}
+// scripts/pg-start.sh, the end-to-end script, the fault suite, the soak, scripts/keylime-verifier.sh and the
+// stock-verifier suite). They are no config keys, and a shell that has them set must still run attestload, so they
+// are ignored rather than rejected as typos.
+var reservedPrefixes = []string{"TEST_", "PG_", "E2E_", "FAULTS", "SOAK_", "KEYLIME_"}
 
 func reservedEnv(name string) bool {
 	for _, p := range reservedPrefixes {
