@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"runtime"
 	"slices"
@@ -78,7 +79,7 @@ type RunConfig struct {
 	DrainTimeout   time.Duration `key:"drain_timeout"`
 	Instance       string        `key:"instance"` // empty: the host name
 	Verbose        bool          `key:"verbose"`
-	KeyPool        string        `key:"key_pool"`
+	KeyPool        string        `key:"key_pool"`      // "": DefaultKeyPool(); KeyPoolNone: in memory only
 	DistinctKeys   int           `key:"distinct_keys"` // agents share this many AKs round-robin
 	FirstIndex     int           `key:"first_index"`
 	StatusInterval time.Duration `key:"status_interval"`
@@ -198,12 +199,38 @@ type PGActivityConfig struct {
 // loopback only, on the port OpenTelemetry's Prometheus exporters use (the deployment files use it too).
 const DefaultMetricsListen = "127.0.0.1:9464"
 
+// KeyPoolNone as run.key_pool keeps the RSA attestation keys in memory only: every run generates them afresh.
+const KeyPoolNone = "none"
+
+// DefaultKeyPool is where the RSA attestation keys are kept when run.key_pool is empty: ak-pool.bin in the user's
+// cache directory ($XDG_CACHE_HOME/attestload, by default ~/.cache/attestload on Linux), so that no run writes into
+// the directory it was started from. It fails only when there is no home directory to put a cache in.
+func DefaultKeyPool() (string, error) {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("no user cache directory for the attestation keys (%w): set run.key_pool to a file, "+
+			"or to %q to keep them in memory", err, KeyPoolNone)
+	}
+	return filepath.Join(dir, "attestload", "ak-pool.bin"), nil
+}
+
+// KeyPoolPath resolves run.key_pool: the file the RSA attestation keys are kept in, or "" for memory only.
+func (c RunConfig) KeyPoolPath() (string, error) {
+	switch c.KeyPool {
+	case "":
+		return DefaultKeyPool()
+	case KeyPoolNone:
+		return "", nil
+	}
+	return c.KeyPool, nil
+}
+
 func DefaultConfig() Config {
 	return Config{
 		Verifier: VerifierConfig{APIPrefix: "v3.0", RequestTimeout: 30 * time.Second, ConnectTimeout: 10 * time.Second,
 			MaxRetries: 3, MaxRetryAfter: 60 * time.Second, ExtendTokenOnAttestation: true},
 		Database: DatabaseConfig{Prefix: "attestload-"},
-		Run:      RunConfig{DrainTimeout: 30 * time.Second, KeyPool: "keys/ak-pool.bin", DistinctKeys: 100, StatusInterval: 10 * time.Second},
+		Run:      RunConfig{DrainTimeout: 30 * time.Second, DistinctKeys: 100, StatusInterval: 10 * time.Second},
 		Scheduler: SchedulerConfig{Model: ModelClosed, Fleet: FleetConfig{Interval: 60 * time.Second, Jitter: 0.1},
 			Rate: RateConfig{Start: 10, Stages: []StageConfig{{Duration: time.Minute, Target: 10}}}},
 		Evidence:  EvidenceConfig{Profile: "ima", IMAInitial: 200, IMAGrow: 2, IMAUniverse: 1000},

@@ -116,14 +116,18 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...Option) (_ 
 	}
 	n := cfg.Run.Agents
 	nkeys := min(n, cfg.Run.DistinctKeys)
-	if dir := filepath.Dir(cfg.Run.KeyPool); cfg.Run.KeyPool != "" {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("attestation keys (run.key_pool %s): %w", cfg.Run.KeyPool, err)
+	poolPath, err := cfg.Run.KeyPoolPath()
+	if err != nil {
+		return nil, fmt.Errorf("attestation keys (run.key_pool): %w", err)
+	}
+	if poolPath != "" {
+		if err := os.MkdirAll(filepath.Dir(poolPath), 0o700); err != nil {
+			return nil, fmt.Errorf("attestation keys (run.key_pool %s): %w", poolPath, err)
 		}
 	}
-	keys, err := softtpm.LoadOrCreateKeyPool(cfg.Run.KeyPool, nkeys, crand.Reader)
+	keys, err := softtpm.LoadOrCreateKeyPool(poolPath, nkeys, crand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("attestation keys (run.key_pool %s): %w", cfg.Run.KeyPool, err)
+		return nil, fmt.Errorf("attestation keys (run.key_pool %s): %w", poolPath, err)
 	}
 	agents := make([]*client.Agent, n)
 

@@ -152,3 +152,36 @@ func TestCleanupRetriesDeadlocks(t *testing.T) {
 		t.Fatalf("calls %d, err %v; other errors must not be retried", calls, err)
 	}
 }
+
+// The AK pool goes to the user's cache directory by default, never into the directory the run was started from
+// (even when the run fails later, after the keys were made); "none" keeps it in memory and an explicit path wins.
+func TestKeyPoolDefaultsToTheUserCacheDirectory(t *testing.T) {
+	cache, cwd := t.TempDir(), t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", cache)
+	t.Chdir(cwd)
+	cfg := testConfig(t, t.TempDir())
+	cfg.Run.KeyPool = ""
+	cfg.Database.URL = "postgres://attestload@127.0.0.1:1/none?sslmode=disable&connect_timeout=1" // fails after the keys
+	if _, err := Setup(t.Context(), cfg, SetupOptions{}); err == nil {
+		t.Fatal("Setup with an unreachable database succeeded")
+	}
+	want := filepath.Join(cache, "attestload", "ak-pool.bin")
+	if st, err := os.Stat(want); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key pool %s: %v (mode %v), want a 0600 file", want, err, st)
+	}
+	if ents, _ := os.ReadDir(cwd); len(ents) != 0 {
+		t.Fatalf("the run wrote %d entries into its working directory (first %s)", len(ents), ents[0].Name())
+	}
+
+	for _, c := range []struct{ set, want string }{{"", want}, {KeyPoolNone, ""}, {"/x/pool.bin", "/x/pool.bin"}} {
+		got, err := RunConfig{KeyPool: c.set}.KeyPoolPath()
+		if err != nil || got != c.want {
+			t.Errorf("key_pool %q resolves to %q, %v; want %q", c.set, got, err, c.want)
+		}
+	}
+	t.Setenv("XDG_CACHE_HOME", "")
+	t.Setenv("HOME", "")
+	if _, err := (RunConfig{}).KeyPoolPath(); err == nil || !strings.Contains(err.Error(), "run.key_pool") {
+		t.Errorf("without a home directory: %v, want an error naming run.key_pool", err)
+	}
+}

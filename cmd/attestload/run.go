@@ -118,7 +118,7 @@ Exit status: 0 ok; 1 runtime failure; 2 usage or configuration error; 99 a thres
 	f.Duration("duration", 0, "stop starting cycles after this long, e.g. 30s or 1h (default: no limit)")
 	f.Duration("drain-timeout", 0, "after stopping, how long running cycles may finish (default 30s)")
 	f.String("instance", "", "instance name written into every record (default: host name)")
-	f.String("key-pool", "", "file of reusable attestation keys (default keys/ak-pool.bin)")
+	f.String("key-pool", "", "file of reusable RSA attestation keys (default: ak-pool.bin in the user cache directory, e.g. ~/.cache/attestload; \"\" keeps them in memory)")
 	f.String("model", "", "scheduler: closed, fleet or rate (default closed)")
 	f.Duration("interval", 0, "fleet model: each agent's attestation interval (default 60s)")
 	f.Float64("rate-start", 0, "rate model: cycles per second at the start (default 10)")
