@@ -765,7 +765,7 @@ func (c *Config) Validate() error {
 	if c.Verifier.URL != "" {
 		u, err := url.Parse(c.Verifier.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return keyErr("verifier.url", "must be an http:// or https:// URL with a host, got %q", c.Verifier.URL)
+			return keyErr("verifier.url", "must be an http:// or https:// URL with a host, got %q", enroll.RedactURL(c.Verifier.URL))
 		}
 	}
 	if strings.Contains(c.Verifier.APIPrefix, "/") || c.Verifier.APIPrefix == "" {
@@ -811,6 +811,9 @@ func (c *Config) Validate() error {
 			strings.HasPrefix(low, "postgresql+psycopg2://"), strings.Contains(low, "host="), strings.Contains(low, "dbname="):
 		default:
 			return keyErr("database.url", "must be a PostgreSQL URL (postgresql://user:password@host:5432/verifierdb)")
+		}
+		if err := enroll.CheckURL(d); err != nil {
+			return keyErr("database.url", "%v", err)
 		}
 	}
 	if c.Verifier.URL != "" && c.Database.URL == "" {

@@ -265,3 +265,25 @@ func TestDeployConfigsLoad(t *testing.T) {
 		})
 	}
 }
+
+// A malformed URL's error never quotes its password (verifier.url) and names the fix (database.url).
+func TestURLErrorsRedactPasswords(t *testing.T) {
+	for _, tc := range []struct{ env, value, want string }{
+		{"ATTESTLOAD_VERIFIER_URL", "ftp://admin:Tr0ub4dor@verifier:8881", "verifier.url"},
+		{"ATTESTLOAD_DATABASE_URL", "postgres://kl:Tr0ub4dor@horse@127.0.0.1/verifierdb", "%40"},
+	} {
+		t.Setenv("ATTESTLOAD_VERIFIER_URL", "")
+		t.Setenv("ATTESTLOAD_DATABASE_URL", "")
+		t.Setenv(tc.env, tc.value)
+		_, err := Loader{Environ: os.Environ()}.Load()
+		if err == nil {
+			t.Fatalf("%s=%s: no error", tc.env, tc.value)
+		}
+		if strings.Contains(err.Error(), "Tr0ub4dor") || strings.Contains(err.Error(), "horse") {
+			t.Errorf("%s: error leaks the password: %v", tc.env, err)
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v does not mention %s", tc.env, err, tc.want)
+		}
+	}
+}

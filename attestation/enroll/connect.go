@@ -49,6 +49,9 @@ func Connect(ctx context.Context, rawURL string) (*pgxpool.Pool, error) {
 	if IsSQLite(rawURL) {
 		return nil, fmt.Errorf("connect to %s: %w", shown, ErrSQLiteUnsupported)
 	}
+	if err := CheckURL(rawURL); err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", shown, err)
+	}
 	connString := stripDriver(rawURL)
 	cfg, err := pgxpool.ParseConfig(connString)
 	if err != nil {
@@ -106,6 +109,41 @@ func classifyConnectError(shown, rawURL string, cfg *pgxpool.Config, err error) 
 	}
 	return fmt.Errorf("connect to %s: %w at %s (is PostgreSQL running and listening there?): %s",
 		shown, ErrUnreachable, hostPort, scrub(cause.Error(), rawURL))
+}
+
+// CheckURL refuses a postgres:// URL that PostgreSQL would read differently from the way it was meant. libpq (and
+// pgx, which follows it) ends the user name and password at the first '@' before the first '/', so a password
+// pasted with an unescaped '@' or '/' turns its tail into the host name, port or database name, which then
+// appears in "no such host" errors and leads the user to look for a network problem. The error wraps ErrBadURL,
+// says what to encode and never quotes any part of the URL. Key=value strings and URLs without such characters
+// pass.
+func CheckURL(rawURL string) error {
+	_, rest, ok := strings.Cut(stripDriver(rawURL), "://")
+	if !ok {
+		return nil
+	}
+	const fix = "percent-encode '@' as %40 and '/' as %2F (':' in the user name as %3A) in the user name and password"
+	authority, path, hasPath := strings.Cut(rest, "/")
+	if strings.Count(authority, "@") > 1 {
+		return fmt.Errorf("%w: more than one '@' before the host (PostgreSQL ends the password at the first one): %s",
+			ErrBadURL, fix)
+	}
+	if !hasPath {
+		return nil
+	}
+	dbname, query, _ := strings.Cut(path, "?")
+	if strings.Contains(dbname, "@") {
+		return fmt.Errorf("%w: an '@' after the first '/' (PostgreSQL ends the host at the first '/', so a '/' in the "+
+			"password makes the rest of it the database name): %s; a database name with '@' needs %%40 too",
+			ErrBadURL, fix)
+	}
+	for param := range strings.SplitSeq(query, "&") {
+		if at, eq := strings.Index(param, "@"), strings.Index(param, "="); at >= 0 && (eq < 0 || at < eq) {
+			return fmt.Errorf("%w: an '@' in the query part outside a parameter's value (a password with '/' and "+
+				"'?' in it?): %s", ErrBadURL, fix)
+		}
+	}
+	return nil
 }
 
 // IsSQLite recognises the ways a SQLite database is usually named: Keylime's own "sqlite" default, SQLAlchemy
@@ -183,8 +221,15 @@ func passwordsIn(rawURL string) []string {
 		}
 	}
 	if _, rest, ok := strings.Cut(rawURL, "://"); ok {
+		// The password as a reader sees it (up to the last '@') and as PostgreSQL parses it (up to the first
+		// '@' before any '/').
 		if at := strings.LastIndex(rest, "@"); at >= 0 {
 			if _, pw, ok := strings.Cut(rest[:at], ":"); ok {
+				add(pw)
+			}
+		}
+		if i := strings.IndexAny(rest, "@/"); i >= 0 && rest[i] == '@' {
+			if _, pw, ok := strings.Cut(rest[:i], ":"); ok {
 				add(pw)
 			}
 		}

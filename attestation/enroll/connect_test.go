@@ -157,3 +157,55 @@ func mustParse(t *testing.T, s string) *url.URL {
 	}
 	return u
 }
+
+// A password pasted without percent-encoding: PostgreSQL (libpq, and pgx like it) ends the user info at the first
+// '@', so the rest of the password would become the host name and be printed in a "no such host" error. Such a
+// URL is refused as malformed, naming the fix, and no piece of the password appears in the message.
+func TestConnectUnencodedPassword(t *testing.T) {
+	port := freePort(t)
+	for _, tc := range []struct{ url, secret string }{
+		{"postgres://attestload:Tr0ub4dor@horse@127.0.0.1:" + port + "/postgres?sslmode=disable", "horse"},
+		{"postgresql://attestload:Tr0ub4dor@horse@127.0.0.1:" + port + "/postgres", "Tr0ub4dor"},
+		{"postgresql+psycopg2://keylime:a@b@c@127.0.0.1:" + port + "/verifierdb", "b@c"},
+		// A '/' in the password: libpq would take "keylime" as the host and "pa" as the port.
+		{"postgres://keylime:pa/ss@127.0.0.1:" + port + "/verifierdb", "ss@"},
+	} {
+		_, err := enroll.Connect(testCtx(t), tc.url)
+		if !errors.Is(err, enroll.ErrBadURL) {
+			t.Errorf("Connect(%s) = %v, want ErrBadURL", enroll.RedactURL(tc.url), err)
+			continue
+		}
+		msg := err.Error()
+		t.Logf("error: %s", msg)
+		for _, leak := range []string{tc.secret, "Tr0ub4dor", "horse", "pa/ss"} {
+			if strings.Contains(msg, leak) {
+				t.Errorf("error leaks %q: %s", leak, msg)
+			}
+		}
+		if !strings.Contains(msg, "percent-encode") {
+			t.Errorf("error does not suggest percent-encoding: %s", msg)
+		}
+	}
+	// Encoded, the same password is fine (refused here only because nothing listens on the port).
+	_, err := enroll.Connect(testCtx(t), "postgres://attestload:Tr0ub4dor%40horse@127.0.0.1:"+port+"/postgres")
+	if !errors.Is(err, enroll.ErrUnreachable) || strings.Contains(err.Error(), "horse") {
+		t.Errorf("encoded password: got %v, want ErrUnreachable without the password", err)
+	}
+}
+
+func TestCheckURL(t *testing.T) {
+	for _, ok := range []string{
+		"postgres://alice:s3cret@db:5432/verifierdb", "postgres://alice:p%40ss%2Fw@db/x", "postgres://db/x",
+		"postgres://alice@db/x?password=a@b", "host=db user=alice password=a@b@c dbname=x", "postgres:///x?host=/run/postgresql",
+		"postgres://alice:pa:ss@db/x", "postgres://alice:pa?ss#@db/x",
+	} {
+		if err := enroll.CheckURL(ok); err != nil {
+			t.Errorf("CheckURL(%q) = %v, want nil", ok, err)
+		}
+	}
+	for _, bad := range []string{"postgres://a:b@c@db/x", "postgres://a:b/c@db/x", "postgres://a:b@c/d@db/x"} {
+		if err := enroll.CheckURL(bad); !errors.Is(err, enroll.ErrBadURL) {
+			t.Errorf("CheckURL(%q) = %v, want ErrBadURL", bad, err)
+		}
+	}
+}
