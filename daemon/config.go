@@ -341,6 +341,12 @@ func (l Loader) Load() (*Config, error) {
 	for _, kv := range l.Environ {
 		name, _, _ := strings.Cut(kv, "=")
 		if strings.HasPrefix(name, EnvPrefix) && !envKnown[name] && !reservedEnv(name) {
+			if name == EnvPrefix+"ARGS" {
+				// What the systemd unit's EnvironmentFile held before the unit expanded RUN_ARGS instead.
+				return nil, fmt.Errorf("environment variable %s: unknown config key; extra arguments for the systemd "+
+					"unit go in RUN_ARGS, the URLs in ATTESTLOAD_VERIFIER_URL and ATTESTLOAD_DATABASE_URL "+
+					"(deploy/systemd/attestload.env)", name)
+			}
 			return nil, fmt.Errorf("environment variable %s: unknown config key (config.example.yaml lists the keys)", name)
 		}
 	}

@@ -287,3 +287,11 @@ func TestURLErrorsRedactPasswords(t *testing.T) {
 		}
 	}
 }
+
+// The systemd unit's EnvironmentFile used to hold ATTESTLOAD_ARGS; such a file names the new variables.
+func TestOldSystemdArgsVariable(t *testing.T) {
+	_, err := Loader{Environ: []string{"ATTESTLOAD_ARGS=--shard 0/2"}}.Load()
+	if err == nil || !strings.Contains(err.Error(), "RUN_ARGS") {
+		t.Fatalf("got %v, want an error naming RUN_ARGS", err)
+	}
+}
