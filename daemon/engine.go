@@ -22,10 +22,9 @@ const (
 	ModelRate   = "rate"   // a global arrival rate following the pacer; no idle agent → dropped
 )
 
-// LateTolerance is how late a fleet or rate cycle may start before it counts as late. Timer wake-ups are never
-// exact; counting microseconds of timer slop as lateness would make the late counter meaningless. The exact
-// lateness is still written to every record.
-const LateTolerance = time.Millisecond
+// LateTolerance is how late a fleet or rate cycle may start before it counts as late (record.LateTolerance, the
+// definition every count of late cycles shares).
+const LateTolerance = record.LateTolerance
 
 // Schedule says which cycles the engine runs and when.
 type Schedule struct {
@@ -288,12 +287,12 @@ func (e *Engine) launch(agent, task, worker int, due *time.Time, release func())
 		if l < 0 {
 			l = 0
 		}
-		if l > LateTolerance {
+		s := float64(due.UnixNano()) / 1e9
+		ls := l.Seconds()
+		if record.IsLate(ls) {
 			e.late.Add(1)
 			e.obs.CycleLate(l)
 		}
-		s := float64(due.UnixNano()) / 1e9
-		ls := l.Seconds()
 		sched, late = &s, &ls
 	}
 	go func() {

@@ -8,6 +8,8 @@
 // attestload observes Records.
 package record
 
+import "time"
+
 // SchemaVersion is written into the "schema" key of every record attestload writes. Old (v0) files have no
 // "schema" key; a decoder reports them as schema 0.
 const SchemaVersion = 1
@@ -127,3 +129,14 @@ type Record struct {
 	ScheduledTime *float64 `json:"scheduled_time"`
 	LateSeconds   *float64 `json:"late_seconds"`
 }
+
+// LateTolerance is how late a fleet or rate cycle may start before it counts as late: the one definition the
+// engine's counter, the run's sidecar (late_cycles), the metrics (attestload_cycles_late_total) and the report use.
+// Timer wake-ups are never exact; counting microseconds of timer slop as lateness would make every cycle of an
+// open model late. The exact lateness is still written to every record (late_seconds).
+const LateTolerance = time.Millisecond
+
+// IsLate reports whether a cycle that started lateSeconds after its due time counts as late: more than
+// LateTolerance. Callers compare the same float64 that is written to the record, so that every reader of the
+// record agrees with the counters.
+func IsLate(lateSeconds float64) bool { return lateSeconds > LateTolerance.Seconds() }

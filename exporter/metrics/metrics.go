@@ -151,10 +151,10 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 			Name: NameCyclesStarted, Help: "Attestation cycles started by the engine.",
 		}),
 		late: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: NameCyclesLate, Help: "Attestation cycles that started later than scheduled.",
+			Name: NameCyclesLate, Help: "Attestation cycles that started more than 1 ms (the late tolerance) after their due time.",
 		}),
 		lateness: prometheus.NewHistogram(histogramOpts(NameCycleLateness,
-			"How late cycles started compared with their schedule (the tool's own queueing).")),
+			"How late the late cycles (more than 1 ms after their due time) started (the tool's own queueing).")),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: NameCyclesDropped, Help: "Scheduled cycles dropped because no agent or worker was free in time.",
 		}),

@@ -250,7 +250,7 @@ attestload_cycles_dropped_total 1
 # HELP attestload_cycles_in_flight Attestation cycles currently running.
 # TYPE attestload_cycles_in_flight gauge
 attestload_cycles_in_flight 1
-# HELP attestload_cycles_late_total Attestation cycles that started later than scheduled.
+# HELP attestload_cycles_late_total Attestation cycles that started more than 1 ms (the late tolerance) after their due time.
 # TYPE attestload_cycles_late_total counter
 attestload_cycles_late_total 1
 # HELP attestload_cycles_started_total Attestation cycles started by the engine.
@@ -267,7 +267,7 @@ attestload_target_cycles_per_second 12.5
 		NameCyclesInFlight, NameCyclesLate, NameCyclesStarted, NameScheduleLag, NameTargetRate); err != nil {
 		t.Fatal(err)
 	}
-	wantLate := "# HELP attestload_cycle_lateness_seconds How late cycles started compared with their schedule (the tool's own queueing).\n" +
+	wantLate := "# HELP attestload_cycle_lateness_seconds How late the late cycles (more than 1 ms after their due time) started (the tool's own queueing).\n" +
 		"# TYPE attestload_cycle_lateness_seconds histogram\n" + histLines(NameCycleLateness, "", []float64{1.5})
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(wantLate), NameCycleLateness); err != nil {
 		t.Fatal(err)

@@ -232,7 +232,7 @@ func (a *aggregator) add(c *cycleLine) {
 	// Scheduling.
 	if c.hasLate {
 		a.scheduled++
-		if c.lateSeconds > 0 {
+		if record.IsLate(c.lateSeconds) {
 			a.late++
 		}
 		a.lateness.add(c.lateSeconds)

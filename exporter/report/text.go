@@ -6,6 +6,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/attestload/attestload/attestation/record"
 )
 
 // The new sections are built once as format-neutral sections and rendered as aligned text, Markdown or HTML, so
@@ -148,8 +150,8 @@ func buildSections(s *Summary) []section {
 	}
 	lateLine := "Late cycles: not recorded (no record carries late_seconds)."
 	if sc.Scheduled > 0 {
-		lateLine = fmt.Sprintf("Late cycles: %d of %d scheduled cycles (%s).", sc.Late, sc.Scheduled,
-			share(sc.Late, sc.Scheduled))
+		lateLine = fmt.Sprintf("Late cycles (started more than %s after their due time): %d of %d scheduled "+
+			"cycles (%s).", fmtTolerance(), sc.Late, sc.Scheduled, share(sc.Late, sc.Scheduled))
 	}
 	st := section{title: "Late and dropped cycles", lines: []string{lateLine,
 		"Late cycles reported by the runs: " + lateRuns + ".", "Dropped cycles: " + dropped + "."}}
@@ -279,4 +281,9 @@ func writeMarkdown(w io.Writer, s *Summary) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// fmtTolerance is record.LateTolerance as the report writes durations elsewhere ("1 ms").
+func fmtTolerance() string {
+	return strconv.FormatFloat(record.LateTolerance.Seconds()*1000, 'g', -1, 64) + " ms"
 }
