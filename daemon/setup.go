@@ -473,6 +473,8 @@ func (r *Run) Execute(ctx context.Context) (Summary, error) {
 	if failed && r.cfg.Results.OnError == "stop" {
 		cancel()
 	}
+	// The sidecar's start is the load's: setup (keys, enrollment) is not part of the run's duration.
+	r.info.StartTime = unixSeconds(time.Now())
 	st, err := r.engine.Run(ctx)
 	end := time.Now()
 	r.info.EndTime = unixSeconds(end)

@@ -298,6 +298,28 @@ func statusClass(s int) string {
 	return "invalid"
 }
 
+// runsTrack is the span, workers and agents of the runs when every one of the n inputs has the sidecar of a
+// finished run: from the earliest start to the latest end, workers and agents summed (the runs of a multi-host
+// test are shards of one fleet).
+func runsTrack(runs []RunInfo, n int) (t Track, workers, agents int, ok bool) {
+	if len(runs) == 0 || len(runs) != n {
+		return Track{}, 0, 0, false
+	}
+	for i, r := range runs {
+		if r.StartTime <= 0 || r.EndTime < r.StartTime {
+			return Track{}, 0, 0, false
+		}
+		if i == 0 || r.StartTime < t.Start {
+			t.Start = r.StartTime
+		}
+		t.End = max(t.End, r.EndTime)
+		workers += r.Workers
+		agents += r.Agents
+	}
+	t.Seconds, t.Source = t.End-t.Start, "runs"
+	return t, workers, agents, true
+}
+
 // summary builds the Summary; runs are the sidecars found for the inputs.
 func (a *aggregator) summary(inputs []string, skipped int64, runs []RunInfo) *Summary {
 	s := &Summary{Version: SummaryVersion, Inputs: inputs, Records: a.records, V0Records: a.v0,
@@ -305,8 +327,12 @@ func (a *aggregator) summary(inputs []string, skipped int64, runs []RunInfo) *Su
 	if s.Runs == nil {
 		s.Runs = []RunInfo{}
 	}
-	if a.haveStart && a.haveEnd {
-		s.Track = Track{Start: a.trackStart, End: a.trackEnd, Seconds: a.trackEnd - a.trackStart}
+	if t, workers, agents, ok := runsTrack(runs, len(inputs)); ok {
+		// The runs' own span, workers and agents: a fleet run of 20 s with one cycle ran for 20 s with all its
+		// agents, whatever the records' span and highest indexes say.
+		s.Track, s.Workers, s.Agents = t, workers, agents
+	} else if a.haveStart && a.haveEnd {
+		s.Track = Track{Start: a.trackStart, End: a.trackEnd, Seconds: a.trackEnd - a.trackStart, Source: "records"}
 	}
 	for i, n := range phaseNames {
 		s.Phases = append(s.Phases, latencyOf(n, a.phases[i], s.Track.Seconds))

@@ -45,6 +45,9 @@ type Track struct {
 	Start   float64 `json:"start"`
 	End     float64 `json:"end"`
 	Seconds float64 `json:"seconds"`
+	// Source says where the span comes from: "runs" (every input's sidecar: the runs' own start and end) or
+	// "records" (the old tool's rule over the records, for files without a finished run's sidecar).
+	Source string `json:"source"`
 }
 
 // Counter is one exact legacy counter. Min and max are kept in 32-bit floats as the old tool did.

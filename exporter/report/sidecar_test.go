@@ -1,0 +1,46 @@
+package report
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The legacy tables take the run's duration, workers and agents from its sidecar when there is one: a 20 s fleet
+// run of 2 agents that did one cycle ran 20 s with 2 agents (it printed "in 0:00:00", "1 worker processes and 1
+// mock agents" and 56.55 per second before). Without a sidecar the old rule (the records' span) holds.
+func TestLegacyTablesTakeTheRunFromTheSidecar(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "20260101120000.jsonl")
+	if err := os.WriteFile(p, []byte(v0Line(0, 0, true, true, 1700000003, 0.0071, 0.0106)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	legacy := func() string {
+		var out, errb bytes.Buffer
+		if _, err := Run(context.Background(), Options{Inputs: []string{p}, Legacy: true}, &out, &errb); err != nil {
+			t.Fatal(err)
+		}
+		return out.String()
+	}
+	before := legacy()
+	for _, want := range []string{"Performed 1 attestations in 0:00:00 ", "Used 1 worker processes and 1 mock agents"} {
+		if !strings.Contains(before, want) {
+			t.Errorf("without a sidecar (old rule) the tables lack %q:\n%s", want, before)
+		}
+	}
+	side := `{"schema":1,"run_id":"r","instance":"h","model":"fleet","start_time":1700000000,"end_time":1700000020,` +
+		`"dropped_cycles":0,"late_cycles":0,"agents":2,"workers":2}`
+	if err := os.WriteFile(sidecarPath(p), []byte(side), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	after := legacy()
+	for _, want := range []string{"Performed 1 attestations in 0:00:20 ", "Used 2 worker processes and 2 mock agents",
+		"Per minute             3.0     0.0     3.0"} {
+		if !strings.Contains(after, want) {
+			t.Errorf("with the sidecar the tables lack %q:\n%s", want, after)
+		}
+	}
+}
