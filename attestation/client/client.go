@@ -98,8 +98,11 @@ type Client struct {
 	slideTokens  bool
 	hooks        Hooks
 	log          *slog.Logger
-	now          func() time.Time
-	sleep        func(ctx context.Context, d time.Duration) error
+	// warned holds the transport error classes already logged at warning level (the first of each class is, with
+	// its text: the record keeps only the class, and "tls" alone does not say which certificate check failed).
+	warned sync.Map
+	now    func() time.Time
+	sleep  func(ctx context.Context, d time.Duration) error
 }
 
 // New validates cfg and builds a Client.
@@ -264,7 +267,9 @@ func (c *Client) do(ctx context.Context, action, method, rawURL string, body []b
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		finish(&att, start, c.now(), classifyErr(ctx, rctx, err))
+		class := classifyErr(ctx, rctx, err)
+		finish(&att, start, c.now(), class)
+		c.warnFirst(class, method, err)
 		return att, nil
 	}
 	buf := bufPool.Get().(*bytes.Buffer)
@@ -287,6 +292,20 @@ func (c *Client) do(ctx context.Context, action, method, rawURL string, body []b
 	}
 	finish(&att, start, end, "")
 	return att, r
+}
+
+// warnFirst logs the first transport error of each class (but canceled, which is the run stopping) at warning
+// level with the error's text, e.g. which certificate check failed; later ones of the class go to the per-attempt
+// debug line only.
+func (c *Client) warnFirst(class, method string, err error) {
+	if class == record.ErrCanceled {
+		return
+	}
+	if _, seen := c.warned.LoadOrStore(class, true); seen {
+		return
+	}
+	c.log.Warn("request to the verifier failed (first error of its class; later ones are counted, not logged)",
+		"class", class, "method", method, "err", err)
 }
 
 // finish sets the end time and duration, and the error class when class is not empty.

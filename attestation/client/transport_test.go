@@ -1,12 +1,14 @@
 package client
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -133,5 +135,35 @@ func TestNewTransportLocalAddrsRoundRobin(t *testing.T) {
 	}
 	if got["127.0.0.1"] != 2 || got["127.0.0.2"] != 2 {
 		t.Errorf("source addresses = %v, want 2 each", got)
+	}
+}
+
+// A transport error's class alone ("tls") does not say which check failed: the first error of each class is logged
+// at warning level with its text, later ones of the class are not.
+func TestFirstTransportErrorOfClassWarned(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	tr, err := NewTransport(TLSOptions{CAFile: writePEM(t, "other.pem", otherCA(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.CloseIdleConnections()
+	var logs strings.Builder
+	c, err := New(Config{BaseURL: srv.URL, Transport: tr, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		att, resp := c.do(context.Background(), "create", http.MethodPost, srv.URL+"/x", nil, "")
+		if resp != nil || att.Error == nil || *att.Error != "tls" {
+			t.Fatalf("attempt against an untrusted server: error %v, response %v", att.Error, resp != nil)
+		}
+	}
+	out := logs.String()
+	if n := strings.Count(out, "level=WARN"); n != 1 {
+		t.Errorf("%d warnings for three tls failures, want 1:\n%s", n, out)
+	}
+	if !strings.Contains(out, "class=tls") || !strings.Contains(out, "certificate signed by unknown authority") {
+		t.Errorf("the warning does not name the class and the certificate problem:\n%s", out)
 	}
 }
