@@ -16,7 +16,7 @@ WITH_DB = if [[ -z "$${ATTESTLOAD_TEST_DATABASE_URL:-}" ]]; then \
 		ATTESTLOAD_TEST_DATABASE_URL="$$(scripts/pg-start.sh)"; fi; \
 	export ATTESTLOAD_TEST_DATABASE_URL;
 
-.PHONY: run build test vet fmt-check bench pg-start faults soak
+.PHONY: run build test vet fmt-check bench pg-start faults soak verifier-test
 
 run:
 	$(GO) run ./cmd/attestload run $(ARGS)
@@ -47,6 +47,13 @@ pg-start:
 # and read-only results directories (tmpfs mounts: run as root), signals and bad input. A few minutes.
 faults:
 	@$(WITH_DB) set -x; ATTESTLOAD_FAULTS=1 ATTESTLOAD_FAULTS_PG_RESTART=1 $(GO) test -race -count=1 -timeout 20m ./test/faults/...
+
+# The stock-verifier suite (test/stockverifier): attestload against the unmodified Keylime verifier, started by
+# scripts/keylime-verifier.sh from ../shared/keylime or $$ATTESTLOAD_KEYLIME_SRC (a Keylime checkout), and the
+# conformance table against both it and the simulator. A few minutes; built without -race to leave the CPU to
+# the verifier.
+verifier-test:
+	@$(WITH_DB) set -x; ATTESTLOAD_KEYLIME_SUITE=1 $(GO) test -count=1 -v -timeout 15m ./test/stockverifier/...
 
 # The soak (test/soak): make soak DURATION=1h AGENTS=500 [INTERVAL=10s]. Fails when resident memory grows by more
 # than MAX_GROWTH MiB after warm-up; the figures are logged and, with SOAK_OUT=file.json, written as JSON.
