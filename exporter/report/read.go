@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/attestload/attestload/exporter/results"
 )
 
 // MaxLineBytes bounds one results line. A longer line is skipped as malformed without being held in memory.
@@ -69,7 +71,11 @@ func ResolveInputs(args []string, resultsDir string) ([]string, error) {
 		}
 		found := false
 		if resultsDir != "" && !strings.ContainsRune(arg, filepath.Separator) {
-			for _, p := range []string{filepath.Join(resultsDir, arg), filepath.Join(resultsDir, arg+".jsonl")} {
+			cands := []string{filepath.Join(resultsDir, arg)}
+			for _, e := range resultsExts {
+				cands = append(cands, filepath.Join(resultsDir, arg+e))
+			}
+			for _, p := range cands {
 				if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
 					addPath(p)
 					found = true
@@ -77,7 +83,7 @@ func ResolveInputs(args []string, resultsDir string) ([]string, error) {
 				}
 			}
 			if isStamp(arg) {
-				for _, p := range sameSecondRuns(resultsDir, arg) {
+				for _, p := range runFiles(resultsDir, arg) {
 					addPath(p)
 					found = true
 				}
@@ -86,9 +92,9 @@ func ResolveInputs(args []string, resultsDir string) ([]string, error) {
 		if !found {
 			also := ""
 			if isStamp(arg) {
-				also = " or " + arg + "-*.jsonl"
+				also = ", " + arg + ".partNNNN.jsonl* or " + arg + "-*.jsonl*"
 			}
-			return nil, fmt.Errorf("input %q: no such file, and no %s%s under the results directory %q",
+			return nil, fmt.Errorf("input %q: no such file, and no %s[.zst|.gz]%s under the results directory %q",
 				arg, strings.TrimSuffix(arg, ".jsonl")+".jsonl", also, resultsDir)
 		}
 	}
@@ -108,30 +114,50 @@ func isStamp(arg string) bool {
 	return true
 }
 
-// sameSecondRuns lists dir/<stamp>-*.jsonl, the results files of runs that started in the same second as another
-// one there (named with their run id), in name order. The directory is listed rather than globbed so that a
-// results directory whose name holds glob characters still works.
-func sameSecondRuns(dir, stamp string) []string {
+// runFiles lists the results files of the runs that started in the second stamp names, in name order: the parts
+// of a rotated run (<stamp>.partNNNN.jsonl[.zst|.gz]), then the files of runs named with their run id because they
+// started in the same second as another (<stamp>-<run_id>[.partNNNN].jsonl[.zst|.gz]). The directory is listed
+// rather than globbed so that a results directory whose name holds glob characters still works.
+func runFiles(dir, stamp string) []string {
 	ents, err := os.ReadDir(dir) // sorted by name
 	if err != nil {
 		return nil
 	}
-	var out []string
+	var parts, others []string
 	for _, e := range ents {
 		name := e.Name()
-		if strings.HasPrefix(name, stamp+"-") && strings.HasSuffix(name, ".jsonl") && !e.IsDir() {
-			p := filepath.Join(dir, name)
-			if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
-				out = append(out, p)
-			}
+		if e.IsDir() || !isResultsName(name) {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		switch {
+		case strings.HasPrefix(name, stamp+".part"):
+			parts = append(parts, p)
+		case strings.HasPrefix(name, stamp+"-"):
+			others = append(others, p)
+		default:
+			continue
 		}
 	}
-	return out
+	return append(parts, others...)
 }
 
-// sidecarPath is results/<stamp>.run.json for results/<stamp>.jsonl.
+// sidecarPath is results/<stamp>.run.json for results/<stamp>.jsonl, results/<stamp>.jsonl.zst and every part
+// results/<stamp>.partNNNN.jsonl[.zst|.gz] of a rotated run.
 func sidecarPath(path string) string {
-	return strings.TrimSuffix(path, ".jsonl") + ".run.json"
+	return results.SidecarPath(path)
+}
+
+// resultsExts are the extensions of results files the report reads: plain, zstd and gzip.
+var resultsExts = []string{".jsonl", ".jsonl.zst", ".jsonl.gz"}
+
+func isResultsName(name string) bool {
+	for _, e := range resultsExts {
+		if strings.HasSuffix(name, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // readRunInfo reads a sidecar; a missing one is not an error.
@@ -159,6 +185,10 @@ type skipLog struct {
 func (s *skipLog) skip(file string, line int64, why string) {
 	s.count++
 	if s.count <= maxSkipMessages && s.w != nil {
+		if line < 0 {
+			fmt.Fprintf(s.w, "report: %s: skipped: %s\n", file, why)
+			return
+		}
 		fmt.Fprintf(s.w, "report: %s:%d: skipped: %s\n", file, line, why)
 	}
 }
@@ -238,14 +268,19 @@ func Load(ctx context.Context, paths []string, stderr io.Writer) (*Summary, erro
 	skips := &skipLog{w: stderr}
 	var runs []RunInfo
 	var empty []string // inputs without a record, each with why
+	sidecars := map[string]bool{}
 	for _, p := range paths {
-		f, err := os.Open(p)
+		f, err := openResults(p)
 		if err != nil {
-			return nil, fmt.Errorf("open results file: %w", err)
+			return nil, err
 		}
 		records, skipped := agg.records, skips.count
 		err = readFile(ctx, p, f, agg, dec, skips)
-		f.Close()
+		if cerr := f.Close(); err == nil && cerr != nil {
+			// A compressed part that ends inside a frame: the process writing it died. Every complete frame was
+			// read; the lines of the cut frame are lost, as a plain file's last line would be.
+			skips.skip(p, -1, cerr.Error())
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -256,6 +291,10 @@ func Load(ctx context.Context, paths []string, stderr io.Writer) (*Summary, erro
 			}
 			empty = append(empty, fmt.Sprintf("%s (%s)", p, why))
 		}
+		if sidecars[sidecarPath(p)] {
+			continue // another part of the same run
+		}
+		sidecars[sidecarPath(p)] = true
 		ri, err := readRunInfo(p)
 		if err != nil {
 			return nil, err

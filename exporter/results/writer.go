@@ -6,19 +6,30 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/attestload/attestload/attestation/record"
 )
 
 // StampLayout is the time layout of results file names (the old tool's YYYYmmddHHMMSS).
 const StampLayout = "20060102150405"
+
+// Compression settings.
+const (
+	CompressionNone = "none" // plain JSONL, readable by the old tool's report_results
+	CompressionZstd = "zstd" // zstd frames, one per flush; a crash loses at most the frame being written
+)
 
 // Options configure a Writer.
 type Options struct {
@@ -34,15 +45,73 @@ type Options struct {
 	// RunID is the run's marker. Create puts it in the file name (<stamp>-<run_id>.jsonl) when another run has
 	// already taken <stamp>.jsonl in the same directory; without it such a clash is an error.
 	RunID string
+	// Compression is CompressionNone (also "") or CompressionZstd.
+	Compression string
+	// RotateSize starts a new part once the current one holds this many bytes on disk; 0 never.
+	RotateSize int64
+	// RotateInterval starts a new part once the current one is this old and holds a record; 0 never.
+	RotateInterval time.Duration
+	// MinFreeDisk is the free space (bytes, for unprivileged users) the results file system must keep. Create
+	// refuses to start below it; during the run, OnDiskLow is called once when free space drops below it. 0: no
+	// guard.
+	MinFreeDisk int64
+	// OnDiskLow is called once (from the writer's goroutine) when free space drops below MinFreeDisk. It must not
+	// block. The writer keeps writing: the run is expected to stop and drain.
+	OnDiskLow func(error)
 }
 
-// Writer appends records to a JSONL file. It is safe for concurrent use.
+// rotating reports whether parts are named with a part number.
+func (o Options) rotating() bool { return o.RotateSize > 0 || o.RotateInterval > 0 }
+
+// ext is the file extension of a part.
+func (o Options) ext() string {
+	if o.Compression == CompressionZstd {
+		return ".jsonl.zst"
+	}
+	return ".jsonl"
+}
+
+func (o Options) check() error {
+	switch o.Compression {
+	case "", CompressionNone, CompressionZstd:
+	default:
+		return fmt.Errorf("results compression %q: want none or zstd", o.Compression)
+	}
+	if o.RotateSize < 0 || o.RotateInterval < 0 || o.MinFreeDisk < 0 {
+		return errors.New("results: rotate size, rotate interval and min free disk must not be negative")
+	}
+	return nil
+}
+
+// countingWriter counts the bytes that reached the file.
+type countingWriter struct {
+	f *os.File
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.f.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// Writer appends records to a JSONL file, or a sequence of parts when rotating. It is safe for concurrent use.
 type Writer struct {
-	path   string
+	dir    string
+	base   string // <stamp> or <stamp>-<run_id>; every part and the sidecar start with it
 	opts   Options
 	mu     sync.Mutex
+	part   int // current part number (1-based; only in names when rotating)
+	path   string
+	paths  []string // every part so far, in order
 	f      *os.File
+	cw     *countingWriter
+	zw     *zstd.Encoder // nil without compression
+	frame  bool          // the current zstd frame holds data
 	buf    *bufio.Writer
+	lines  int64     // lines in the current part
+	opened time.Time // when the current part was opened
+	done0  int64     // bytes on disk of the closed parts
 	line   bytes.Buffer
 	enc    *json.Encoder
 	stop   chan struct{}
@@ -50,27 +119,57 @@ type Writer struct {
 	once   sync.Once
 	cerr   error
 	broken error // first write error; later lines are counted as failed without touching the file
+	diskLo bool  // OnDiskLow was called
+	now    func() time.Time
+	free   func(dir string) (int64, bool)
 
 	written atomic.Uint64
 	failed  atomic.Uint64
+	raw     atomic.Int64 // uncompressed JSONL bytes handed to the file
 }
+
+// claimed lists the names that would make base ambiguous: any results file or sidecar a run of that base writes.
+func claimed(dir, base string) bool {
+	for _, suffix := range []string{".run.json", ".jsonl", ".jsonl.zst", ".jsonl.gz",
+		partName(1) + ".jsonl", partName(1) + ".jsonl.zst", partName(1) + ".jsonl.gz"} {
+		if exists(filepath.Join(dir, base+suffix)) {
+			return true
+		}
+	}
+	return false
+}
+
+// partName is the part suffix of part n: ".part0001". Four digits keep names sorted for the first 9999 parts.
+func partName(n int) string { return fmt.Sprintf(".part%04d", n) }
 
 // Create creates dir if needed and opens a new results file named after start: results/<stamp>.jsonl, or
 // results/<stamp>-<run_id>.jsonl (opts.RunID) when that name, or its sidecar's, is already taken, which happens
 // when two runs start in the same second in one directory (shards on one host, a quick restart). It never
 // overwrites a file: the name is claimed by an exclusive create, and a clash on both names is an error.
+//
+// With compression the extension is .jsonl.zst; when rotating, every part carries its number:
+// <stamp>.part0001.jsonl.zst, <stamp>.part0002.jsonl.zst, ... The sidecar is <stamp>.run.json either way.
 func Create(dir string, start time.Time, opts Options) (*Writer, error) {
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("results directory: %w", err)
 	}
+	if opts.MinFreeDisk > 0 {
+		if free, ok := freeBytes(dir); ok && free < opts.MinFreeDisk {
+			return nil, fmt.Errorf("results directory %s: %s free, below results.min_free_disk (%s); free some "+
+				"space or lower the setting", dir, FormatBytes(free), FormatBytes(opts.MinFreeDisk))
+		}
+	}
 	stamp := start.Format(StampLayout)
-	first := filepath.Join(dir, stamp+".jsonl")
-	if !exists(SidecarPath(first)) {
-		w, err := Open(first, opts)
+	if !claimed(dir, stamp) {
+		w, err := openBase(dir, stamp, opts)
 		if err == nil || !errors.Is(err, fs.ErrExist) {
 			return w, err
 		}
 	}
+	first := filepath.Join(dir, stamp+firstSuffix(opts))
 	if opts.RunID == "" {
 		return nil, fmt.Errorf("results file %s (or its sidecar) already exists: another run started in the same "+
 			"second in this directory, and no run id was given to name this one apart", first)
@@ -78,15 +177,23 @@ func Create(dir string, start time.Time, opts Options) (*Writer, error) {
 	if err := checkRunID(opts.RunID); err != nil {
 		return nil, err
 	}
-	second := filepath.Join(dir, stamp+"-"+opts.RunID+".jsonl")
-	if exists(SidecarPath(second)) {
+	base := stamp + "-" + opts.RunID
+	second := filepath.Join(dir, base+firstSuffix(opts))
+	if claimed(dir, base) {
 		return nil, fmt.Errorf("results files %s and %s: both names are taken, and neither is overwritten", first, second)
 	}
-	w, err := Open(second, opts)
+	w, err := openBase(dir, base, opts)
 	if errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("results files %s and %s: both names are taken, and neither is overwritten", first, second)
 	}
 	return w, err
+}
+
+func firstSuffix(opts Options) string {
+	if opts.rotating() {
+		return partName(1) + opts.ext()
+	}
+	return opts.ext()
 }
 
 // exists reports whether something is at path; a path that cannot be checked counts as taken, so that Create
@@ -106,8 +213,32 @@ func checkRunID(id string) error {
 	return nil
 }
 
-// Open creates the results file at path (which must not exist) and starts the periodic flush.
+// Open creates the results file at path (which must not exist) and starts the periodic flush. It never rotates:
+// rotation needs the names Create chooses.
 func Open(path string, opts Options) (*Writer, error) {
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
+	opts.RotateSize, opts.RotateInterval = 0, 0
+	name := filepath.Base(path)
+	w := newWriter(filepath.Dir(path), strings.TrimSuffix(strings.TrimSuffix(name, ".zst"), ".jsonl"), opts)
+	if err := w.openPart(path); err != nil {
+		return nil, err
+	}
+	go w.flusher()
+	return w, nil
+}
+
+func openBase(dir, base string, opts Options) (*Writer, error) {
+	w := newWriter(dir, base, opts)
+	if err := w.openPart(w.partPath(1)); err != nil {
+		return nil, err
+	}
+	go w.flusher()
+	return w, nil
+}
+
+func newWriter(dir, base string, opts Options) *Writer {
 	if opts.FlushInterval <= 0 {
 		opts.FlushInterval = time.Second
 	}
@@ -117,20 +248,75 @@ func Open(path string, opts Options) (*Writer, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("results file: %w", err)
+	if opts.Compression == "" {
+		opts.Compression = CompressionNone
 	}
-	w := &Writer{path: path, opts: opts, f: f, buf: bufio.NewWriterSize(f, opts.BufferBytes),
-		stop: make(chan struct{}), done: make(chan struct{})}
+	w := &Writer{dir: dir, base: base, opts: opts, stop: make(chan struct{}), done: make(chan struct{}),
+		now: time.Now, free: freeBytes}
 	w.enc = json.NewEncoder(&w.line)
 	w.enc.SetEscapeHTML(false)
-	go w.flusher()
-	return w, nil
+	return w
 }
 
-// Path is the file being written.
-func (w *Writer) Path() string { return w.path }
+func (w *Writer) partPath(n int) string {
+	if w.opts.rotating() {
+		return filepath.Join(w.dir, w.base+partName(n)+w.opts.ext())
+	}
+	return filepath.Join(w.dir, w.base+w.opts.ext())
+}
+
+// openPart creates the file at path exclusively and points the buffer at it; callers hold mu (or own w).
+func (w *Writer) openPart(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("results file: %w", err)
+	}
+	w.part++
+	w.f, w.path = f, path
+	w.paths = append(w.paths, path)
+	w.cw = &countingWriter{f: f}
+	w.lines, w.opened = 0, w.now()
+	var dst io.Writer = w.cw
+	if w.opts.Compression == CompressionZstd {
+		if w.zw == nil {
+			// One goroutine, a 1 MiB window: a results writer must not compete with the load for cores or memory.
+			zw, err := zstd.NewWriter(w.cw, zstd.WithEncoderLevel(zstd.SpeedBetterCompression),
+				zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20), zstd.WithEncoderCRC(true))
+			if err != nil {
+				f.Close()
+				return fmt.Errorf("results file %s: zstd: %w", path, err)
+			}
+			w.zw = zw
+		} else {
+			w.zw.Reset(w.cw)
+		}
+		w.frame = false
+		dst = w.zw
+	}
+	if w.buf == nil {
+		w.buf = bufio.NewWriterSize(dst, w.opts.BufferBytes)
+	} else {
+		w.buf.Reset(dst)
+	}
+	return nil
+}
+
+// Path is the file being written (the current part when rotating).
+func (w *Writer) Path() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.path
+}
+
+// Paths lists every part written so far, in order; without rotation it is just Path.
+func (w *Writer) Paths() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.paths)
+}
+
+// SidecarPath is where this run's sidecar goes: <base>.run.json beside the parts.
+func (w *Writer) SidecarPath() string { return filepath.Join(w.dir, w.base+".run.json") }
 
 // Written is the number of lines handed to the file (flushed or buffered).
 func (w *Writer) Written() uint64 { return w.written.Load() }
@@ -138,24 +324,109 @@ func (w *Writer) Written() uint64 { return w.written.Load() }
 // Failed is the number of records that could not be written.
 func (w *Writer) Failed() uint64 { return w.failed.Load() }
 
+// RawBytes is the uncompressed JSONL bytes written so far.
+func (w *Writer) RawBytes() int64 { return w.raw.Load() }
+
+// DiskBytes is the bytes that reached the disk so far, every part included (after Close: the final sizes).
+func (w *Writer) DiskBytes() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.done0 + w.cw.n
+}
+
 func (w *Writer) flusher() {
 	defer close(w.done)
 	t := time.NewTicker(w.opts.FlushInterval)
 	defer t.Stop()
+	lastDisk := time.Time{}
 	for {
 		select {
 		case <-w.stop:
 			return
 		case <-t.C:
 			w.mu.Lock()
-			if w.broken == nil && w.buf.Buffered() > 0 {
-				if err := w.buf.Flush(); err != nil {
+			if w.broken == nil && (w.buf.Buffered() > 0 || w.frame) {
+				if err := w.flushLocked(); err != nil {
 					w.fail(fmt.Errorf("flush results file %s: %w", w.path, err))
 				}
 			}
+			if w.broken == nil && w.opts.RotateInterval > 0 && w.lines > 0 && w.now().Sub(w.opened) >= w.opts.RotateInterval {
+				w.rotateLocked()
+			}
+			check := w.opts.MinFreeDisk > 0 && !w.diskLo && time.Since(lastDisk) >= diskCheckEvery
 			w.mu.Unlock()
+			if check {
+				lastDisk = time.Now()
+				w.checkDisk()
+			}
 		}
 	}
+}
+
+// diskCheckEvery is how often the free space is looked at (a statfs call).
+const diskCheckEvery = 2 * time.Second
+
+func (w *Writer) checkDisk() {
+	free, ok := w.free(w.dir)
+	if !ok || free >= w.opts.MinFreeDisk {
+		return
+	}
+	w.mu.Lock()
+	already := w.diskLo
+	w.diskLo = true
+	w.mu.Unlock()
+	if already {
+		return
+	}
+	err := fmt.Errorf("results directory %s: only %s free, below results.min_free_disk (%s)", w.dir,
+		FormatBytes(free), FormatBytes(w.opts.MinFreeDisk))
+	w.opts.Logger.Error("disk almost full; stopping the run before it fills", "path", w.dir, "free_bytes", free,
+		"min_free_disk", w.opts.MinFreeDisk)
+	if w.opts.OnDiskLow != nil {
+		w.opts.OnDiskLow(err)
+	}
+}
+
+// flushLocked empties the buffer into the file; with zstd it ends the current frame, so that everything flushed
+// is readable even if the process dies right after. Callers hold mu.
+func (w *Writer) flushLocked() error {
+	if err := w.buf.Flush(); err != nil {
+		return err
+	}
+	if w.zw != nil && w.frame {
+		if err := w.zw.Close(); err != nil {
+			return err
+		}
+		w.zw.Reset(w.cw)
+		w.frame = false
+	}
+	return nil
+}
+
+// rotateLocked closes the current part (flushed, synced) and opens the next. A failure is the writer's first
+// error, as for any write. Callers hold mu.
+func (w *Writer) rotateLocked() {
+	if err := w.flushLocked(); err != nil {
+		w.fail(fmt.Errorf("flush results file %s: %w", w.path, err))
+		return
+	}
+	if err := w.f.Sync(); err != nil {
+		w.fail(fmt.Errorf("sync results file %s: %w", w.path, err))
+		return
+	}
+	if err := w.f.Close(); err != nil {
+		w.fail(fmt.Errorf("close results file %s: %w", w.path, err))
+		return
+	}
+	w.done0 += w.cw.n
+	prev := w.path
+	if err := w.openPart(w.partPath(w.part + 1)); err != nil {
+		// Nothing to write to any more; Close must not touch the closed file again.
+		w.f, w.cw = nil, &countingWriter{}
+		w.fail(fmt.Errorf("rotate results file after %s: %w", prev, err))
+		return
+	}
+	w.opts.Logger.Info("results part started", "path", w.path, "previous", prev)
 }
 
 // fail records the first error and reports it; callers hold mu.
@@ -179,6 +450,13 @@ func (w *Writer) Observe(r *record.Record) {
 		w.failed.Add(1)
 		return
 	}
+	if w.opts.RotateInterval > 0 && w.lines > 0 && w.now().Sub(w.opened) >= w.opts.RotateInterval {
+		w.rotateLocked()
+		if w.broken != nil {
+			w.failed.Add(1)
+			return
+		}
+	}
 	w.line.Reset()
 	if err := w.enc.Encode(r); err != nil {
 		// A record that cannot be encoded (a NaN duration) is a bug upstream; lose that line only.
@@ -187,6 +465,8 @@ func (w *Writer) Observe(r *record.Record) {
 		return
 	}
 	if w.line.Len() > w.buf.Available() && w.buf.Buffered() > 0 {
+		// Plain: the buffer goes to the file whole lines at a time. Zstd: the lines go into the current frame,
+		// which the encoder writes out in whole blocks; the frame ends at the next periodic flush.
 		if err := w.buf.Flush(); err != nil {
 			w.failed.Add(1)
 			w.fail(fmt.Errorf("flush results file %s: %w", w.path, err))
@@ -198,17 +478,31 @@ func (w *Writer) Observe(r *record.Record) {
 		w.fail(fmt.Errorf("write results file %s: %w", w.path, err))
 		return
 	}
+	w.frame = w.zw != nil
+	w.lines++
+	w.raw.Add(int64(w.line.Len()))
 	w.written.Add(1)
+	if w.opts.RotateSize > 0 {
+		size := w.cw.n
+		if w.zw == nil {
+			size += int64(w.buf.Buffered())
+		}
+		// With zstd the size on disk moves a block (or a frame) at a time, so a part ends at most that far past
+		// the bound.
+		if size >= w.opts.RotateSize {
+			w.rotateLocked()
+		}
+	}
 }
 
-// Flush writes buffered lines to the file now.
+// Flush writes buffered lines to the file now (ending the zstd frame).
 func (w *Writer) Flush() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.broken != nil {
 		return w.broken
 	}
-	if err := w.buf.Flush(); err != nil {
+	if err := w.flushLocked(); err != nil {
 		w.fail(fmt.Errorf("flush results file %s: %w", w.path, err))
 		return w.broken
 	}
@@ -225,15 +519,17 @@ func (w *Writer) Close() error {
 		defer w.mu.Unlock()
 		var errs []error
 		if w.broken == nil {
-			if err := w.buf.Flush(); err != nil {
+			if err := w.flushLocked(); err != nil {
 				w.fail(fmt.Errorf("flush results file %s: %w", w.path, err))
 			} else if err := w.f.Sync(); err != nil {
 				w.fail(fmt.Errorf("sync results file %s: %w", w.path, err))
 			}
 		}
 		errs = append(errs, w.broken)
-		if err := w.f.Close(); err != nil && w.broken == nil {
-			errs = append(errs, fmt.Errorf("close results file %s: %w", w.path, err))
+		if w.f != nil {
+			if err := w.f.Close(); err != nil && w.broken == nil {
+				errs = append(errs, fmt.Errorf("close results file %s: %w", w.path, err))
+			}
 		}
 		if n := w.failed.Load(); n > 0 {
 			errs = append(errs, fmt.Errorf("results file %s: %d records were not written", w.path, n))
@@ -243,9 +539,49 @@ func (w *Writer) Close() error {
 	return w.cerr
 }
 
-// SidecarPath is the path of the .run.json sidecar that belongs to a results file.
+// FormatBytes prints a byte count with a binary unit: 512 B, 1.5 KiB, 20.0 GiB.
+func FormatBytes(n int64) string {
+	const unit = 1024
+	if n < unit && n > -unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	f := float64(n)
+	for _, u := range []string{"KiB", "MiB", "GiB", "TiB"} {
+		f /= unit
+		if f < unit && f > -unit || u == "TiB" {
+			return fmt.Sprintf("%.1f %s", f, u)
+		}
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// SidecarPath is the path of the .run.json sidecar that belongs to a results file or part:
+// <base>.run.json for <base>.jsonl, <base>.jsonl.zst and <base>.partNNNN.jsonl.zst alike.
 func SidecarPath(resultsPath string) string {
-	return resultsPath[:len(resultsPath)-len(filepath.Ext(resultsPath))] + ".run.json"
+	return RunBase(resultsPath) + ".run.json"
+}
+
+// RunBase strips a results path of its compression extension, its .jsonl and its part number: what every file
+// of the run starts with.
+func RunBase(resultsPath string) string {
+	p := resultsPath
+	for _, ext := range []string{".zst", ".gz"} {
+		p = strings.TrimSuffix(p, ext)
+	}
+	p = strings.TrimSuffix(p, ".jsonl")
+	if i := strings.LastIndex(p, ".part"); i >= 0 && i+5 < len(p) && allDigits(p[i+5:]) {
+		p = p[:i]
+	}
+	return p
+}
+
+func allDigits(s string) bool {
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // WriteSidecar writes info (the report package's RunInfo) as indented JSON next to the results file, atomically:

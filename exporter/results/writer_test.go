@@ -1,8 +1,12 @@
 package results
 
 import (
+	"fmt"
+	"io"
+
 	"encoding/json"
 	"errors"
+	"github.com/klauspost/compress/zstd"
 	"os"
 	"path/filepath"
 	"strings"
@@ -234,5 +238,202 @@ func TestCreateKeepsAnOrphanSidecar(t *testing.T) {
 	defer w.Close()
 	if filepath.Base(w.Path()) != "20261130202118-new1.jsonl" {
 		t.Fatalf("path %s; want the run-id name beside an existing sidecar", w.Path())
+	}
+}
+
+// readZstd decodes a .zst part the way a reader after a crash would: every complete frame, then whatever the
+// decoder could make of the rest, and whether the stream ended cleanly.
+func readZstd(t *testing.T, path string) (lines []string, clean bool) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	d, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	b, err := io.ReadAll(d)
+	s := string(b)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		lines = strings.Split(s[:i], "\n")
+	}
+	return lines, err == nil
+}
+
+func TestWriterRotatesBySizeIntoCompleteZstdParts(t *testing.T) {
+	dir := t.TempDir()
+	start := time.Date(2026, 12, 7, 19, 0, 0, 0, time.UTC)
+	w, err := Create(dir, start, Options{Compression: CompressionZstd, RotateSize: 4 << 10, BufferBytes: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 6000
+	for i := range n {
+		w.Observe(rec(i))
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	paths := w.Paths()
+	if len(paths) < 3 {
+		t.Fatalf("%d parts, want several at a 4 KiB rotation size", len(paths))
+	}
+	total := 0
+	var disk int64
+	for i, p := range paths {
+		if want := filepath.Join(dir, fmt.Sprintf("20261207190000.part%04d.jsonl.zst", i+1)); p != want {
+			t.Fatalf("part %d is %s, want %s", i+1, p, want)
+		}
+		if SidecarPath(p) != filepath.Join(dir, "20261207190000.run.json") || w.SidecarPath() != SidecarPath(p) {
+			t.Fatalf("sidecar of %s is %s", p, SidecarPath(p))
+		}
+		lines, clean := readZstd(t, p)
+		if !clean {
+			t.Fatalf("part %s does not decode cleanly on its own", p)
+		}
+		for j, l := range lines {
+			var r record.Record
+			if err := json.Unmarshal([]byte(l), &r); err != nil || r.AgentIndex != total+j {
+				t.Fatalf("%s line %d: %q (err %v), want agent %d", p, j, l, err, total+j)
+			}
+		}
+		total += len(lines)
+		fi, _ := os.Stat(p)
+		disk += fi.Size()
+	}
+	if total != n || w.Written() != n {
+		t.Fatalf("%d lines over the parts (written %d), want %d", total, w.Written(), n)
+	}
+	if w.DiskBytes() != disk || w.RawBytes() <= disk {
+		t.Fatalf("DiskBytes %d (files %d), RawBytes %d: want the file sizes and compression", w.DiskBytes(), disk, w.RawBytes())
+	}
+}
+
+// A crash between flushes: everything flushed so far is in complete frames, so a reader gets every flushed line
+// even though the file ends inside the frame that was being written.
+func TestZstdPartReadableUpToLastFrameAfterCrash(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.jsonl.zst")
+	w, err := Open(path, Options{Compression: CompressionZstd, FlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		w.Observe(rec(i))
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	flushed, _ := os.Stat(path)
+	// Enough further lines that the encoder writes blocks of an unfinished frame; then "crash": the file is cut
+	// inside that frame, as a kill would leave it.
+	for i := 100; i < 5000; i++ {
+		w.Observe(rec(i))
+	}
+	w.mu.Lock()
+	_ = w.buf.Flush() // into the encoder, which writes whole blocks but does not end the frame
+	w.mu.Unlock()
+	cur, _ := os.Stat(path)
+	if cur.Size() <= flushed.Size() {
+		t.Fatalf("the unfinished frame wrote nothing (%d bytes, %d after the flush); the test proves nothing", cur.Size(), flushed.Size())
+	}
+	b, _ := os.ReadFile(path)
+	cut := filepath.Join(t.TempDir(), "cut.jsonl.zst")
+	if err := os.WriteFile(cut, b[:cur.Size()-7], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lines, clean := readZstd(t, cut)
+	if clean {
+		t.Fatal("a cut frame decoded cleanly")
+	}
+	if len(lines) < 100 {
+		t.Fatalf("%d lines readable after the crash, want at least the 100 flushed", len(lines))
+	}
+	for i, l := range lines[:100] {
+		var r record.Record
+		if err := json.Unmarshal([]byte(l), &r); err != nil || r.AgentIndex != i {
+			t.Fatalf("line %d: %q (err %v)", i, l, err)
+		}
+	}
+	w.Close()
+}
+
+func TestWriterRotatesByIntervalOnlyWithRecords(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		w, err := Create(dir, time.Now(), Options{RotateInterval: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Observe(rec(0))
+		time.Sleep(61 * time.Second) // the flusher rotates a part that is old and holds a record
+		synctest.Wait()
+		time.Sleep(5 * time.Minute) // an idle run makes no empty parts
+		synctest.Wait()
+		w.Observe(rec(1))
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		ps := w.Paths()
+		if len(ps) != 2 || !strings.HasSuffix(ps[0], ".part0001.jsonl") || !strings.HasSuffix(ps[1], ".part0002.jsonl") {
+			t.Fatalf("parts %v, want two", ps)
+		}
+		for _, p := range ps {
+			if n := len(readLines(t, p)); n != 1 {
+				t.Fatalf("%s has %d lines, want 1", p, n)
+			}
+		}
+	})
+}
+
+func TestDiskGuard(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Create(dir, time.Now(), Options{MinFreeDisk: 1 << 62}); err == nil ||
+		!strings.Contains(err.Error(), "results.min_free_disk") {
+		t.Fatalf("Create with an impossible min free disk: %v", err)
+	}
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int32
+		var got error
+		w, err := Create(dir, time.Now(), Options{MinFreeDisk: 100 << 20, OnDiskLow: func(err error) { calls.Add(1); got = err }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var free atomic.Int64
+		free.Store(1 << 30)
+		w.mu.Lock()
+		w.free = func(string) (int64, bool) { return free.Load(), true }
+		w.mu.Unlock()
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if calls.Load() != 0 {
+			t.Fatal("guard fired with 1 GiB free")
+		}
+		free.Store(50 << 20)
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if calls.Load() != 1 || !strings.Contains(got.Error(), "50.0 MiB free") || !strings.Contains(got.Error(), "results.min_free_disk") {
+			t.Fatalf("guard called %d times with %v; want once with the free space and the setting", calls.Load(), got)
+		}
+		w.Observe(rec(1)) // the run drains: records still get written
+		if err := w.Close(); err != nil || w.Written() != 1 {
+			t.Fatalf("close %v, written %d", err, w.Written())
+		}
+	})
+}
+
+func TestRunBase(t *testing.T) {
+	for in, want := range map[string]string{
+		"r/20261207190000.jsonl":                   "r/20261207190000",
+		"r/20261207190000.jsonl.zst":               "r/20261207190000",
+		"r/20261207190000-ab12.part0003.jsonl.zst": "r/20261207190000-ab12",
+		"r/20261207190000.part0010.jsonl.gz":       "r/20261207190000",
+		"r/my.partial.jsonl":                       "r/my.partial",
+	} {
+		if got := RunBase(in); got != want {
+			t.Errorf("RunBase(%s) = %s, want %s", in, got, want)
+		}
 	}
 }
