@@ -87,9 +87,17 @@ type RunConfig struct {
 
 // SchedulerConfig chooses the model and its parameters.
 type SchedulerConfig struct {
-	Model string      `key:"model"`
-	Fleet FleetConfig `key:"fleet"`
-	Rate  RateConfig  `key:"rate"`
+	Model   string        `key:"model"`
+	Fleet   FleetConfig   `key:"fleet"`
+	Rate    RateConfig    `key:"rate"`
+	Backoff BackoffConfig `key:"backoff"`
+}
+
+// BackoffConfig is how long an agent waits after a failed cycle (every model): Initial after the first failure,
+// doubling up to Max, each wait drawn from its upper half; a success resets it. Max 0 turns it off.
+type BackoffConfig struct {
+	Initial time.Duration `key:"initial"`
+	Max     time.Duration `key:"max"`
 }
 
 // FleetConfig is the fleet model: every agent once per interval.
@@ -129,6 +137,43 @@ type ResultsConfig struct {
 	FlushInterval time.Duration `key:"flush_interval"`
 	OnError       string        `key:"on_error"` // stop or continue
 	Buffer        int           `key:"buffer"`   // fan-out input bound, in records
+	// Compression is none (plain JSONL, what the old report_results reads) or zstd (one frame per flush).
+	Compression string `key:"compression"`
+	// RotateSize and RotateInterval start a new part <stamp>.partNNNN.jsonl[.zst] when the current one reaches
+	// that size on disk or age; 0 turns each off, and with both off the run writes one file.
+	RotateSize     ByteSize      `key:"rotate_size"`
+	RotateInterval time.Duration `key:"rotate_interval"`
+	// MinFreeDisk stops the run cleanly when the results file system has less free space; 0 turns the guard off.
+	MinFreeDisk ByteSize `key:"min_free_disk"`
+}
+
+// ByteSize is a size in bytes; config values take an integer or a number with a unit (KB, MB, GB, TB powers of
+// 1000; KiB, MiB, GiB, TiB powers of 1024; B).
+type ByteSize int64
+
+// ParseByteSize reads "64MiB", "1.5 GB", "4096".
+func ParseByteSize(s string) (ByteSize, error) {
+	t := strings.TrimSpace(s)
+	i := 0
+	for i < len(t) && (t[i] >= '0' && t[i] <= '9' || t[i] == '.') {
+		i++
+	}
+	num, unit := t[:i], strings.TrimSpace(t[i:])
+	x, err := strconv.ParseFloat(num, 64)
+	if num == "" || err != nil || x < 0 {
+		return 0, fmt.Errorf("must be a size such as \"512MiB\" or \"20GB\", got %q", s)
+	}
+	mult := map[string]float64{"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
+		"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40,
+		"KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40}[strings.ToUpper(unit)]
+	if mult == 0 {
+		return 0, fmt.Errorf("unknown size unit %q in %q (use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)", unit, s)
+	}
+	v := x * mult
+	if v >= math.MaxInt64 {
+		return 0, fmt.Errorf("size %q is too large", s)
+	}
+	return ByteSize(v), nil
 }
 
 // SimulatorConfig shapes the in-process simulated verifier used when verifier.url is empty.
@@ -232,9 +277,11 @@ func DefaultConfig() Config {
 		Database: DatabaseConfig{Prefix: "attestload-"},
 		Run:      RunConfig{DrainTimeout: 30 * time.Second, DistinctKeys: 100, StatusInterval: 10 * time.Second},
 		Scheduler: SchedulerConfig{Model: ModelClosed, Fleet: FleetConfig{Interval: 60 * time.Second, Jitter: 0.1},
-			Rate: RateConfig{Start: 10, Stages: []StageConfig{{Duration: time.Minute, Target: 10}}}},
-		Evidence:  EvidenceConfig{Profile: "ima", IMAInitial: 200, IMAGrow: 2, IMAUniverse: 1000},
-		Results:   ResultsConfig{Dir: "results", FlushInterval: time.Second, OnError: "stop", Buffer: 8192},
+			Rate:    RateConfig{Start: 10, Stages: []StageConfig{{Duration: time.Minute, Target: 10}}},
+			Backoff: BackoffConfig{Initial: 2 * time.Second, Max: time.Minute}},
+		Evidence: EvidenceConfig{Profile: "ima", IMAInitial: 200, IMAGrow: 2, IMAUniverse: 1000},
+		Results: ResultsConfig{Dir: "results", FlushInterval: time.Second, OnError: "stop", Buffer: 8192,
+			Compression: "none", MinFreeDisk: 1 << 30},
 		Simulator: SimulatorConfig{QuoteInterval: 2, SessionHashIterations: 600000},
 		Tracing: TracingConfig{Protocol: "grpc", SampleRatio: 0.01, SlowThreshold: 5 * time.Second,
 			MaxTraces: 10000, MaxSpansPerTrace: 64},
@@ -490,6 +537,28 @@ func setValue(key string, f reflect.Value, raw any) error {
 			m = nil // "{}" in a file means the same as the default
 		}
 		f.Set(reflect.ValueOf(m))
+	case ByteSize:
+		var b ByteSize
+		switch x := raw.(type) {
+		case int:
+			if x < 0 {
+				return keyErr(key, "must not be negative, got %d", x)
+			}
+			b = ByteSize(x)
+		case int64:
+			if x < 0 {
+				return keyErr(key, "must not be negative, got %d", x)
+			}
+			b = ByteSize(x)
+		case string:
+			var err error
+			if b, err = ParseByteSize(x); err != nil {
+				return keyErr(key, "%v", err)
+			}
+		default:
+			return keyErr(key, "must be a size such as \"512MiB\" or \"20GB\", got %s", describe(raw))
+		}
+		f.SetInt(int64(b))
 	case []StageConfig:
 		st, err := toStages(key, raw)
 		if err != nil {
@@ -889,6 +958,22 @@ func (c *Config) Validate() error {
 	}
 	if c.Results.Buffer < 1 || c.Results.Buffer > 1<<20 {
 		return keyErr("results.buffer", "must be within [1, 1048576], got %d", c.Results.Buffer)
+	}
+	if b := c.Scheduler.Backoff; b.Max < 0 || b.Initial < 0 || b.Max > 0 && (b.Initial == 0 || b.Initial > b.Max) {
+		return keyErr("scheduler.backoff", "initial must be > 0 and at most max (max 0 turns backoff off), got initial %s, max %s",
+			b.Initial, b.Max)
+	}
+	if c.Results.Compression != "none" && c.Results.Compression != "zstd" {
+		return keyErr("results.compression", "must be none or zstd, got %q", c.Results.Compression)
+	}
+	if r := c.Results.RotateSize; r != 0 && r < 1<<20 {
+		return keyErr("results.rotate_size", "must be 0 (off) or at least 1MiB, got %d bytes", r)
+	}
+	if r := c.Results.RotateInterval; r != 0 && r < time.Second {
+		return keyErr("results.rotate_interval", "must be 0 (off) or at least 1s, got %s", r)
+	}
+	if c.Results.MinFreeDisk < 0 {
+		return keyErr("results.min_free_disk", "must not be negative")
 	}
 	for i, expr := range c.Thresholds {
 		if _, err := threshold.Parse(expr); err != nil {

@@ -38,6 +38,7 @@ type Schedule struct {
 	Jitter       float64       // fleet: each due time moves by up to ±Jitter/2 of Interval, at random
 	Pacer        Pacer         // rate: the arrival schedule; the run ends when it stops
 	Seed         uint64        // jitter seed; runs are reproducible for a given seed
+	Backoff      Backoff       // every model: how long an agent waits after a failed cycle
 }
 
 func (s Schedule) check() error {
@@ -61,6 +62,9 @@ func (s Schedule) check() error {
 	if s.Model == ModelFleet && (s.Jitter < 0 || s.Jitter > 1) {
 		return fmt.Errorf("schedule: fleet jitter must be within [0, 1], got %v", s.Jitter)
 	}
+	if s.Backoff.Initial < 0 || s.Backoff.Max < 0 {
+		return errors.New("schedule: backoff durations must not be negative")
+	}
 	if s.Model == ModelRate && s.Pacer == nil {
 		return errors.New("schedule: the rate model needs a pacer")
 	}
@@ -82,6 +86,7 @@ type options struct {
 	inBound   int
 	sinkBound int
 	onRecord  func(*record.Record)
+	errDetail func() string
 }
 
 // WithSink adds a sink that receives every record through its own bounded queue; when it falls behind, records
@@ -118,6 +123,10 @@ func WithQueueBounds(in, perSink int) Option {
 	return func(o *options) { o.inBound, o.sinkBound = in, perSink }
 }
 
+// withTransportErrorDetail gives the engine the text of the last transport error (the x509 detail of a TLS
+// failure, say), for the warning it logs when the verifier becomes unreachable.
+func withTransportErrorDetail(f func() string) Option { return func(o *options) { o.errDetail = f } }
+
 // withRecordHook is for the run's own bookkeeping (progress, verbose log): called on the cycle's goroutine.
 func withRecordHook(f func(*record.Record)) Option { return func(o *options) { o.onRecord = f } }
 
@@ -131,6 +140,8 @@ type Stats struct {
 	Dropped  uint64 // rate model ticks that found no idle agent
 	Late     uint64 // fleet/rate cycles that started more than LateTolerance after their due time
 	Blocked  uint64 // records that waited for room in the fan-out (results writer stalled)
+	// Outages are the time ranges during which the verifier could not be reached.
+	Outages []Outage
 	// SinkDrops is, per WithSink sink in order, how many records it missed.
 	SinkDrops []uint64
 	// Aborting is true when the drain timeout passed or Abort was called with cycles still running.
@@ -146,6 +157,9 @@ type Engine struct {
 	log    *slog.Logger
 	fanout *Fanout
 	sink   Sink
+	bo     *backoffs
+	bobs   BackoffObserver // nil when the observer has no backoff series
+	outage *outageTracker
 
 	abortCtx context.Context
 	abort    context.CancelFunc
@@ -183,6 +197,12 @@ func NewEngine(r Runner, s Schedule, opts ...Option) (*Engine, error) {
 		e.log = e.opts.logger
 	}
 	e.abortCtx, e.abort = context.WithCancel(context.Background())
+	e.bobs, _ = e.obs.(BackoffObserver)
+	e.bo = newBackoffs(s.Agents, s.Backoff, s.Seed)
+	e.outage = newOutageTracker(e.log, e.bobs, e.opts.errDetail, s.Agents)
+	if e.bobs != nil {
+		e.bobs.SetBackingOff(0)
+	}
 	return e, nil
 }
 
@@ -235,6 +255,7 @@ func (e *Engine) Run(ctx context.Context) (Stats, error) {
 	stop()
 
 	aborting := e.drain()
+	outages := e.outage.finish(time.Now())
 	// Every cycle has returned and delivered its record, so the abort context can go.
 	e.abort()
 
@@ -246,7 +267,7 @@ func (e *Engine) Run(ctx context.Context) (Stats, error) {
 	st := Stats{
 		Started: e.started.Load(), Finished: e.finished.Load(), Success: e.success.Load(), Fail: e.fail.Load(),
 		Aborted: e.abortedN.Load(), Dropped: e.dropped.Load(), Late: e.late.Load(), Blocked: e.fanout.Blocked(),
-		SinkDrops: e.fanout.Dropped(), Aborting: aborting,
+		SinkDrops: e.fanout.Dropped(), Aborting: aborting, Outages: outages,
 	}
 	return st, errors.Join(errs...)
 }
@@ -305,11 +326,23 @@ func (e *Engine) launch(agent, task, worker int, due *time.Time, release func())
 				Error: &msg, Schema: record.SchemaVersion}
 		}
 		r.ScheduledTime, r.LateSeconds = sched, late
+		if e.bo != nil {
+			if n, changed := e.bo.note(agent, r.Outcome, time.Now()); changed && e.bobs != nil {
+				e.bobs.SetBackingOff(n)
+			}
+		}
+		e.outage.observe(r)
 		e.deliver(r)
 		e.running.Add(-1)
 		e.obs.CycleFinished()
 		release()
 	}()
+}
+
+// notBefore is the earliest start of the agent's next cycle: the verifier's word (Retry-After, quote_interval)
+// or the agent's backoff after a failure, whichever is later.
+func (e *Engine) notBefore(agent int) time.Time {
+	return maxTime(e.runner.NotBefore(agent), e.bo.notBefore(agent))
 }
 
 func (e *Engine) deliver(r *record.Record) {
@@ -474,7 +507,7 @@ func (e *Engine) runClosed(ctx context.Context) {
 				}
 				done := make(chan struct{})
 				e.launch(agent, task, w, nil, func() {
-					pool.release(agent, time.Now(), e.runner.NotBefore(agent))
+					pool.release(agent, time.Now(), e.notBefore(agent))
 					close(done)
 				})
 				select {
@@ -545,7 +578,7 @@ func (e *Engine) runFleet(ctx context.Context) {
 		it := h[0]
 		ch := changed
 		mu.Unlock()
-		at := maxTime(it.due, e.runner.NotBefore(it.agent))
+		at := maxTime(it.due, e.notBefore(it.agent))
 		now := time.Now()
 		if at.After(now) {
 			e.obs.SetScheduleLag(0)
@@ -656,7 +689,7 @@ func (e *Engine) runRate(ctx context.Context) {
 			continue
 		}
 		e.launch(agent, task, w, &due, func() {
-			pool.release(agent, time.Now(), e.runner.NotBefore(agent))
+			pool.release(agent, time.Now(), e.notBefore(agent))
 			free <- w
 		})
 	}

@@ -54,9 +54,10 @@ type Run struct {
 	watcher atomic.Pointer[verdict.Watcher]
 	aborted atomic.Bool
 
-	emu      sync.Mutex // guards stopRun and writeErr; separate from mu because Close triggers onResultsError
+	emu      sync.Mutex // guards stopRun, writeErr and diskErr; separate from mu because Close triggers onResultsError
 	stopRun  context.CancelFunc
 	writeErr error
+	diskErr  error
 	vmu      sync.Mutex // serialises verbose lines
 
 	mu       sync.Mutex
@@ -69,10 +70,14 @@ type Run struct {
 type Summary struct {
 	RunID       string
 	ResultsPath string
-	Stats       Stats
-	Elapsed     time.Duration
+	// ResultsPaths is every part of the results, in order (just ResultsPath without rotation).
+	ResultsPaths []string
+	Stats        Stats
+	Elapsed      time.Duration
 	// ResultsErr is set when the results file failed (lines were lost).
 	ResultsErr error
+	// DiskLow is set when the run stopped because the results file system ran short of space.
+	DiskLow error
 }
 
 // SetupOptions are the run's outside connections, set by the command line.
@@ -206,7 +211,8 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...Option) (_ 
 		return nil, fmt.Errorf("verifier transport: %w", err)
 	}
 	r.addCloser(func(context.Context) error { tr.CloseIdleConnections(); return nil })
-	var rt http.RoundTripper = tr
+	tap := &errTap{rt: tr}
+	var rt http.RoundTripper = tap
 	if o.transport != nil {
 		rt = o.transport(rt)
 	}
@@ -227,7 +233,9 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...Option) (_ 
 	}
 
 	r.writer, err = results.Create(cfg.Results.Dir, r.start, results.Options{FlushInterval: cfg.Results.FlushInterval,
-		Logger: log.With("component", "results"), OnError: r.onResultsError, RunID: r.runID})
+		Logger: log.With("component", "results"), OnError: r.onResultsError, RunID: r.runID,
+		Compression: cfg.Results.Compression, RotateSize: int64(cfg.Results.RotateSize),
+		RotateInterval: cfg.Results.RotateInterval, MinFreeDisk: int64(cfg.Results.MinFreeDisk), OnDiskLow: r.onDiskLow})
 	if err != nil {
 		return nil, err
 	}
@@ -241,7 +249,8 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...Option) (_ 
 
 	sched := Schedule{Model: cfg.Scheduler.Model, Agents: n, Workers: cfg.Run.Workers, Tasks: cfg.Run.Tasks,
 		Duration: cfg.Run.Duration, DrainTimeout: cfg.Run.DrainTimeout, Interval: cfg.Scheduler.Fleet.Interval,
-		Jitter: cfg.Scheduler.Fleet.Jitter, Seed: uint64(r.start.UnixNano())}
+		Jitter: cfg.Scheduler.Fleet.Jitter, Seed: uint64(r.start.UnixNano()),
+		Backoff: Backoff{Initial: cfg.Scheduler.Backoff.Initial, Max: cfg.Scheduler.Backoff.Max}}
 	if cfg.Scheduler.Model == ModelRate {
 		p, err := NewStagedPacer(cfg.Scheduler.Rate.Start, cfg.Scheduler.Rate.PacerStages())
 		if err != nil {
@@ -268,7 +277,7 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...Option) (_ 
 			"(\"PCR quote did not make progress\", a verifier bug); expect those fails", "component", "daemon")
 	}
 	opts = append(opts, WithResultsSink(r.writer), WithLogger(log.With("component", "engine")),
-		WithQueueBounds(cfg.Results.Buffer, 4096), withRecordHook(r.onRecord))
+		WithQueueBounds(cfg.Results.Buffer, 4096), withRecordHook(r.onRecord), withTransportErrorDetail(tap.last))
 	r.engine, err = NewEngine(runner, sched, opts...)
 	if err != nil {
 		return nil, err
@@ -448,6 +457,28 @@ func (r *Run) onResultsError(err error) {
 	}
 }
 
+// onDiskLow stops the run whatever results.on_error says: the disk guard exists to end the run while there is
+// still room for the records of the cycles in flight.
+func (r *Run) onDiskLow(err error) {
+	r.emu.Lock()
+	if r.diskErr == nil {
+		r.diskErr = err
+	}
+	stop := r.stopRun
+	r.emu.Unlock()
+	r.log.Error("stopping the run: the results disk is almost full (results.min_free_disk); in-flight cycles "+
+		"drain and their records are written", "component", "results", "err", err)
+	if stop != nil {
+		stop()
+	}
+}
+
+// ResultsBytes is what the results took: bytes on disk over every part, uncompressed JSONL bytes and records
+// written. After Close the figures are final.
+func (r *Run) ResultsBytes() (disk, raw int64, records uint64) {
+	return r.writer.DiskBytes(), r.writer.RawBytes(), r.writer.Written()
+}
+
 // Snapshot returns the live figures for a status line.
 func (r *Run) Snapshot() Snapshot { return r.progress.Snapshot(time.Now(), r.engine.InFlight()) }
 
@@ -469,8 +500,9 @@ func (r *Run) Execute(ctx context.Context) (Summary, error) {
 	r.emu.Lock()
 	r.stopRun = cancel
 	failed := r.writeErr != nil
+	full := r.diskErr != nil
 	r.emu.Unlock()
-	if failed && r.cfg.Results.OnError == "stop" {
+	if failed && r.cfg.Results.OnError == "stop" || full {
 		cancel()
 	}
 	// The sidecar's start is the load's: setup (keys, enrollment) is not part of the run's duration.
@@ -480,12 +512,18 @@ func (r *Run) Execute(ctx context.Context) (Summary, error) {
 	r.info.EndTime = unixSeconds(end)
 	r.info.DroppedCycles = int64(st.Dropped)
 	r.info.LateCycles = int64(st.Late)
-	sum := Summary{RunID: r.runID, ResultsPath: r.writer.Path(), Stats: st, Elapsed: end.Sub(r.start)}
+	r.info.Outages = nil
+	for _, o := range st.Outages {
+		r.info.Outages = append(r.info.Outages, report.OutageInfo{Start: o.Start, End: o.End, Error: o.Error, Ongoing: o.Ongoing})
+	}
+	sum := Summary{RunID: r.runID, ResultsPath: r.writer.Path(), ResultsPaths: r.writer.Paths(), Stats: st,
+		Elapsed: end.Sub(r.start)}
 	if serr := results.WriteSidecar(r.writer.Path(), r.info); serr != nil {
 		err = errors.Join(err, serr)
 	}
 	r.emu.Lock()
 	sum.ResultsErr = r.writeErr
+	sum.DiskLow = r.diskErr
 	r.emu.Unlock()
 	if err != nil {
 		sum.ResultsErr = errors.Join(sum.ResultsErr, err)
@@ -499,6 +537,29 @@ func (r *Run) engineAbortForClose() {
 	if r.engine != nil {
 		r.engine.Abort()
 	}
+}
+
+// errTap remembers the text of the last transport error (a refused connection, an x509 complaint) so that the
+// warning about an unreachable verifier can say exactly what went wrong. Records keep only the error class.
+type errTap struct {
+	rt  http.RoundTripper
+	err atomic.Pointer[string]
+}
+
+func (t *errTap) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.rt.RoundTrip(req)
+	if err != nil && req.Context().Err() == nil {
+		s := err.Error()
+		t.err.Store(&s)
+	}
+	return resp, err
+}
+
+func (t *errTap) last() string {
+	if s := t.err.Load(); s != nil {
+		return *s
+	}
+	return ""
 }
 
 // clientRunner adapts the attestation client to the engine.

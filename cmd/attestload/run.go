@@ -218,8 +218,21 @@ func runLoad(parent context.Context, cfg daemon.Config, stdout, stderr io.Writer
 		"aborted", sum.Stats.Aborted, "dropped", sum.Stats.Dropped, "late", sum.Stats.Late,
 		"elapsed", sum.Elapsed.Round(time.Millisecond), "results", sum.ResultsPath)
 
-	// The summary is the same text `attestload report` prints for the run's file.
-	code, repErr := report.Run(context.Background(), report.Options{Inputs: []string{sum.ResultsPath},
+	if disk, raw, n := r.ResultsBytes(); n > 0 {
+		log.Info("results size", "records", n, "parts", len(sum.ResultsPaths), "compression", cfg.Results.Compression,
+			"bytes_on_disk", disk, "bytes_per_cycle", fmt.Sprintf("%.1f", float64(disk)/float64(n)),
+			"uncompressed_bytes_per_cycle", fmt.Sprintf("%.1f", float64(raw)/float64(n)))
+	}
+	if sum.DiskLow != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("run stopped early: %w", sum.DiskLow))
+	}
+
+	// The summary is the same text `attestload report` prints for the run's files.
+	inputs := sum.ResultsPaths
+	if len(inputs) == 0 {
+		inputs = []string{sum.ResultsPath}
+	}
+	code, repErr := report.Run(context.Background(), report.Options{Inputs: inputs,
 		Thresholds: cfg.Thresholds, Color: isTerminal(stdout)}, stdout, stderr)
 	if errors.Is(repErr, report.ErrNoRecords) && sum.Stats.Finished == 0 {
 		// Stopped before any cycle started: nothing to summarise is not a failure of the run itself (a

@@ -62,6 +62,7 @@ func startTelemetry(ctx context.Context, cfg daemon.Config, runID string, log *s
 		}
 		log.Info("serving metrics", "component", "metrics", "addr", t.srv.Addr(), "url", "http://"+t.srv.Addr()+"/metrics")
 		// Lossless: a dropped record would make the counters disagree with the results file.
+		var _ daemon.BackoffObserver = m // the up gauge and backing-off count come from the engine
 		opts = append(opts, daemon.WithResultsSink(m), daemon.WithObserver(m))
 	}
 	tc := cfg.Tracing

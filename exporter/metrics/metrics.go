@@ -81,6 +81,9 @@ type Metrics struct {
 	agents       *prometheus.GaugeVec
 	targetRate   prometheus.Gauge
 	scheduleLag  prometheus.Gauge
+	verifierUp   prometheus.Gauge
+	backingOff   prometheus.Gauge
+	outages      prometheus.Counter
 	errorClasses map[string]bool
 	reasons      map[string]bool
 
@@ -167,6 +170,15 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 		scheduleLag: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: NameScheduleLag, Help: "How far the scheduler is behind its plan.",
 		}),
+		verifierUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: NameVerifierUp, Help: "1 while the verifier answers requests; 0 before its first answer and while it cannot be reached.",
+		}),
+		backingOff: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: NameBackingOff, Help: "Agents whose last cycle failed, waiting (backing off) before their next one.",
+		}),
+		outages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: NameOutages, Help: "Times the verifier became unreachable (every cycle failing without an answer).",
+		}),
 		errorClasses: map[string]bool{},
 		reasons:      map[string]bool{},
 		seenAgents:   map[string]struct{}{},
@@ -209,7 +221,7 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 	for _, c := range []prometheus.Collector{
 		buildInfo, runInfo, m.cycles, m.cycleDuration, m.phaseDuration, m.requests, m.reqDuration, m.reqErrors,
 		m.reqBytes, m.respBytes, m.retries, m.retryAfter, m.sessions, m.verdicts, m.inFlight, m.started,
-		m.late, m.lateness, m.dropped, m.agents, m.targetRate, m.scheduleLag,
+		m.late, m.lateness, m.dropped, m.agents, m.targetRate, m.scheduleLag, m.verifierUp, m.backingOff, m.outages,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("metrics: register: %w", err)
@@ -364,6 +376,21 @@ func (m *Metrics) SetTargetRate(perSecond float64) { m.targetRate.Set(perSecond)
 
 // SetScheduleLag sets how far the scheduler is behind its plan.
 func (m *Metrics) SetScheduleLag(d time.Duration) { m.scheduleLag.Set(d.Seconds()) }
+
+// SetBackingOff sets the number of agents backing off after a failed cycle.
+func (m *Metrics) SetBackingOff(agents int) { m.backingOff.Set(float64(agents)) }
+
+// SetVerifierUp sets whether the verifier answers.
+func (m *Metrics) SetVerifierUp(up bool) {
+	if up {
+		m.verifierUp.Set(1)
+	} else {
+		m.verifierUp.Set(0)
+	}
+}
+
+// OutageStarted counts the verifier becoming unreachable.
+func (m *Metrics) OutageStarted() { m.outages.Inc() }
 
 // SetAgents sets the number of agents in each state.
 func (m *Metrics) SetAgents(idle, busy, waiting int) {

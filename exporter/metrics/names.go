@@ -26,6 +26,9 @@ const (
 	NameAgents          = "attestload_agents"                    // gauge {state}; state idle|busy|waiting
 	NameTargetRate      = "attestload_target_cycles_per_second"  // gauge
 	NameScheduleLag     = "attestload_schedule_lag_seconds"      // gauge
+	NameVerifierUp      = "attestload_verifier_up"               // gauge 1|0; 0 until the first answer and during outages
+	NameBackingOff      = "attestload_agents_backing_off"        // gauge: agents waiting after a failed cycle
+	NameOutages         = "attestload_verifier_outages_total"    // counter: times the verifier became unreachable
 )
 
 // Series exported by the other observability packages (tracing, verdict, pgactivity). They are named here so that
@@ -64,7 +67,7 @@ func ownNames() []string {
 		NameRequests, NameRequestDuration, NameRequestErrors, NameRequestBytes, NameResponseBytes,
 		NameRetries, NameRetryAfter, NameSessions, NameVerdicts,
 		NameCyclesInFlight, NameCyclesStarted, NameCyclesLate, NameCycleLateness, NameCyclesDropped,
-		NameAgents, NameTargetRate, NameScheduleLag,
+		NameAgents, NameTargetRate, NameScheduleLag, NameVerifierUp, NameBackingOff, NameOutages,
 	}
 }
 

@@ -204,6 +204,17 @@ type RunInfo struct {
 	LateCycles    int64   `json:"late_cycles"`
 	Agents        int     `json:"agents"`
 	Workers       int     `json:"workers"`
+	// Outages are the time ranges during which the verifier could not be reached at all.
+	Outages []OutageInfo `json:"outages,omitempty"`
+}
+
+// OutageInfo is one outage of the verifier: Unix seconds, the error class that opened it, and whether the run
+// ended during it.
+type OutageInfo struct {
+	Start   float64 `json:"start"`
+	End     float64 `json:"end"`
+	Error   string  `json:"error"`
+	Ongoing bool    `json:"ongoing,omitempty"`
 }
 
 // Metric implements threshold.Source.

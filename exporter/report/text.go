@@ -6,6 +6,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/attestload/attestload/attestation/record"
 )
@@ -160,6 +161,9 @@ func buildSections(s *Summary) []section {
 			rows: [][]string{latencyRow("start − due", sc.Lateness)}}}
 	}
 	out = append(out, st)
+	if os := outageSection(s.Runs); os != nil {
+		out = append(out, *os)
+	}
 
 	tp := tbl{header: []string{"from", "cycles", "success", "fail", "aborted", "per second", "cycle p50", "cycle p99"}}
 	for _, b := range s.Throughput.Buckets {
@@ -286,4 +290,36 @@ func writeMarkdown(w io.Writer, s *Summary) error {
 // fmtTolerance is record.LateTolerance as the report writes durations elsewhere ("1 ms").
 func fmtTolerance() string {
 	return strconv.FormatFloat(record.LateTolerance.Seconds()*1000, 'g', -1, 64) + " ms"
+}
+
+// outageSection lists the verifier outages the runs recorded in their sidecars, as time ranges; nil when no input
+// has a sidecar (old files), since then nothing is known either way.
+func outageSection(runs []RunInfo) *section {
+	if len(runs) == 0 {
+		return nil
+	}
+	sec := &section{title: "Verifier outages"}
+	t := tbl{header: []string{"from (UTC)", "to (UTC)", "length", "error"}}
+	for _, r := range runs {
+		for _, o := range r.Outages {
+			to := utcTime(o.End)
+			if o.Ongoing {
+				to += " (run ended)"
+			}
+			length := o.End - o.Start
+			t.rows = append(t.rows, []string{utcTime(o.Start), to, fmtSeconds(&length), o.Error})
+		}
+	}
+	if len(t.rows) == 0 {
+		sec.lines = []string{"None: the verifier answered throughout."}
+		return sec
+	}
+	sec.lines = []string{fmt.Sprintf("%d outage(s): time ranges in which every cycle failed without an answer "+
+		"from the verifier; agents backed off meanwhile.", len(t.rows))}
+	sec.tbls = []tbl{t}
+	return sec
+}
+
+func utcTime(s float64) string {
+	return time.Unix(0, int64(s*1e9)).UTC().Format("2006-01-02 15:04:05.000")
 }
