@@ -1,15 +1,23 @@
 package soak
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
+	"path/filepath"
+	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/attestload/attestload/attestation/record"
+	"github.com/attestload/attestload/exporter/report"
+	"github.com/attestload/attestload/exporter/results"
 
 	"github.com/attestload/attestload/internal/pgtest"
 	"github.com/attestload/attestload/test/faults/harness"
@@ -26,7 +34,18 @@ const (
 	envMaxGrowth = "ATTESTLOAD_SOAK_MAX_GROWTH" // RSS growth allowed after warm-up, MiB; default 48
 	envSample    = "ATTESTLOAD_SOAK_SAMPLE"     // sampling period; default 5s
 	envOut       = "ATTESTLOAD_SOAK_OUT"        // file receiving the samples and figures as JSON (optional)
+	// Results rotation and compression are on in a soak, as in a long run: every part must read on its own and
+	// the report over all of them must count what the parts hold.
+	envRotate      = "ATTESTLOAD_SOAK_ROTATE"      // results.rotate_interval; default a sixth of the duration, at least 1m
+	envCompression = "ATTESTLOAD_SOAK_COMPRESSION" // results.compression; default zstd
 )
+
+// Part is one results part after the run.
+type Part struct {
+	Name    string `json:"name"`
+	Bytes   int64  `json:"bytes"`
+	Records int    `json:"records"`
+}
 
 // Sample is one observation of the daemon.
 type Sample struct {
@@ -59,6 +78,10 @@ type Figures struct {
 	GoroutinesMax       float64        `json:"goroutines_max_after_warmup"`
 	GoroutinesEnd       float64        `json:"goroutines_end"`
 	Records             int            `json:"records"`
+	Parts               []Part         `json:"parts"`
+	ReportRecords       int64          `json:"report_records"` // attestload report over every part of the run
+	DiskBytes           int64          `json:"disk_bytes"`
+	BytesPerCycle       float64        `json:"bytes_per_cycle"`
 	Outcomes            map[string]int `json:"outcomes"`
 	AttemptErrors       map[string]int `json:"attempt_errors"`
 	PartialLastLine     bool           `json:"partial_last_line"`
@@ -104,6 +127,11 @@ func TestSoak(t *testing.T) {
 	period := envDur(t, envSample, 5*time.Second)
 	// The warm-up must hold samples: its peaks are what the rest of the run is compared with.
 	warmup = max(warmup, 2*period)
+	rotate := envDur(t, envRotate, max(duration/6, time.Minute))
+	compression := os.Getenv(envCompression)
+	if compression == "" {
+		compression = "zstd"
+	}
 
 	dbURL := pgtest.NewKeylimeDatabase(t)
 	prepareDatabase(t, dbURL)
@@ -112,7 +140,8 @@ func TestSoak(t *testing.T) {
 	keys := harness.KeyPool(t, 16)
 	prefix := "soak-"
 	// 16 distinct keys are plenty: the verifier checks signatures, not that keys differ between agents.
-	p := harness.Start(t, dir, []string{"ATTESTLOAD_RUN_DISTINCT_KEYS=16"}, "run", sim.URL(), dbURL,
+	p := harness.Start(t, dir, []string{"ATTESTLOAD_RUN_DISTINCT_KEYS=16", "ATTESTLOAD_RESULTS_COMPRESSION=" + compression,
+		"ATTESTLOAD_RESULTS_ROTATE_INTERVAL=" + rotate.String()}, "run", sim.URL(), dbURL,
 		"--verifier-ca", sim.CAFile(), "--key-pool", keys, "-a", strconv.Itoa(agents),
 		"--model", "fleet", "--interval", interval.String(), "--duration", duration.String(),
 		"--results-dir", dir, "--metrics-listen", "127.0.0.1:0", "--prefix", prefix, "--instance", "soak",
@@ -200,12 +229,28 @@ sampling:
 	if fig.ExitCode != 0 {
 		t.Errorf("exit code %d, want 0", fig.ExitCode)
 	}
-	recs, partial := harness.ReadRecords(t, results)
+	recs, parts := readParts(t, results, &fig)
 	harness.CheckRecords(t, recs)
-	fig.Records, fig.PartialLastLine = len(recs), partial
+	fig.Records = len(recs)
 	fig.Outcomes, fig.AttemptErrors = harness.Outcomes(recs), harness.AttemptErrors(recs)
-	if partial {
-		t.Error("the results file ends in a partial line after a clean exit")
+	if want := int(duration / rotate); len(parts) < want {
+		t.Errorf("%d results parts with a %s rotation over %s, want at least %d", len(parts), rotate, duration, want)
+	}
+	// The report over the whole run, found by its stamp as a user would ask for it, counts what the parts hold.
+	stamp := strings.SplitN(filepath.Base(parts[0]), ".", 2)[0]
+	var out, errOut bytes.Buffer
+	if code, err := report.Run(context.Background(), report.Options{Inputs: []string{stamp}, ResultsDir: dir,
+		Format: report.FormatJSON}, &out, &errOut); err != nil || code != 0 {
+		t.Fatalf("report over the run %s: exit %d, %v\n%s", stamp, code, err, errOut.String())
+	}
+	var sum report.Summary
+	if err := json.Unmarshal(out.Bytes(), &sum); err != nil {
+		t.Fatal(err)
+	}
+	fig.ReportRecords = sum.Records
+	if sum.Records != int64(len(recs)) || sum.SkippedLines != 0 || len(sum.Inputs) != len(parts) {
+		t.Errorf("report over %d inputs: %d records, %d skipped; the %d parts hold %d records", len(sum.Inputs),
+			sum.Records, sum.SkippedLines, len(parts), len(recs))
 	}
 	if warm == nil {
 		t.Errorf("the run ended before the warm-up (%s) was over; nothing was checked", warmup)
@@ -261,4 +306,37 @@ func prepareDatabase(t *testing.T, dbURL string) {
 			t.Fatalf("prepare the soak database: %v", err)
 		}
 	}
+}
+
+// readParts reads every part of the run whose first part is first, each on its own: each must be a complete file
+// (no partial line, no cut compressed frame) after a clean exit.
+func readParts(t *testing.T, first string, fig *Figures) ([]record.Record, []string) {
+	t.Helper()
+	base := results.RunBase(first)
+	parts, err := filepath.Glob(base + ".part*.jsonl*")
+	if err != nil || len(parts) == 0 {
+		parts = []string{first} // not rotating
+	}
+	sort.Strings(parts)
+	var all []record.Record
+	for _, p := range parts {
+		recs, partial := harness.ReadRecords(t, p)
+		if partial {
+			fig.PartialLastLine = true
+			t.Errorf("results part %s ends in a partial line or a cut frame after a clean exit", p)
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fig.Parts = append(fig.Parts, Part{Name: filepath.Base(p), Bytes: fi.Size(), Records: len(recs)})
+		fig.DiskBytes += fi.Size()
+		all = append(all, recs...)
+	}
+	if len(all) > 0 {
+		fig.BytesPerCycle = float64(fig.DiskBytes) / float64(len(all))
+	}
+	t.Logf("results: %d parts, %d records, %d bytes on disk (%.1f per cycle): %+v", len(parts), len(all),
+		fig.DiskBytes, fig.BytesPerCycle, fig.Parts)
+	return all, parts
 }

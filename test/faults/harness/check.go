@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/klauspost/compress/zstd"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -36,14 +38,20 @@ func NoCrash(t testing.TB, what, output string) {
 
 // ReadRecords decodes every complete line of a results file. partial reports whether the file ended in an
 // unterminated line (a line cut by a crash); a complete line that is not a record fails the test.
+//
+// A zstd or gzip file (told by its first bytes) is decompressed first; one whose compressed stream is cut off
+// counts as partial, with every line of its complete frames returned.
 func ReadRecords(t testing.TB, path string) (recs []record.Record, partial bool) {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read results: %v", err)
+	b, cut := ReadResults(t, path)
+	if cut {
+		partial = true
+	}
+	if len(b) == 0 {
+		return nil, partial
 	}
 	lines := bytes.Split(b, []byte("\n"))
-	partial = len(lines[len(lines)-1]) > 0
+	partial = partial || len(lines[len(lines)-1]) > 0
 	for i, l := range lines[:len(lines)-1] {
 		var r record.Record
 		dec := json.NewDecoder(bytes.NewReader(l))
@@ -54,6 +62,37 @@ func ReadRecords(t testing.TB, path string) (recs []record.Record, partial bool)
 		recs = append(recs, r)
 	}
 	return recs, partial
+}
+
+// ReadResults returns a results file's JSONL bytes, decompressing zstd and gzip; cut reports a compressed stream
+// that breaks off (the bytes are then those of its complete part).
+func ReadResults(t testing.TB, path string) (b []byte, cut bool) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read results: %v", err)
+	}
+	var r io.Reader
+	switch {
+	case bytes.HasPrefix(raw, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		d, err := zstd.NewReader(bytes.NewReader(raw), zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			t.Fatalf("read results %s: %v", path, err)
+		}
+		defer d.Close()
+		r = d
+	case bytes.HasPrefix(raw, []byte{0x1f, 0x8b}):
+		g, err := gzip.NewReader(bytes.NewReader(raw))
+		if err != nil {
+			t.Fatalf("read results %s: %v", path, err)
+		}
+		r = g
+	default:
+		return raw, false
+	}
+	var out bytes.Buffer
+	_, err = out.ReadFrom(r)
+	return out.Bytes(), err != nil
 }
 
 // Outcomes counts records by outcome.
