@@ -320,6 +320,15 @@ func runsTrack(runs []RunInfo, n int) (t Track, workers, agents int, ok bool) {
 	return t, workers, agents, true
 }
 
+// distinctRuns is how many runs the inputs are: the parts of a rotated run are one.
+func distinctRuns(inputs []string) int {
+	seen := map[string]bool{}
+	for _, p := range inputs {
+		seen[sidecarPath(p)] = true
+	}
+	return len(seen)
+}
+
 // summary builds the Summary; runs are the sidecars found for the inputs.
 func (a *aggregator) summary(inputs []string, skipped int64, runs []RunInfo) *Summary {
 	s := &Summary{Version: SummaryVersion, Inputs: inputs, Records: a.records, V0Records: a.v0,
@@ -327,7 +336,8 @@ func (a *aggregator) summary(inputs []string, skipped int64, runs []RunInfo) *Su
 	if s.Runs == nil {
 		s.Runs = []RunInfo{}
 	}
-	if t, workers, agents, ok := runsTrack(runs, len(inputs)); ok {
+	// The parts of a rotated run share one sidecar: count runs, not files.
+	if t, workers, agents, ok := runsTrack(runs, distinctRuns(inputs)); ok {
 		// The runs' own span, workers and agents: a fleet run of 20 s with one cycle ran for 20 s with all its
 		// agents, whatever the records' span and highest indexes say.
 		s.Track, s.Workers, s.Agents = t, workers, agents

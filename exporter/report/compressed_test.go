@@ -103,3 +103,24 @@ func decompress(t *testing.T, path string) []byte {
 	}
 	return out.Bytes()
 }
+
+// The parts of a rotated run share one sidecar: the report takes the run's span from it, as for a single file.
+func TestRotatedRunUsesItsSidecar(t *testing.T) {
+	dir := t.TempDir()
+	parts := writeRun(t, dir, time.Date(2026, 12, 7, 19, 40, 0, 0, time.UTC), 3000,
+		results.Options{Compression: results.CompressionZstd, RotateSize: 4 << 10})
+	if len(parts) < 2 {
+		t.Fatalf("%d parts", len(parts))
+	}
+	if err := results.WriteSidecar(parts[0], RunInfo{Schema: 1, RunID: "r1", StartTime: 1e9 - 100, EndTime: 1e9 + 4000,
+		Workers: 7, Agents: 70}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Load(context.Background(), parts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Track.Source != "runs" || s.Workers != 7 || s.Agents != 70 || len(s.Runs) != 1 {
+		t.Fatalf("track %+v, workers %d, agents %d, runs %d; want the sidecar's", s.Track, s.Workers, s.Agents, len(s.Runs))
+	}
+}
