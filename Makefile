@@ -18,11 +18,14 @@ WITH_DB = if [[ -z "$${ATTESTLOAD_TEST_DATABASE_URL:-}" ]]; then \
 
 .PHONY: run build test vet fmt-check bench pg-start faults soak verifier-test
 
-run:
-	$(GO) run ./cmd/attestload run $(ARGS)
+# make run builds the binary and runs it in place of the recipe's shell: Ctrl+C reaches the run, which drains and
+# exits 0, so make prints no error (`go run` exits 1 on SIGINT, which make reported as "Error 1").
+run: build
+	@exec $(BIN) run $(ARGS)
 
 build:
-	$(GO) build -o $(BIN) ./cmd/attestload
+	@echo "building attestload (the first build may take minutes)" >&2
+	@$(GO) build -o $(BIN) ./cmd/attestload
 
 test:
 	@$(WITH_DB) set -x; $(GO) test -race $(PKGS)

@@ -22,6 +22,10 @@ records every phase of every cycle to results/<YYYYmmddHHMMSS>.jsonl and leaves 
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	root.AddCommand(newRunCmd(stdout, stderr), newCleanupCmd(stdout, stderr), newVersionCmd(stdout))
 	root.AddCommand(newReportCmd(), newDashboardsCmd(), newVerifierSimCmd())
+	// cobra adds these two only inside Execute; Main looks the command up before that (to make an unknown command
+	// a usage error), so without this `attestload help run` was an unknown command although the usage lists it.
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
 	for _, c := range root.Commands() {
 		usageArgs(c)
 	}
