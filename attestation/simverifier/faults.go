@@ -17,7 +17,7 @@ import (
 // Endpoint is a kind of request, the unit faults are configured per.
 type Endpoint string
 
-// Endpoint kinds. EndpointAll is the fallback rule for kinds without their own rule.
+// Endpoint kinds. The EndpointAll rule applies to every kind; a kind's own rule overrides it key by key.
 const (
 	EndpointAll           Endpoint = "*"
 	EndpointSessionCreate Endpoint = "session_create" // POST /v3/sessions
@@ -49,7 +49,9 @@ func ParseEndpoint(s string) (Endpoint, error) {
 
 // Faults are injected misbehaviours. The zero value injects nothing.
 type Faults struct {
-	// Rules per endpoint kind; the EndpointAll rule applies to kinds without their own rule.
+	// Rules per endpoint kind. The EndpointAll rule applies to every kind, also to kinds with a rule of their own:
+	// each setting a kind's rule leaves at zero is taken from EndpointAll (the latency's fixed part and its
+	// median/p99 pair separately), so '*:error-rate=0.02' next to 'update:latency-median=50ms' gives updates both.
 	Rules map[Endpoint]FaultRule
 	// VerifyCPU is spent (busy, on the verifying goroutine) per verification, on top of the real checks.
 	VerifyCPU time.Duration
@@ -122,13 +124,27 @@ func (l Latency) sample(r *lockedRand) time.Duration {
 
 func (f Faults) validate() error {
 	var errs []error
-	for e, r := range f.Rules {
+	for e := range f.Rules {
 		if !knownEndpoints[e] {
 			errs = append(errs, fmt.Errorf("faults: unknown endpoint %q", e))
-			continue
 		}
-		if err := r.validate(); err != nil {
-			errs = append(errs, fmt.Errorf("faults for %s: %w", e, err))
+	}
+	// What applies is '*' alone (to kinds without a rule) and each kind's rule combined with '*'.
+	if all, ok := f.Rules[EndpointAll]; ok {
+		if err := all.validate(); err != nil {
+			errs = append(errs, fmt.Errorf("faults for %s: %w", EndpointAll, err))
+		}
+	}
+	kinds := make([]string, 0, len(f.Rules))
+	for e := range f.Rules {
+		if e != EndpointAll && knownEndpoints[e] {
+			kinds = append(kinds, string(e))
+		}
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		if err := f.rule(Endpoint(k)).validate(); err != nil {
+			errs = append(errs, fmt.Errorf("faults for %s: %w", k, err))
 		}
 	}
 	if f.VerifyCPU < 0 || f.VerifyHashIterations < 0 {
@@ -164,11 +180,47 @@ func (r FaultRule) validate() error {
 	return errors.Join(errs...)
 }
 
+// rule is what applies to kind e: its own rule, with every setting it leaves at zero taken from the '*' rule.
 func (f *Faults) rule(e Endpoint) FaultRule {
-	if r, ok := f.Rules[e]; ok {
-		return r
+	all := f.Rules[EndpointAll]
+	r, ok := f.Rules[e]
+	if !ok || e == EndpointAll {
+		return all
 	}
-	return f.Rules[EndpointAll]
+	or := func(v *float64, d float64) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	orInt := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	orDur := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	orDur(&r.Latency.Fixed, all.Latency.Fixed)
+	if r.Latency.Median == 0 && r.Latency.P99 == 0 {
+		r.Latency.Median, r.Latency.P99 = all.Latency.Median, all.Latency.P99
+	}
+	or(&r.ErrorRate, all.ErrorRate)
+	orInt(&r.ErrorStatus, all.ErrorStatus)
+	orInt(&r.ErrorRetryAfter, all.ErrorRetryAfter)
+	or(&r.StallRate, all.StallRate)
+	orDur(&r.StallFor, all.StallFor)
+	or(&r.CloseRate, all.CloseRate)
+	or(&r.TruncateRate, all.TruncateRate)
+	or(&r.InvalidJSONRate, all.InvalidJSONRate)
+	or(&r.WrongContentTypeRate, all.WrongContentTypeRate)
+	or(&r.HugeBodyRate, all.HugeBodyRate)
+	orInt(&r.HugeBodyBytes, all.HugeBodyBytes)
+	or(&r.TrickleRate, all.TrickleRate)
+	orInt(&r.TrickleChunk, all.TrickleChunk)
+	orDur(&r.TrickleDelay, all.TrickleDelay)
+	return r
 }
 
 // clone deep-copies the rules map so that a caller changing its map after SetFaults cannot race the handlers.
@@ -244,7 +296,9 @@ func burnCPU(spin time.Duration, iterations int) byte {
 }
 
 // FaultSpecHelp describes the syntax ParseFaultSpec accepts (for command-line help).
-const FaultSpecHelp = `ENDPOINT:KEY=VALUE, ENDPOINT one of *, session_create, session_pop, create, update, admin, other; KEY one of ` +
+const FaultSpecHelp = `ENDPOINT:KEY=VALUE, ENDPOINT one of *, session_create, session_pop, create, update, admin, other ` +
+	`(* applies to every endpoint, also to one with keys of its own; a key set for an endpoint overrides the same key ` +
+	`from *); KEY one of ` +
 	`latency, latency-median, latency-p99 (durations), error-rate, error-status, retry-after (seconds), stall-rate, ` +
 	`stall-for, close-rate, truncate-rate, invalid-json-rate, wrong-content-type-rate, huge-body-rate, ` +
 	`huge-body-bytes, trickle-rate, trickle-chunk, trickle-delay`
