@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -136,6 +137,9 @@ Exit status: 0 ok; 1 runtime failure; 2 usage or configuration error; 99 a thres
 
 // runLoad is the run's lifecycle: signals, setup, the load, the summary, cleanup on every path.
 func runLoad(parent context.Context, cfg daemon.Config, stdout, stderr io.Writer) (retErr error) {
+	// On a terminal, log lines and -v lines go through the status line, which clears itself before them.
+	status := &statusLine{w: stderr, tty: isTerminal(stderr)}
+	stderr = status
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := context.WithCancel(parent)
 	defer stop()
@@ -204,7 +208,7 @@ func runLoad(parent context.Context, cfg daemon.Config, stdout, stderr io.Writer
 	log.Info("run started", "run_id", r.RunID(), "results", r.ResultsPath(), "model", cfg.Scheduler.Model,
 		"agents", cfg.Run.Agents, "workers", cfg.Run.Workers)
 
-	statusDone := startStatus(r, stderr, log, cfg.Run.StatusInterval)
+	statusDone := startStatus(r, status, log, cfg.Run.StatusInterval)
 	tel.setReady(true)
 	// Execute returns after the engine closed its stages: the verdict watcher's last lookups come before
 	// closeRun removes the agents' rows and stops the simulated verifier, so no pending verdict is lost to them.
@@ -251,10 +255,46 @@ func runLoad(parent context.Context, cfg daemon.Config, stdout, stderr io.Writer
 	return nil
 }
 
+// statusLine is stderr with the status line kept on the terminal's last line: whatever else is written (log lines,
+// -v lines) first clears it and then draws it again, so no line starts after the status text. Off a terminal it
+// passes writes through.
+type statusLine struct {
+	mu   sync.Mutex
+	w    io.Writer
+	tty  bool
+	line string // shown now; "" when none
+}
+
+const clearLine = "\r\x1b[K"
+
+func (s *statusLine) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.line == "" {
+		return s.w.Write(p)
+	}
+	if _, err := io.WriteString(s.w, clearLine); err != nil {
+		return 0, err
+	}
+	n, err := s.w.Write(p)
+	if err == nil && len(p) > 0 && p[len(p)-1] == '\n' {
+		_, err = io.WriteString(s.w, s.line)
+	}
+	return n, err
+}
+
+// show draws line in place of the current status line; "" removes it.
+func (s *statusLine) show(line string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	io.WriteString(s.w, clearLine+line)
+	s.line = line
+}
+
 // startStatus shows progress: one rewritten line on a terminal, otherwise a log line every interval. The returned
 // function stops it and clears the line.
-func startStatus(r *daemon.Run, stderr io.Writer, log *slog.Logger, interval time.Duration) func() {
-	tty := isTerminal(stderr)
+func startStatus(r *daemon.Run, status *statusLine, log *slog.Logger, interval time.Duration) func() {
+	tty := status.tty
 	tick := interval
 	if tty {
 		tick = statusTick
@@ -269,13 +309,13 @@ func startStatus(r *daemon.Run, stderr io.Writer, log *slog.Logger, interval tim
 			select {
 			case <-quit:
 				if tty {
-					fmt.Fprint(stderr, "\r\x1b[K")
+					status.show("")
 				}
 				return
 			case <-t.C:
 				s := r.Snapshot()
 				if tty {
-					fmt.Fprint(stderr, "\r\x1b[K"+s.Line())
+					status.show(s.Line())
 				} else {
 					log.Info("progress", "elapsed", s.Elapsed.Truncate(time.Second), "cycles_per_second",
 						fmt.Sprintf("%.1f", s.Rate()), "in_flight", s.InFlight, "ok", s.OK, "fail", s.Fail,
