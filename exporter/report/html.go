@@ -317,7 +317,7 @@ func writeHTML(w io.Writer, s *Summary) error {
 	}
 	b.WriteString("</div>\n<h2>Summary tables</h2>\n<pre>")
 	var legacy strings.Builder
-	if err := writeLegacy(&legacy, s, false); err != nil {
+	if err := writeTables(&legacy, s, false); err != nil {
 		return err
 	}
 	b.WriteString(escHTML(strings.Trim(legacy.String(), "\n")) + "</pre>\n")

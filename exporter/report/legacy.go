@@ -197,6 +197,23 @@ func centerTitle(s string, width int) string {
 	return strings.Repeat(" ", marg/2) + s + strings.Repeat(" ", marg-marg/2)
 }
 
+// Microsecond units: the old tool wrote U+03BC (Greek small mu), which --legacy keeps byte for byte; the rest of
+// attestload writes U+00B5 (the micro sign), also in the old tables when they are part of a report.
+const (
+	legacyMicro = "μs"
+	microUnit   = "µs"
+)
+
+// writeTables writes the old tables as a part of a report: as writeLegacy, with the micro sign of the rest.
+func writeTables(w io.Writer, s *Summary, color bool) error {
+	var b strings.Builder
+	if err := writeLegacy(&b, s, color); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, strings.ReplaceAll(b.String(), legacyMicro, microUnit))
+	return err
+}
+
 // writeLegacy writes the old tables exactly.
 func writeLegacy(w io.Writer, s *Summary, color bool) error {
 	var b strings.Builder

@@ -87,7 +87,7 @@ func formatDuration(sec float64) string {
 	case sec < 1e-6:
 		return pyRoundInt(sec*1e9) + "ns"
 	case sec < 1e-3:
-		return pyRoundInt(sec*1e6) + "μs"
+		return pyRoundInt(sec*1e6) + legacyMicro
 	case sec < 1:
 		return pyRoundInt(sec*1e3) + "ms"
 	case sec < 60:

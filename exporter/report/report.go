@@ -123,7 +123,7 @@ func Write(w io.Writer, s *Summary, format string, legacy, color bool) error {
 	case format == FormatHTML:
 		return writeHTML(w, s)
 	default:
-		if err := writeLegacy(w, s, color); err != nil {
+		if err := writeTables(w, s, color); err != nil {
 			return err
 		}
 		return writeText(w, s)

@@ -44,3 +44,20 @@ func TestLegacyTablesTakeTheRunFromTheSidecar(t *testing.T) {
 		}
 	}
 }
+
+// --legacy prints microseconds as the old tool did, with U+03BC (Greek mu: perf_tests/output.py's f"{...}μs");
+// every other output, including the old tables inside the default text, Markdown and HTML reports, uses U+00B5
+// (the micro sign) like the rest of attestload.
+func TestMicroSignOnlyLegacyKeepsGreekMu(t *testing.T) {
+	content := v0Line(0, 0, true, true, 1000, 0.0005, 0.0007) + "\n"
+	out, _, _ := runOn(t, content, Options{Legacy: true})
+	if !strings.Contains(out.String(), "500μs") || strings.Contains(out.String(), "µ") {
+		t.Errorf("--legacy: want 500μs with U+03BC only:\n%s", out.String())
+	}
+	for _, f := range []string{FormatText, FormatMarkdown, FormatHTML} {
+		out, _, _ := runOn(t, content, Options{Format: f})
+		if strings.Contains(out.String(), "μ") || !strings.Contains(out.String(), "500µs") {
+			t.Errorf("%s: want 500µs with U+00B5 and no U+03BC:\n%s", f, out.String())
+		}
+	}
+}

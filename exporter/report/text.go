@@ -253,7 +253,7 @@ func writeMarkdown(w io.Writer, s *Summary) error {
 	b.WriteString(fmt.Sprintf("%d attestations in %s, %d workers, %d agents.\n\n", s.Legacy.CompleteRuns.All.Count,
 		formatTimedelta(s.Track.Seconds), s.Workers, s.Agents))
 	b.WriteString("## Summary tables\n\n```text\n")
-	if err := writeLegacy(&b, s, false); err != nil {
+	if err := writeTables(&b, s, false); err != nil {
 		return err
 	}
 	b.WriteString("```\n\n")
