@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"runtime"
 	"slices"
 	"sort"
@@ -846,6 +847,11 @@ func (c *Config) Validate() error {
 	if strings.Contains(c.Verifier.APIPrefix, "/") || c.Verifier.APIPrefix == "" {
 		return keyErr("verifier.api_prefix", "must be an API version such as \"v3.0\", got %q", c.Verifier.APIPrefix)
 	}
+	if v := urlAPIVersion(c.Verifier.URL); v != "" && v != c.Verifier.APIPrefix {
+		return keyErr("verifier.url", "ends in the API version /%s, but verifier.api_prefix is %q: give the "+
+			"verifier's root URL (the version is added to every request path) and set verifier.api_prefix to %q "+
+			"if that version is meant", v, c.Verifier.APIPrefix, v)
+	}
 	if (c.Verifier.CertFile == "") != (c.Verifier.KeyFile == "") {
 		return keyErr("verifier.cert_file", "cert_file and key_file must be set together")
 	}
@@ -1126,6 +1132,23 @@ func (c *Config) validateVerdict() error {
 	return nil
 }
 
+// apiVersionSegment is a push API version as it appears in request paths (v3, v3.0).
+var apiVersionSegment = regexp.MustCompile(`^v[0-9]+(\.[0-9]+)?$`)
+
+// urlAPIVersion is the API version a verifier URL ends in ("https://v:8881/v3.0/" → "v3.0"), or "".
+func urlAPIVersion(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Path == "" {
+		return ""
+	}
+	p := strings.TrimSuffix(u.Path, "/")
+	last := p[strings.LastIndex(p, "/")+1:]
+	if u.RawQuery != "" || u.Fragment != "" || !apiVersionSegment.MatchString(last) {
+		return ""
+	}
+	return last
+}
+
 // DefaultOpenWorkers bounds cycles in flight in the fleet and rate models when run.workers is 0: enough that the
 // tool does not throttle a fleet, few enough that a stalled verifier cannot make it hold unbounded connections.
 const DefaultOpenWorkers = 1000
@@ -1133,6 +1156,11 @@ const DefaultOpenWorkers = 1000
 // Resolved returns a copy with the automatic values filled in: workers from the CPU count, agents from workers,
 // instance from the host name.
 func (c Config) Resolved() Config {
+	if v := urlAPIVersion(c.Verifier.URL); v != "" && v == c.Verifier.APIPrefix {
+		// …/v3.0 pasted from a request path: the client adds the version itself.
+		u := strings.TrimSuffix(c.Verifier.URL, "/")
+		c.Verifier.URL = strings.TrimSuffix(u[:len(u)-len(v)], "/")
+	}
 	if c.Run.Workers == 0 {
 		c.Run.Workers = runtime.NumCPU()
 		if c.Scheduler.Model != ModelClosed && c.Run.Agents > 0 {

@@ -295,3 +295,31 @@ func TestOldSystemdArgsVariable(t *testing.T) {
 		t.Fatalf("got %v, want an error naming RUN_ARGS", err)
 	}
 }
+
+// A verifier URL given with the API version on it (…/v3.0, as in the verifier's own request paths) is normalised
+// to the verifier's root, so requests do not go to …/v3.0/v3.0/sessions; a different version there than
+// verifier.api_prefix is refused, naming both keys.
+func TestVerifierURLWithAPIVersion(t *testing.T) {
+	t.Setenv("ATTESTLOAD_DATABASE_URL", "postgres://u:p@127.0.0.1/db")
+	for in, want := range map[string]string{
+		"https://127.0.0.1:8881/v3.0":         "https://127.0.0.1:8881",
+		"https://127.0.0.1:8881/v3.0/":        "https://127.0.0.1:8881",
+		"https://127.0.0.1:8881/keylime/v3.0": "https://127.0.0.1:8881/keylime",
+		"https://127.0.0.1:8881/":             "https://127.0.0.1:8881/",
+		"https://127.0.0.1:8881/keylime":      "https://127.0.0.1:8881/keylime",
+	} {
+		t.Setenv("ATTESTLOAD_VERIFIER_URL", in)
+		cfg, err := Loader{Environ: os.Environ()}.Load()
+		if err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		if got := cfg.Resolved().Verifier.URL; got != want {
+			t.Errorf("%s: resolved to %s, want %s", in, got, want)
+		}
+	}
+	t.Setenv("ATTESTLOAD_VERIFIER_URL", "https://127.0.0.1:8881/v3")
+	_, err := Loader{Environ: os.Environ()}.Load()
+	if err == nil || !strings.Contains(err.Error(), "verifier.api_prefix") || !strings.Contains(err.Error(), "verifier.url") {
+		t.Errorf("…/v3 with api_prefix v3.0: got %v, want an error naming verifier.url and verifier.api_prefix", err)
+	}
+}
