@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -176,7 +177,8 @@ func TestFleetHoldsIntervalAndCountsLateness(t *testing.T) {
 			time.Sleep(29500 * time.Millisecond)
 			stall.Store(true)
 		}()
-		if _, err := e.Run(t.Context()); err != nil {
+		st, err := e.Run(t.Context())
+		if err != nil {
 			t.Fatal(err)
 		}
 		if len(sink.recs) != agents*6 {
@@ -195,14 +197,15 @@ func TestFleetHoldsIntervalAndCountsLateness(t *testing.T) {
 			if *r.LateSeconds > 0.001 {
 				late++
 			}
-			if *r.ScheduledTime < 30 && *r.LateSeconds != 0 {
-				t.Fatalf("cycle before the stall started late: %+v", r)
+			if due < 30 && *r.LateSeconds != 0 {
+				t.Fatalf("cycle due before the stall (+%.1fs) started late: %+v", due, r)
 			}
 		}
 		// Tasks 0-3 start on time; task 3 (due at 30+i s) lasts 25 s, so task 4 (due 40+i) starts 15 s late and
 		// lasts 25 s too, so task 5 (due 50+i) starts at 80+i: 30 s late.
-		if late != agents*2 || obs.late.Load() != int64(late) {
-			t.Fatalf("late cycles: records %d, observer %d; want %d", late, obs.late.Load(), agents*2)
+		if late != agents*2 || obs.late.Load() != int64(late) || st.Late != uint64(late) {
+			t.Fatalf("late cycles: records %d, observer %d, Stats.Late %d; want %d", late, obs.late.Load(), st.Late,
+				agents*2)
 		}
 		if got := time.Duration(obs.maxLate.Load()); got != 30*time.Second {
 			t.Fatalf("max lateness %s, want 30s", got)
@@ -249,6 +252,69 @@ func TestRateHoldsTargetAndCountsDrops(t *testing.T) {
 		}
 		if fr.maxIn != 10 {
 			t.Fatalf("max in flight %d, want 10", fr.maxIn)
+		}
+	})
+}
+
+// TestRateDropsForWantOfAWorker: fewer workers than agents, so ticks are dropped because every worker is busy,
+// not only because every agent is. Every tick of the pacer is either started or counted as dropped.
+func TestRateDropsForWantOfAWorker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// 10/s for 10 s = 100 ticks, 0.1 s apart. 2 workers, 10 agents, cycles of 1.05 s: the two workers start
+		// at 0 and 0.1 s, are busy until 1.05 and 1.15 s, start again at the ticks of 1.1 and 1.2 s, and so on:
+		// starts at k*1.1 s (k = 0..9) and k*1.1+0.1 s (k = 0..8), 19 in all; the other 81 ticks find no worker.
+		p, _ := NewStagedPacer(10, []Stage{{Duration: 10 * time.Second, Target: 10}})
+		fr := newFakeRunner(1050 * time.Millisecond)
+		sink := &collect{}
+		obs := &countObs{}
+		e, _ := NewEngine(fr, Schedule{Model: ModelRate, Agents: 10, Workers: 2, Pacer: p},
+			WithResultsSink(sink), WithObserver(obs))
+		st, err := e.Run(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Started != 19 || st.Dropped != 81 || obs.dropped.Load() != 81 || len(sink.recs) != 19 {
+			t.Fatalf("started %d, dropped %d (observer %d), %d records; want 19 started and 81 dropped",
+				st.Started, st.Dropped, obs.dropped.Load(), len(sink.recs))
+		}
+		if fr.maxIn != 2 {
+			t.Fatalf("max in flight %d, want 2 (the workers)", fr.maxIn)
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		// Both kinds of drop in one run: 4 agents, 2 workers, cycles of 0.25 s, and the verifier holds each agent
+		// back for 1 s after its cycle. At 0.2 s both workers are busy (no worker); at 0.6 s a worker is free but
+		// agents 0-2 are held back and agent 3 is running (no agent). Either way the tick is counted.
+		p, _ := NewStagedPacer(10, []Stage{{Duration: 10 * time.Second, Target: 10}})
+		fr := newFakeRunner(250 * time.Millisecond)
+		fr.notBefore = func(_ int, end time.Time) time.Time { return end.Add(time.Second) }
+		sink := &collect{}
+		obs := &countObs{}
+		e, _ := NewEngine(fr, Schedule{Model: ModelRate, Agents: 4, Workers: 2, Pacer: p},
+			WithResultsSink(sink), WithObserver(obs))
+		start := time.Now()
+		st, err := e.Run(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Started+st.Dropped != 100 || st.Dropped != uint64(obs.dropped.Load()) {
+			t.Fatalf("started %d + dropped %d (observer %d) != the pacer's 100 ticks", st.Started, st.Dropped,
+				obs.dropped.Load())
+		}
+		// The first second, traced by hand: started at 0, 0.1, 0.3, 0.4 s; 0.2 and 0.5 s dropped for want of a
+		// worker; 0.6-0.9 s dropped for want of an agent (agent 0 is held back until 1.25 s).
+		var first []float64
+		for _, r := range sink.recs {
+			if at := *r.ScheduledTime - float64(start.UnixNano())/1e9; at < 1 {
+				first = append(first, math.Round(at*10)/10)
+			}
+		}
+		slices.Sort(first)
+		if !slices.Equal(first, []float64{0, 0.1, 0.3, 0.4}) {
+			t.Fatalf("cycles started in the first second at %v, want [0 0.1 0.3 0.4]", first)
+		}
+		if fr.maxIn != 2 {
+			t.Fatalf("max in flight %d, want 2 (the workers)", fr.maxIn)
 		}
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/attestload/attestload/attestation/enroll"
 	"github.com/attestload/attestload/attestation/record"
+	"github.com/attestload/attestload/exporter/report"
 	"github.com/attestload/attestload/exporter/results"
 )
 
@@ -183,5 +185,118 @@ func TestKeyPoolDefaultsToTheUserCacheDirectory(t *testing.T) {
 	t.Setenv("HOME", "")
 	if _, err := (RunConfig{}).KeyPoolPath(); err == nil || !strings.Contains(err.Error(), "run.key_pool") {
 		t.Errorf("without a home directory: %v, want an error naming run.key_pool", err)
+	}
+}
+
+// sidecar reads a run's .run.json.
+func sidecar(t *testing.T, resultsPath string) report.RunInfo {
+	t.Helper()
+	b, err := os.ReadFile(results.SidecarPath(resultsPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info report.RunInfo
+	if err := json.Unmarshal(b, &info); err != nil {
+		t.Fatalf("sidecar: %v\n%s", err, b)
+	}
+	return info
+}
+
+// TestSetupRateModelFollowsTheConfiguredStages runs the rate model as configured (start rate, then a hold and a
+// ramp) with fewer workers than agents, cycles slowed by the simulator and agents held back by its quote interval,
+// so ticks are dropped both for want of a worker and for want of an agent. Every tick the configured schedule has
+// must show up as a started cycle (a record) or a dropped one (the sidecar), so the counts add up to the area
+// under the configured rate line whatever the machine's speed.
+func TestSetupRateModelFollowsTheConfiguredStages(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, dir)
+	cfg.Scheduler.Model = ModelRate
+	cfg.Run.Tasks = 0
+	cfg.Run.Workers = 2
+	cfg.Run.Agents = 4
+	cfg.Simulator.QuoteInterval = 1
+	cfg.Simulator.Latency = 50 * time.Millisecond
+	// 20/s held for 1 s, then 20 → 60/s over 1 s: 20 + 40 = 60 ticks.
+	cfg.Scheduler.Rate = RateConfig{Start: 20, Stages: []StageConfig{{Duration: time.Second, Target: 20},
+		{Duration: time.Second, Target: 60}}}
+	ctx := t.Context()
+	r, err := Setup(ctx, cfg, SetupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := executeAndClose(t, ctx, r)
+	recs := readRecords(t, sum.ResultsPath)
+	info := sidecar(t, sum.ResultsPath)
+	st := sum.Stats
+	if st.Started+st.Dropped != 60 {
+		t.Fatalf("started %d + dropped %d = %d, want the schedule's 60 ticks", st.Started, st.Dropped,
+			st.Started+st.Dropped)
+	}
+	if uint64(len(recs)) != st.Started || info.DroppedCycles != int64(st.Dropped) || info.Model != ModelRate {
+		t.Fatalf("%d records, sidecar %+v; want %d records and dropped_cycles %d", len(recs), info, st.Started,
+			st.Dropped)
+	}
+	// 4 agents, each held back for 1 s after its cycle, cannot start more than about 4 cycles a second.
+	if st.Dropped < 30 {
+		t.Fatalf("only %d of 60 ticks dropped with 4 agents held back 1 s each", st.Dropped)
+	}
+	first := math.Inf(1)
+	for _, rec := range recs {
+		if rec.ScheduledTime == nil || rec.Outcome != record.OutcomeSuccess {
+			t.Fatalf("rate record without scheduled_time, or failed: %+v", rec)
+		}
+		first = min(first, *rec.ScheduledTime)
+	}
+	for _, rec := range recs {
+		// The first tick is due at the engine's start; the schedule lasts 2 s.
+		if at := *rec.ScheduledTime - first; at >= 2 {
+			t.Fatalf("cycle scheduled %.3f s after the first, beyond the 2 s schedule: %+v", at, rec)
+		}
+	}
+}
+
+// TestSetupSidecarCountsLateCycles runs the fleet model with one worker for more agents than it can serve in an
+// interval, so cycles start later and later; the sidecar's late_cycles must count them.
+func TestSetupSidecarCountsLateCycles(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, dir)
+	cfg.Scheduler.Model = ModelFleet
+	cfg.Scheduler.Fleet = FleetConfig{Interval: 400 * time.Millisecond}
+	cfg.Run.Tasks = 3
+	cfg.Run.Workers = 1
+	cfg.Run.Agents = 6
+	// At least 2 requests (create, update) of 100 ms per cycle: 6 agents need 1.2 s of the one worker per 0.4 s
+	// interval, so each round starts about 0.8 s later than the one before.
+	cfg.Simulator.Latency = 100 * time.Millisecond
+	ctx := t.Context()
+	r, err := Setup(ctx, cfg, SetupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := executeAndClose(t, ctx, r)
+	recs := readRecords(t, sum.ResultsPath)
+	info := sidecar(t, sum.ResultsPath)
+	if len(recs) != 18 {
+		t.Fatalf("%d records, want 18", len(recs))
+	}
+	var veryLate, anyLate int64
+	for _, rec := range recs {
+		if rec.LateSeconds == nil {
+			t.Fatalf("fleet record without late_seconds: %+v", rec)
+		}
+		if *rec.LateSeconds > 0.5 {
+			veryLate++
+		}
+		if *rec.LateSeconds > 0 {
+			anyLate++
+		}
+	}
+	// Whatever the tolerance, a cycle half a second late is late and one that started on time is not.
+	if veryLate == 0 || info.LateCycles < veryLate || info.LateCycles > anyLate || info.LateCycles != int64(sum.Stats.Late) {
+		t.Fatalf("sidecar late_cycles %d (stats %d); records: %d over 0.5 s late, %d late at all", info.LateCycles,
+			sum.Stats.Late, veryLate, anyLate)
+	}
+	if info.DroppedCycles != 0 {
+		t.Fatalf("fleet run dropped %d cycles; the fleet model never drops", info.DroppedCycles)
 	}
 }
