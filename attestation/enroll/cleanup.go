@@ -119,6 +119,11 @@ func (r runRows) deleteOnce(ctx context.Context, pool *pgxpool.Pool) (RemovedCou
 		if err != nil {
 			return err
 		}
+		if afterEvidenceIndex != nil {
+			if err := afterEvidenceIndex(ctx, tx, tmpIndex); err != nil {
+				return err
+			}
+		}
 		for start := 0; start < len(r.agentIDs); start += cleanupChunk {
 			chunk := r.agentIDs[start:min(start+cleanupChunk, len(r.agentIDs))]
 			// Only ids whose row still carries our marker: an id that someone re-used for a real agent keeps its
@@ -186,6 +191,11 @@ func (r runRows) deleteOnce(ctx context.Context, pool *pgxpool.Pool) (RemovedCou
 	}
 	return total, nil
 }
+
+// afterEvidenceIndex is nil except in this package's tests, which use it to look inside the cleanup transaction
+// once the temporary index is (or is not) built: the index never outlives the transaction, so nothing outside it
+// can tell whether it was there.
+var afterEvidenceIndex func(ctx context.Context, tx pgx.Tx, name string) error
 
 // tmpEvidenceIndex is created inside a cleanup transaction and dropped before it commits, so it never outlives
 // the cleanup, even when the cleanup fails (DDL is transactional in PostgreSQL).

@@ -1,6 +1,7 @@
 package enroll_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -444,5 +445,120 @@ func TestErrorsAreDistinct(t *testing.T) {
 				t.Errorf("%v is %v", a, b)
 			}
 		}
+	}
+}
+
+// TestCleanupSparesARealAgentReusingARunAgentID: an agent id of the run that now belongs to a real agent (its row
+// no longer carries the run's marker) keeps its row, attestations, evidence and session; the run's other agents
+// and their rows go.
+func TestCleanupSparesARealAgentReusingARunAgentID(t *testing.T) {
+	pool := pgtest.Pool(t, pgtest.NewKeylimeDatabase(t))
+	ctx := testCtx(t)
+	e, err := enroll.Enroll(ctx, pool, enroll.Plan{Count: 3, Keys: fakeAK, IMAPolicyJSON: []byte(testIMAPolicy),
+		IMAGenerator: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range e.AgentIDs {
+		addVerifierRows(t, pool, id, 2, 3)
+	}
+	reused := e.AgentIDs[1]
+	exec(t, pool, `UPDATE verifiermain SET meta_data = '{"owner":"a real agent"}' WHERE agent_id = $1`, reused)
+	rowsOf := func() map[string]int {
+		out := map[string]int{}
+		for _, table := range []string{"verifiermain", "attestations", "evidence_items", "sessions"} {
+			var n int
+			if err := pool.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE agent_id = $1", reused).
+				Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			out[table] = n
+		}
+		return out
+	}
+	before := rowsOf()
+	if want := map[string]int{"verifiermain": 1, "attestations": 2, "evidence_items": 6, "sessions": 1}; !maps.Equal(before, want) {
+		t.Fatalf("the reused agent's rows before cleanup: %v, want %v", before, want)
+	}
+	removed, err := e.Cleanup(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two agents' rows; the policies stay because the real agent still points at them.
+	want := enroll.RemovedCounts{EvidenceItems: 12, Attestations: 4, Sessions: 2, Agents: 2}
+	if removed != want {
+		t.Fatalf("removed %v, want %v", removed, want)
+	}
+	if after := rowsOf(); !maps.Equal(after, before) {
+		t.Fatalf("the real agent reusing %s lost rows: before %v, after %v", reused, before, after)
+	}
+}
+
+// TestCleanupBuildsItsTemporaryIndex looks inside the cleanup transaction: with evidence in the table and no index
+// led by agent_id, cleanup builds its temporary (agent_id, attestation_index) index before deleting; with an empty
+// evidence table, or when such an index already exists, it builds none. Either way none is left afterwards.
+func TestCleanupBuildsItsTemporaryIndex(t *testing.T) {
+	pool := pgtest.Pool(t, pgtest.NewKeylimeDatabase(t))
+	ctx := testCtx(t)
+	var seen []string
+	enroll.InsideCleanup(t, func(ctx context.Context, tx pgx.Tx, name string) error {
+		rows, err := tx.Query(ctx, `SELECT indexname || ' ' || indexdef FROM pg_indexes
+			WHERE tablename = 'evidence_items' AND indexname <> 'evidence_items_pkey' ORDER BY indexname`)
+		if err != nil {
+			return err
+		}
+		defs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		seen = append(seen, fmt.Sprintf("%q %v", name, defs))
+		return err
+	})
+	run := func(evidence bool) enroll.RemovedCounts {
+		t.Helper()
+		e, err := enroll.Enroll(ctx, pool, enroll.Plan{Count: 2, Keys: fakeAK, IMAPolicyJSON: []byte(testIMAPolicy),
+			IMAGenerator: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if evidence {
+			addVerifierRows(t, pool, e.AgentIDs[0], 2, 2)
+		}
+		removed, err := e.Cleanup(ctx, pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return removed
+	}
+
+	if removed := run(true); removed.EvidenceItems != 4 {
+		t.Fatalf("removed %v, want 4 evidence items", removed)
+	}
+	const built = `"attestload_cleanup_evidence_items_agent_id" [attestload_cleanup_evidence_items_agent_id ` +
+		`CREATE INDEX attestload_cleanup_evidence_items_agent_id ON public.evidence_items USING btree (agent_id, attestation_index)]`
+	if len(seen) != 1 || seen[0] != built {
+		t.Fatalf("inside the cleanup with evidence and no agent_id index: %v; want the temporary index built:\n%s", seen, built)
+	}
+
+	seen = nil
+	run(false)
+	if len(seen) != 1 || seen[0] != `"" []` {
+		t.Fatalf("inside the cleanup with no evidence: %v; want no index (nothing to speed up)", seen)
+	}
+
+	seen = nil
+	exec(t, pool, `CREATE INDEX someone_elses ON evidence_items (agent_id)`)
+	run(true)
+	if len(seen) != 1 || !strings.HasPrefix(seen[0], `"" [someone_elses `) || strings.Contains(seen[0], "attestload") {
+		t.Fatalf("inside the cleanup with an agent_id index present: %v; want only that index", seen)
+	}
+
+	var left []string
+	rows, err := pool.Query(ctx, `SELECT indexname FROM pg_indexes WHERE tablename = 'evidence_items' ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(left, []string{"evidence_items_pkey", "someone_elses"}) {
+		t.Fatalf("evidence_items indexes after the cleanups: %v", left)
 	}
 }
