@@ -170,15 +170,16 @@ func IsSQLite(raw string) bool {
 }
 
 // stripDriver turns SQLAlchemy's "postgresql+psycopg2://" into "postgresql://", so the verifier's database_url
-// can be pasted as is.
+// can be pasted as is. The scheme is lower-cased too (schemes are case-insensitive): pgx does not recognise
+// "POSTGRES://" as a URL and would read the string as key=value settings, connecting somewhere else entirely.
 func stripDriver(raw string) string {
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {
 		return raw
 	}
-	base, _, hasDriver := strings.Cut(scheme, "+")
-	if hasDriver && (strings.EqualFold(base, "postgresql") || strings.EqualFold(base, "postgres")) {
-		return base + "://" + rest
+	base, _, _ := strings.Cut(scheme, "+")
+	if strings.EqualFold(base, "postgresql") || strings.EqualFold(base, "postgres") {
+		return strings.ToLower(base) + "://" + rest
 	}
 	return raw
 }

@@ -141,12 +141,30 @@ func TestConnectDatabaseMissing(t *testing.T) {
 }
 
 func TestConnectSQLAlchemyURL(t *testing.T) {
-	u := withURL(t, func(u *url.URL) { u.Scheme = "postgresql+psycopg2" })
-	pool, err := enroll.Connect(testCtx(t), u)
-	if err != nil {
-		t.Fatalf("a verifier-style database_url should work: %v", err)
+	admin := mustParse(t, pgtest.AdminURL(t))
+	for _, scheme := range []string{"postgresql+psycopg2", "postgresql+asyncpg", "POSTGRES+pg8000", "PostgreSQL"} {
+		u := withURL(t, func(u *url.URL) { u.Scheme = scheme })
+		pool, err := enroll.Connect(testCtx(t), u)
+		if err != nil {
+			t.Fatalf("a verifier-style database_url (%s) should work: %v", scheme, err)
+		}
+		// The driver suffix is dropped and nothing else: the same user, database and options.
+		var db, user string
+		err = pool.QueryRow(testCtx(t), "SELECT current_database(), current_user").Scan(&db, &user)
+		pool.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if db != strings.TrimPrefix(admin.Path, "/") || user != admin.User.Username() {
+			t.Fatalf("%s: connected to database %q as %q, want %q as %q", scheme, db, user, admin.Path, admin.User.Username())
+		}
 	}
-	pool.Close()
+	// Only PostgreSQL's own schemes lose their driver suffix.
+	u := withURL(t, func(u *url.URL) { u.Scheme = "mysql+pymysql" })
+	if pool, err := enroll.Connect(testCtx(t), u); err == nil {
+		pool.Close()
+		t.Fatalf("Connect accepted a MySQL URL")
+	}
 }
 
 func mustParse(t *testing.T, s string) *url.URL {

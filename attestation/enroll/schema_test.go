@@ -159,6 +159,33 @@ func TestInitSchemaConcurrent(t *testing.T) {
 			t.Fatalf("concurrent InitSchema: %v", err)
 		}
 	}
+	// Four racing runs leave what one run leaves: a recognised schema, one version row, the same catalog.
+	ctx := testCtx(t)
+	if err := enroll.CheckSchema(ctx, pool); err != nil {
+		t.Fatalf("CheckSchema after concurrent InitSchema: %v", err)
+	}
+	rows, err := pool.Query(ctx, "SELECT version_num FROM alembic_version_cloud_verifier")
+	if err != nil {
+		t.Fatal(err)
+	}
+	versions, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(versions, []string{enroll.AlembicHead}) {
+		t.Fatalf("alembic versions %v, want [%s]", versions, enroll.AlembicHead)
+	}
+	single := pgtest.Pool(t, pgtest.NewDatabase(t))
+	if err := enroll.InitSchema(ctx, single); err != nil {
+		t.Fatal(err)
+	}
+	want, got := catalog(t, single), catalog(t, pool)
+	for kind := range want {
+		missing, extra := diff(want[kind], got[kind])
+		if len(missing)+len(extra) > 0 {
+			t.Errorf("%s after concurrent InitSchema: missing %v, extra %v", kind, missing, extra)
+		}
+	}
 }
 
 func TestCheckSchemaReference(t *testing.T) {
