@@ -3,6 +3,8 @@ package verdict
 import (
 	"context"
 	"errors"
+	"math"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -70,11 +72,15 @@ func TestWatcherResolvesAndTimesOut(t *testing.T) {
 		w := NewWatcher(src, Options{Timeout: 10 * time.Second, PollInterval: time.Second}, next)
 		start := float64(time.Now().UnixNano()) / 1e9
 
-		pass := accepted("a", 1, start)
-		fail := accepted("b", 7, start)
+		// The evidence was accepted a moment before the record reaches the watcher (the cycle still had to
+		// finish): time to verdict runs from the acceptance, not from the record's arrival.
+		pass := accepted("a", 1, start-0.5)
+		fail := accepted("b", 7, start-0.25)
 		slow := accepted("c", 2, start)
+		// A record whose update attempt carries no end time is timed from its arrival.
+		noEnd := accepted("e", 3, 0)
 		notAccepted := &record.Record{AgentID: "d", Outcome: record.OutcomeFail}
-		for _, r := range []*record.Record{pass, fail, slow, notAccepted} {
+		for _, r := range []*record.Record{pass, fail, slow, notAccepted, noEnd} {
 			w.Observe(r)
 		}
 		if got := next.snapshot(); len(got) != 1 || got[0] != notAccepted ||
@@ -85,29 +91,45 @@ func TestWatcherResolvesAndTimesOut(t *testing.T) {
 		time.Sleep(2500 * time.Millisecond)
 		src.set(Key{"a", 1}, Result{Evaluation: record.EvaluationPass})
 		src.set(Key{"b", 7}, Result{Evaluation: record.EvaluationFail, FailureReason: ptr("policy_violation")})
+		src.set(Key{"e", 3}, Result{Evaluation: record.EvaluationPass})
 		time.Sleep(time.Second)
 		synctest.Wait()
 		got := next.snapshot()
-		if len(got) != 3 {
-			t.Fatalf("after the verdicts appeared: %d forwarded, want 3", len(got))
+		if len(got) != 4 {
+			t.Fatalf("after the verdicts appeared: %d forwarded, want 4", len(got))
 		}
-		if pass.Verdict.Evaluation != record.EvaluationPass || pass.Verdict.Seconds == nil || *pass.Verdict.Seconds != 3 {
-			t.Fatalf("pass verdict %+v (seconds %v), want pass after 3 s", pass.Verdict, pass.Verdict.Seconds)
+		// Seconds go through a float Unix time, good to about a microsecond.
+		near := func(got *float64, want float64) bool { return got != nil && math.Abs(*got-want) < 1e-5 }
+		secs := func(p *float64) string {
+			if p == nil {
+				return "none"
+			}
+			return strconv.FormatFloat(*p, 'f', 6, 64)
 		}
-		if fail.Verdict.Evaluation != record.EvaluationFail || *fail.Verdict.FailureReason != "policy_violation" {
-			t.Fatalf("fail verdict %+v", fail.Verdict)
+		if pass.Verdict.Evaluation != record.EvaluationPass || !near(pass.Verdict.Seconds, 3.5) {
+			t.Fatalf("pass verdict %+v (seconds %s), want pass 3.5 s after acceptance", pass.Verdict,
+				secs(pass.Verdict.Seconds))
+		}
+		if fail.Verdict.Evaluation != record.EvaluationFail || *fail.Verdict.FailureReason != "policy_violation" ||
+			!near(fail.Verdict.Seconds, 3.25) {
+			t.Fatalf("fail verdict %+v (seconds %s), want fail 3.25 s after acceptance", fail.Verdict,
+				secs(fail.Verdict.Seconds))
+		}
+		if noEnd.Verdict.Evaluation != record.EvaluationPass || !near(noEnd.Verdict.Seconds, 3) {
+			t.Fatalf("verdict of a record without an update end time %+v (seconds %s), want 3 s after arrival",
+				noEnd.Verdict, secs(noEnd.Verdict.Seconds))
 		}
 
 		time.Sleep(7 * time.Second)
 		synctest.Wait()
-		if got := next.snapshot(); len(got) != 4 || got[3] != slow {
-			t.Fatalf("after the timeout: %d forwarded, want 4 ending with the pending one", len(got))
+		if got := next.snapshot(); len(got) != 5 || got[4] != slow {
+			t.Fatalf("after the timeout: %d forwarded, want 5 ending with the pending one", len(got))
 		}
 		if slow.Verdict.Evaluation != record.EvaluationUnknown || slow.Verdict.Seconds != nil {
 			t.Fatalf("timed-out verdict %+v", slow.Verdict)
 		}
 		st := w.Stats()
-		if st.Resolved != 2 || st.TimedOut != 1 || st.Passthrough != 1 || st.Pending != 0 {
+		if st.Resolved != 3 || st.TimedOut != 1 || st.Passthrough != 1 || st.Pending != 0 {
 			t.Fatalf("stats %+v", st)
 		}
 		if err := w.Close(); err != nil {
