@@ -134,6 +134,34 @@ func TestMultiCycleIMA(t *testing.T) {
 	i, _ = imaCycle(t, a, log, clock, nil)
 	verdict(i, evalPass, "")
 
+	// A forged quote: the genuine message (right nonce, PCRs and clock) signed by a key that is not the agent's
+	// AK, and the genuine signature with one bit flipped. Both are broken chains and move no baseline.
+	forger := vectorKey(t, "vec-agent-2")
+	forge := func(q *quote) {
+		var err error
+		q.message, q.signature, q.subject, err = a.tpm.Quote(q.extraData, q.pcrs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q.signature, err = softtpm.Sign(forger, q.message); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log.Grow()
+	i, _ = imaCycle(t, a, log, clock, forge)
+	verdict(i, evalFail, FailureBrokenEvidenceChain)
+	i, _ = imaCycle(t, a, log, clock, func(q *quote) {
+		var err error
+		q.message, q.signature, q.subject, err = a.tpm.Quote(q.extraData, q.pcrs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.signature[len(q.signature)-1] ^= 0x01
+	})
+	verdict(i, evalFail, FailureBrokenEvidenceChain)
+	i, _ = imaCycle(t, a, log, clock, nil)
+	verdict(i, evalPass, "")
+
 	// A measured file missing from the runtime policy is a policy violation.
 	b, blog := imaAgent(t, v, srv.URL, "ima-2", profile, func(m map[string]any) {
 		delete(m["digests"].(map[string]any), "/usr/bin/lt-file-1")
