@@ -1,6 +1,9 @@
 package report
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // pyVectors were produced by CPython 3.11 from the expressions named in each field, so the Go helpers are held to
 // Python's exact rounding and repr, not to a re-derivation of it.
@@ -448,6 +451,32 @@ var pyVectors = []struct {
 	{1.222, "1.2", "1", "1.2s", "0:00:01", "1.222"},
 	{37.272, "37.3", "37", "37.3s", "0:00:37", "37.272"},
 	{99.92999999999999, "99.9", "100", "1.7m", "0:01:40", "99.92999999999999"},
+	// The unit boundaries (results-and-report.md: below 1 s milliseconds, below 60 s seconds, else minutes):
+	// exactly 1 s is already seconds, exactly 60 s already minutes; just below each rounds up within its unit.
+	{1, "1.0", "1", "1.0s", "0:00:01", "1.0"},
+	{0.9996, "1.0", "1", "1000ms", "0:00:01", "0.9996"},
+	{60, "60.0", "60", "1.0m", "0:01:00", "60.0"},
+	{59.99, "60.0", "60", "60.0s", "0:01:00", "59.99"},
+	{3600, "3600.0", "3600", "1.0h", "1:00:00", "3600.0"},
+	{0.001, "0.0", "0", "1ms", "0:00:00", "0.001"},
+}
+
+// TestLegacyRunLineAtSixtySeconds: the run line adds "(N.Ns)" only when the track is over 60 s; at exactly 60 s it
+// ends in a single space.
+func TestLegacyRunLineAtSixtySeconds(t *testing.T) {
+	for track, want := range map[float64]string{
+		59.9:  "  Performed 0 attestations in 0:01:00 \n",
+		60:    "  Performed 0 attestations in 0:01:00 \n",
+		61.25: "  Performed 0 attestations in 0:01:01 (61.2s)\n",
+	} {
+		var b strings.Builder
+		if err := writeLegacy(&b, &Summary{Track: Track{Seconds: track}}, false); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), "\n"+want) {
+			t.Errorf("track %v s: no line %q in\n%s", track, want, b.String())
+		}
+	}
 }
 
 func TestPythonFormatting(t *testing.T) {
