@@ -53,6 +53,17 @@ func RequireFaults(t testing.TB) {
 	}
 }
 
+// SkipOutsideCI skips the test with the given reason, except under CI (CI set, as .ci/run does), where the
+// reason is a failure: CI provides what these tests need (root for tmpfs mounts, free well-known ports), so a skip
+// there would hide a check that silently stopped running.
+func SkipOutsideCI(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("must not be skipped in CI: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
 // Root finds the repository root by walking up from the working directory to go.mod.
 func Root(t testing.TB) string {
 	t.Helper()
