@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/attestload/attestload/attestation/enroll"
@@ -127,21 +129,59 @@ func uniqueName(testName string) string {
 func dropDatabase(t testing.TB, admin, name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		t.Errorf("pgtest: drop database %s: connect to %s: %v", name, enroll.RedactURL(admin), err)
-		return
-	}
-	defer conn.Close(ctx)
-	// A pool the test forgot to close would make DROP DATABASE fail; end those sessions first. WITH (FORCE)
-	// covers sessions that connect in between.
-	if _, err := conn.Exec(ctx,
-		`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`,
-		name); err != nil {
-		t.Errorf("pgtest: terminate sessions of %s: %v", name, err)
-	}
-	if _, err := conn.Exec(ctx, fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)",
-		pgx.Identifier{name}.Sanitize())); err != nil {
+	if err := drop(ctx, admin, name); err != nil {
 		t.Errorf("pgtest: drop database %s: %v", name, err)
 	}
+}
+
+// drop removes the database, first ending the sessions the test left open. Only the sessions of the role we
+// connect as are terminated by hand: pg_terminate_backend on any other process, including an autovacuum worker
+// (which has no role and counts as a superuser's), fails the whole statement with "must be a superuser to
+// terminate superuser process" for a role that is not one, which made the drop fail now and then. DROP DATABASE
+// ... WITH (FORCE) then ends what the role may end and cancels autovacuum in the database itself. A session the
+// role may not end (insufficient privilege) or one that will not go yet (object in use) is waited for, briefly;
+// if it stays, the error names who is still connected.
+func drop(ctx context.Context, admin, name string) error {
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %v", enroll.RedactURL(admin), err)
+	}
+	defer conn.Close(context.Background())
+	for attempt := 0; ; attempt++ {
+		_, err := conn.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+			WHERE datname = $1 AND pid <> pg_backend_pid() AND usename = current_user`, name)
+		if err == nil {
+			_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+		}
+		if err == nil {
+			return nil
+		}
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || (pgErr.Code != "42501" && pgErr.Code != "55006") {
+			return err
+		}
+		t := time.NewTimer(min(50*time.Millisecond<<attempt, time.Second))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%v; still connected: %s", err, sessionsIn(conn, name))
+		case <-t.C:
+		}
+	}
+}
+
+// sessionsIn describes who is connected to the database, for an error message.
+func sessionsIn(conn *pgx.Conn, name string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rows, err := conn.Query(ctx, `SELECT coalesce(usename, '(no role)') || ' ' || coalesce(backend_type, '?') ||
+		' pid ' || pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, name)
+	if err != nil {
+		return err.Error()
+	}
+	list, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err.Error()
+	}
+	return strings.Join(list, ", ")
 }
