@@ -37,6 +37,25 @@ func (c *collectSink) snapshot() []*record.Record {
 	return append([]*record.Record(nil), c.recs...)
 }
 
+// metricValue reads a gauge or counter without a testing.T, for pollers on other goroutines.
+func metricValue(g prometheus.Gatherer, name string) (float64, bool) {
+	fams, err := g.Gather()
+	if err != nil {
+		return 0, false
+	}
+	for _, f := range fams {
+		if f.GetName() != name || len(f.GetMetric()) == 0 {
+			continue
+		}
+		m := f.GetMetric()[0]
+		if m.GetCounter() != nil {
+			return m.GetCounter().GetValue(), true
+		}
+		return m.GetGauge().GetValue(), true
+	}
+	return 0, false
+}
+
 func gaugeValue(t *testing.T, g prometheus.Gatherer, name string) (float64, bool) {
 	t.Helper()
 	fams, err := g.Gather()
@@ -110,7 +129,36 @@ func TestPostgresRestartUnderVerdictWatcherAndSampler(t *testing.T) {
 	observe(0)
 	observe(1)
 
+	// Sample pg_up every 20 ms through the restart: the sampler must see the outage (it sets pg_up to 0 until its
+	// next good sample, 200 ms later), or this test would pass as well with no restart.
+	stopWatch := make(chan struct{})
+	lowUp := make(chan float64, 1)
+	go func() {
+		low := 1.0
+		for {
+			if v, ok := metricValue(reg, pgactivity.NameUp); ok {
+				low = min(low, v)
+			}
+			select {
+			case <-stopWatch:
+				lowUp <- low
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
 	restartPostgres(t)
+	time.Sleep(time.Second)
+	close(stopWatch)
+	if low := <-lowUp; low != 0 {
+		t.Errorf("%s stayed %v through the restart: the sampler did not see the outage", pgactivity.NameUp, low)
+	}
+	if n, _ := metricValue(reg, pgactivity.NameScrapeErrors); n == 0 {
+		t.Errorf("%s is 0 after the restart: no sample failed", pgactivity.NameScrapeErrors)
+	}
+	if st := w.Stats(); st.PollErrors == 0 {
+		t.Errorf("no verdict lookup failed during the restart (watcher stats %+v): the outage was not seen", st)
+	}
 	observe(2)
 	if _, err := pool.Exec(ctx, `UPDATE attestations SET evaluation = CASE WHEN index = 2 THEN 'fail' ELSE 'pass' END,
 		failure_reason = CASE WHEN index = 2 THEN 'policy_violation' END WHERE agent_id = $1`, agent); err != nil {
