@@ -965,9 +965,10 @@ func (c *Config) Validate() error {
 	if c.Results.Buffer < 1 || c.Results.Buffer > 1<<20 {
 		return keyErr("results.buffer", "must be within [1, 1048576], got %d", c.Results.Buffer)
 	}
-	if b := c.Scheduler.Backoff; b.Max < 0 || b.Initial < 0 || b.Max > 0 && (b.Initial == 0 || b.Initial > b.Max) {
-		return keyErr("scheduler.backoff", "initial must be > 0 and at most max (max 0 turns backoff off), got initial %s, max %s",
-			b.Initial, b.Max)
+	if b := c.Scheduler.Backoff; b.Max < 0 {
+		return keyErr("scheduler.backoff.max", "must be >= 0 (0 turns backoff off), got %s", b.Max)
+	} else if b.Max > 0 && (b.Initial <= 0 || b.Initial > b.Max) {
+		return keyErr("scheduler.backoff.initial", "must be > 0 and at most scheduler.backoff.max (%s), got %s", b.Max, b.Initial)
 	}
 	if c.Results.Compression != "none" && c.Results.Compression != "zstd" {
 		return keyErr("results.compression", "must be none or zstd, got %q", c.Results.Compression)

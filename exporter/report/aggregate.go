@@ -394,7 +394,32 @@ type timeline struct {
 	buckets []*tbucket
 }
 
-const maxBuckets = 64
+// maxBuckets bounds the time buckets, and so the rows of the throughput table: a three-day run gets 2-hour
+// buckets (36 or 37 rows), an hour-long one 5-minute buckets (12 or 13 rows).
+const maxBuckets = 40
+
+// bucketLadder are the bucket widths, in seconds, the timeline widens through: each a whole multiple of the one
+// before, so that buckets merge exactly, and each a size people read at a glance. Past the last, widths double.
+var bucketLadder = []float64{1, 5, 10, 30, 60, 300, 600, 1800, 3600, 7200, 21600, 43200, 86400}
+
+// nextWidth is the bucket width after w, and the whole factor between them.
+func nextWidth(w float64) (float64, int64) {
+	for _, l := range bucketLadder {
+		if l > w {
+			return l, int64(math.Round(l / w))
+		}
+	}
+	return 2 * w, 2
+}
+
+// floorDivK is floor(i/k) for k > 0, negatives included.
+func floorDivK(i, k int64) int64 {
+	q := i / k
+	if i%k != 0 && i < 0 {
+		q--
+	}
+	return q
+}
 
 type tbucket struct {
 	cycles, success, fail, aborted int64
@@ -403,17 +428,16 @@ type tbucket struct {
 
 func (t *timeline) init() { t.width = 1 }
 
-func floorDiv2(i int64) int64 { return i >> 1 } // arithmetic shift floors negatives too
-
 func (t *timeline) coarsen() {
-	newLo := floorDiv2(t.lo)
-	hi := floorDiv2(t.lo + int64(len(t.buckets)) - 1)
+	width, k := nextWidth(t.width)
+	newLo := floorDivK(t.lo, k)
+	hi := floorDivK(t.lo+int64(len(t.buckets))-1, k)
 	merged := make([]*tbucket, hi-newLo+1)
 	for i, b := range t.buckets {
 		if b == nil {
 			continue
 		}
-		j := floorDiv2(t.lo+int64(i)) - newLo
+		j := floorDivK(t.lo+int64(i), k) - newLo
 		if merged[j] == nil {
 			merged[j] = b
 			continue
@@ -432,7 +456,7 @@ func (t *timeline) coarsen() {
 			}
 		}
 	}
-	t.width *= 2
+	t.width = width
 	t.lo = newLo
 	t.buckets = merged
 }

@@ -1,8 +1,6 @@
 package report
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -193,68 +191,6 @@ func (s *skipLog) skip(file string, line int64, why string) {
 	}
 }
 
-// readFile streams one results file into agg.
-func readFile(ctx context.Context, path string, r io.Reader, agg *aggregator, dec *decoder, skips *skipLog) error {
-	br := bufio.NewReaderSize(r, 256<<10)
-	var c cycleLine
-	var long []byte // holds a line that did not fit the reader's buffer
-	var lineNo int64
-	for {
-		if lineNo&0xfff == 0 {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-		}
-		chunk, err := br.ReadSlice('\n')
-		line := chunk
-		tooLong := false
-		if errors.Is(err, bufio.ErrBufferFull) {
-			long = append(long[:0], chunk...)
-			for errors.Is(err, bufio.ErrBufferFull) {
-				chunk, err = br.ReadSlice('\n')
-				if !tooLong && len(long)+len(chunk) > MaxLineBytes {
-					tooLong, long = true, long[:0]
-				}
-				if !tooLong {
-					long = append(long, chunk...)
-				}
-			}
-			line = long
-		}
-		if err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("read %s: %w", path, err)
-		}
-		eof := err != nil
-		if len(line) == 0 && !tooLong && eof {
-			return nil
-		}
-		lineNo++
-		terminated := bytes.HasSuffix(line, []byte("\n"))
-		switch {
-		case tooLong:
-			skips.skip(path, lineNo, fmt.Sprintf("line longer than %d bytes", MaxLineBytes))
-		case len(bytes.TrimSpace(line)) == 0:
-			// Blank lines carry nothing; they are not counted as malformed.
-		default:
-			if derr := dec.decodeLine(line, &c); derr != nil {
-				why := derr.Error()
-				if !terminated {
-					why = "truncated last line (" + why + ")"
-				}
-				skips.skip(path, lineNo, why)
-			} else {
-				agg.add(&c)
-			}
-		}
-		if cap(long) > 1<<20 {
-			long = nil // do not keep a huge buffer alive for the rest of the file
-		}
-		if eof {
-			return nil
-		}
-	}
-}
-
 // ErrNoRecords is wrapped by Load's error when the inputs, taken together, hold no valid record: an empty report
 // would read as a run that did nothing, when the input is more likely the wrong file or not a results file.
 var ErrNoRecords = errors.New("no records")
@@ -263,34 +199,18 @@ var ErrNoRecords = errors.New("no records")
 // lines are reported on stderr; the count is in Summary.SkippedLines. When no file holds a valid record, Load
 // fails with ErrNoRecords naming them; an input without records next to ones with records is only noted on stderr.
 func Load(ctx context.Context, paths []string, stderr io.Writer) (*Summary, error) {
+	return load(ctx, paths, stderr, decodeWorkers())
+}
+
+// load is Load with the number of decoding goroutines.
+func load(ctx context.Context, paths []string, stderr io.Writer, workers int) (*Summary, error) {
 	agg := newAggregator()
-	dec := &decoder{}
 	skips := &skipLog{w: stderr}
 	var runs []RunInfo
 	var empty []string // inputs without a record, each with why
 	sidecars := map[string]bool{}
+	// Sidecars are small; read them before the records so that a bad one fails fast.
 	for _, p := range paths {
-		f, err := openResults(p)
-		if err != nil {
-			return nil, err
-		}
-		records, skipped := agg.records, skips.count
-		err = readFile(ctx, p, f, agg, dec, skips)
-		if cerr := f.Close(); err == nil && cerr != nil {
-			// A compressed part that ends inside a frame: the process writing it died. Every complete frame was
-			// read; the lines of the cut frame are lost, as a plain file's last line would be.
-			skips.skip(p, -1, cerr.Error())
-		}
-		if err != nil {
-			return nil, err
-		}
-		if agg.records == records {
-			why := "empty"
-			if n := skips.count - skipped; n > 0 {
-				why = fmt.Sprintf("%d malformed line(s) skipped", n)
-			}
-			empty = append(empty, fmt.Sprintf("%s (%s)", p, why))
-		}
 		if sidecars[sidecarPath(p)] {
 			continue // another part of the same run
 		}
@@ -302,6 +222,26 @@ func Load(ctx context.Context, paths []string, stderr io.Writer) (*Summary, erro
 		if ri != nil {
 			runs = append(runs, *ri)
 		}
+	}
+	var records, skipped int64
+	err := runPipeline(ctx, paths, workers, agg, skips, func(file int, closeErr error) {
+		p := paths[file]
+		if closeErr != nil {
+			// A compressed part that ends inside a frame: the process writing it died. Every complete frame was
+			// read; the lines of the cut frame are lost, as a plain file's last line would be.
+			skips.skip(p, -1, closeErr.Error())
+		}
+		if agg.records == records {
+			why := "empty"
+			if n := skips.count - skipped; n > 0 {
+				why = fmt.Sprintf("%d malformed line(s) skipped", n)
+			}
+			empty = append(empty, fmt.Sprintf("%s (%s)", p, why))
+		}
+		records, skipped = agg.records, skips.count
+	})
+	if err != nil {
+		return nil, err
 	}
 	if skips.count > maxSkipMessages && stderr != nil {
 		fmt.Fprintf(stderr, "report: %d more skipped lines not shown\n", skips.count-maxSkipMessages)

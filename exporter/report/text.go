@@ -172,8 +172,9 @@ func buildSections(s *Summary) []section {
 			fmtSeconds(b.P99["cycle"])})
 	}
 	tput := section{title: "Throughput over time", lines: []string{fmt.Sprintf(
-		"Completed cycles per %s bucket, by end time, from the first bucket's start.",
-		fmtSeconds(&s.Throughput.BucketSeconds))}}
+		"Completed cycles per %s bucket (the size chosen to keep the table within %d rows), by end time, from the "+
+			"first bucket's start.",
+		fmtBucket(s.Throughput.BucketSeconds), maxBuckets)}}
 	if len(tp.rows) > 0 {
 		tput.tbls = []tbl{tp}
 	} else {
@@ -322,4 +323,17 @@ func outageSection(runs []RunInfo) *section {
 
 func utcTime(s float64) string {
 	return time.Unix(0, int64(s*1e9)).UTC().Format("2006-01-02 15:04:05.000")
+}
+
+// fmtBucket prints a bucket width in its whole unit: 30s, 5m, 2h, 1d.
+func fmtBucket(sec float64) string {
+	for _, u := range []struct {
+		s    float64
+		name string
+	}{{86400, "d"}, {3600, "h"}, {60, "m"}, {1, "s"}} {
+		if sec >= u.s && math.Mod(sec, u.s) == 0 {
+			return strconv.FormatFloat(sec/u.s, 'f', -1, 64) + u.name
+		}
+	}
+	return fmtSeconds(&sec)
 }

@@ -50,7 +50,8 @@ func TestResultsDirectoryFails(t *testing.T) {
 			w := newWorld(t, harness.SimOptions{})
 			dir := smallFS(t, "48k", false)
 			args := w.runArgs(8, 500*time.Millisecond, "--results-dir", dir)
-			d := w.start(w.baseEnv("ATTESTLOAD_RESULTS_ON_ERROR="+c.onError), args...)
+			// The free-disk guard would stop the run before the disk fills; this is the failure it guards against.
+			d := w.start(w.baseEnv("ATTESTLOAD_RESULTS_ON_ERROR="+c.onError, "ATTESTLOAD_RESULTS_MIN_FREE_DISK=0"), args...)
 			d.waitCycles(t, record.OutcomeSuccess, 8, time.Minute)
 			d.WaitLog(t, c.message, time.Minute)
 			if c.onError == "stop" {
@@ -85,7 +86,8 @@ func TestResultsDirectoryFails(t *testing.T) {
 func TestResultsDirectoryUnwritableAtStart(t *testing.T) {
 	w := newWorld(t, harness.SimOptions{})
 	dir := smallFS(t, "1m", true)
-	p, code := harness.Run(t, w.dir, w.baseEnv(), time.Minute, w.runArgs(2, time.Second, "--results-dir", dir)...)
+	p, code := harness.Run(t, w.dir, w.baseEnv("ATTESTLOAD_RESULTS_MIN_FREE_DISK=0"), time.Minute,
+		w.runArgs(2, time.Second, "--results-dir", dir)...)
 	stderr := p.Stderr.String()
 	harness.NoCrash(t, "stderr", stderr)
 	if code == 0 {
@@ -93,6 +95,39 @@ func TestResultsDirectoryUnwritableAtStart(t *testing.T) {
 	}
 	if !strings.Contains(stderr, dir) || !strings.Contains(stderr, "read-only") {
 		t.Errorf("stderr does not name the directory and the cause:\n%s", stderr)
+	}
+	w.checkClean()
+}
+
+// The free-disk guard stops the run cleanly before the disk fills: it refuses to start below results.min_free_disk,
+// and a run that brings free space below it stops, drains, writes every record of its cycles and says why.
+func TestDiskGuardStopsBeforeTheDiskFills(t *testing.T) {
+	w := newWorld(t, harness.SimOptions{})
+	dir := smallFS(t, "2m", false)
+	env := w.baseEnv("ATTESTLOAD_RESULTS_MIN_FREE_DISK=1700KiB")
+	d := w.start(env, w.runArgs(16, 250*time.Millisecond, "--results-dir", dir)...)
+	d.WaitLog(t, "results.min_free_disk", 2*time.Minute)
+	code := d.Wait(t, time.Minute)
+	stderr := d.Stderr.String()
+	harness.NoCrash(t, "stderr", stderr)
+	if code == 0 {
+		t.Error("exit code 0 after the disk guard stopped the run early")
+	}
+	if strings.Contains(stderr, "no space left") || !strings.Contains(stderr, "stopping the run") {
+		t.Errorf("want the guard's message, not a full disk:\n%s", stderr)
+	}
+	recs, partial := harness.ReadRecords(t, d.results)
+	harness.CheckRecords(t, recs)
+	if partial || len(recs) == 0 {
+		t.Errorf("%d records, partial %v: want every record whole", len(recs), partial)
+	}
+	w.checkClean()
+
+	// Below the bound at start: refused before any load, naming the setting.
+	p, code := harness.Run(t, w.dir, w.baseEnv("ATTESTLOAD_RESULTS_MIN_FREE_DISK=1GiB"), time.Minute,
+		w.runArgs(2, time.Second, "--results-dir", dir)...)
+	if code == 0 || !strings.Contains(p.Stderr.String(), "results.min_free_disk") {
+		t.Errorf("exit %d with 1 GiB required on a 2 MiB disk:\n%s", code, p.Stderr.String())
 	}
 	w.checkClean()
 }
