@@ -3,6 +3,7 @@ package verdict
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"math"
 	"strconv"
 	"strings"
@@ -331,6 +332,74 @@ func TestWatcherHurryEndsTheFinalWait(t *testing.T) {
 		}
 		if len(next.snapshot()) != 1 || !next.closed {
 			t.Fatal("the pending record was not forwarded, or next not closed")
+		}
+	})
+}
+
+// lockedBuffer is a log destination safe for the watcher's goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// An outage of the source is logged once when it starts and once when it ends, not on every failed poll; and
+// once most held records are resolved (the order list is compacted), the rest still time out on schedule and every
+// record is forwarded exactly once.
+func TestWatcherOutageLogAndCompaction(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := &fakeSource{known: map[Key]Result{}, err: errors.New("database down")}
+		next := &collect{}
+		logs := &lockedBuffer{}
+		w := NewWatcher(src, Options{Timeout: 20 * time.Second, PollInterval: time.Second,
+			Logger: slog.New(slog.NewTextHandler(logs, nil))}, next)
+		for i := range 100 {
+			w.Observe(accepted("a", i, 1))
+		}
+		time.Sleep(3500 * time.Millisecond)
+		synctest.Wait()
+		if n := strings.Count(logs.String(), "verdict lookup failing"); n != 1 || w.Stats().PollErrors != 3 {
+			t.Fatalf("after 3 failed polls: %d 'failing' lines, %d poll errors; want 1 and 3\n%s", n,
+				w.Stats().PollErrors, logs.String())
+		}
+		src.mu.Lock()
+		src.err = nil
+		for i := range 90 {
+			src.known[Key{"a", i}] = Result{Evaluation: record.EvaluationPass}
+		}
+		src.mu.Unlock()
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if n := strings.Count(logs.String(), "verdict lookup recovered"); n != 1 {
+			t.Fatalf("%d 'recovered' lines, want 1\n%s", n, logs.String())
+		}
+		if st := w.Stats(); st.Resolved != 90 || st.Pending != 10 {
+			t.Fatalf("stats %+v, want 90 resolved and 10 pending", st)
+		}
+		// The ten left are due at 20 s after they were observed.
+		time.Sleep(15 * time.Second)
+		synctest.Wait()
+		st := w.Stats()
+		if st.TimedOut != 10 || st.Pending != 0 {
+			t.Fatalf("after the timeout: stats %+v, want the 10 left timed out", st)
+		}
+		seen := map[int]int{}
+		for _, r := range next.snapshot() {
+			seen[*r.AttestationIndex]++
+		}
+		for i := range 100 {
+			if seen[i] != 1 {
+				t.Fatalf("record %d forwarded %d times, want once", i, seen[i])
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
 		}
 	})
 }
