@@ -535,3 +535,26 @@ func TestPyCenter(t *testing.T) {
 		}
 	}
 }
+
+// TestLegacyBannerColour: with colour the three banner lines, and only they, are wrapped in the old tool's escape
+// codes (bold on black, then reset); without colour no escape code appears.
+func TestLegacyBannerColour(t *testing.T) {
+	var plain, coloured strings.Builder
+	if err := writeLegacy(&plain, &Summary{}, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeLegacy(&coloured, &Summary{}, true); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(plain.String(), "\x1b") {
+		t.Fatalf("escape codes without colour:\n%q", plain.String())
+	}
+	want := plain.String()
+	for _, l := range []string{strings.Repeat("─", bannerWidth), pyCenter("TEST RESULT SUMMARY", bannerWidth),
+		strings.Repeat("═", bannerWidth)} {
+		want = strings.Replace(want, l+"\n", "\x1b[40;1m"+l+"\x1b[0m\n", 1)
+	}
+	if coloured.String() != want {
+		t.Fatalf("coloured output:\n%q\nwant\n%q", coloured.String(), want)
+	}
+}
