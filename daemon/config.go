@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/attestload/attestload/attestation/enroll"
+	"github.com/attestload/attestload/attestation/softtpm"
 	"github.com/attestload/attestload/exporter/threshold"
 )
 
@@ -81,7 +82,8 @@ type RunConfig struct {
 	Instance       string        `key:"instance"` // empty: the host name
 	Verbose        bool          `key:"verbose"`
 	KeyPool        string        `key:"key_pool"`      // "": DefaultKeyPool(); KeyPoolNone: in memory only
-	DistinctKeys   int           `key:"distinct_keys"` // agents share this many AKs round-robin
+	DistinctKeys   int           `key:"distinct_keys"` // RSA agents share this many AKs round-robin
+	KeyType        string        `key:"key_type"`      // rsa2048, ecc-p256 or a mix by share (ParseKeyType)
 	FirstIndex     int           `key:"first_index"`
 	StatusInterval time.Duration `key:"status_interval"`
 }
@@ -276,7 +278,7 @@ func DefaultConfig() Config {
 		Verifier: VerifierConfig{APIPrefix: "v3.0", RequestTimeout: 30 * time.Second, ConnectTimeout: 10 * time.Second,
 			MaxRetries: 3, MaxRetryAfter: 60 * time.Second, ExtendTokenOnAttestation: true},
 		Database: DatabaseConfig{Prefix: "attestload-"},
-		Run:      RunConfig{DrainTimeout: 30 * time.Second, DistinctKeys: 100, StatusInterval: 10 * time.Second},
+		Run:      RunConfig{DrainTimeout: 30 * time.Second, DistinctKeys: 100, KeyType: string(softtpm.RSA2048), StatusInterval: 10 * time.Second},
 		Scheduler: SchedulerConfig{Model: ModelClosed, Fleet: FleetConfig{Interval: 60 * time.Second, Jitter: 0.1},
 			Rate:    RateConfig{Start: 10, Stages: []StageConfig{{Duration: time.Minute, Target: 10}}},
 			Backoff: BackoffConfig{Initial: 2 * time.Second, Max: time.Minute}},
@@ -877,6 +879,9 @@ func (c *Config) Validate() error {
 		if e != nil {
 			return e
 		}
+	}
+	if _, err := ParseKeyType(c.Run.KeyType); err != nil {
+		return keyErr("run.key_type", "%v", err)
 	}
 	for i, a := range c.Verifier.LocalAddrs {
 		if net.ParseIP(a) == nil {

@@ -120,19 +120,28 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...Option) (_ 
 		return nil, err
 	}
 	n := cfg.Run.Agents
-	nkeys := min(n, cfg.Run.DistinctKeys)
-	poolPath, err := cfg.Run.KeyPoolPath()
+	mix, err := ParseKeyType(cfg.Run.KeyType)
 	if err != nil {
-		return nil, fmt.Errorf("attestation keys (run.key_pool): %w", err)
+		return nil, keyErr("run.key_type", "%v", err)
 	}
-	if poolPath != "" {
-		if err := os.MkdirAll(filepath.Dir(poolPath), 0o700); err != nil {
+	keys, keyCounts, err := agentKeys(mix, cfg.Run.FirstIndex, n, func(nrsa int) ([]*softtpm.Key, error) {
+		poolPath, err := cfg.Run.KeyPoolPath()
+		if err != nil {
+			return nil, fmt.Errorf("attestation keys (run.key_pool): %w", err)
+		}
+		if poolPath != "" {
+			if err := os.MkdirAll(filepath.Dir(poolPath), 0o700); err != nil {
+				return nil, fmt.Errorf("attestation keys (run.key_pool %s): %w", poolPath, err)
+			}
+		}
+		pool, err := softtpm.LoadOrCreateKeyPool(poolPath, min(nrsa, cfg.Run.DistinctKeys), crand.Reader)
+		if err != nil {
 			return nil, fmt.Errorf("attestation keys (run.key_pool %s): %w", poolPath, err)
 		}
-	}
-	keys, err := softtpm.LoadOrCreateKeyPool(poolPath, nkeys, crand.Reader)
+		return pool, nil
+	}, nil)
 	if err != nil {
-		return nil, fmt.Errorf("attestation keys (run.key_pool %s): %w", poolPath, err)
+		return nil, err
 	}
 	agents := make([]*client.Agent, n)
 
@@ -165,13 +174,13 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...Option) (_ 
 	for i := range n {
 		idx := cfg.Run.FirstIndex + i
 		agents[i] = client.NewAgent(enroll.AgentID(cfg.Database.Prefix, r.runID, idx), idx,
-			softtpm.NewTPM(keys[i%len(keys)]), profile)
+			softtpm.NewTPM(keys[i]), profile)
 	}
 
 	if pool != nil {
 		t0 := time.Now()
 		en, err := enroll.Enroll(ctx, pool, enroll.Plan{Prefix: cfg.Database.Prefix, RunID: r.runID, Count: n,
-			FirstIndex: cfg.Run.FirstIndex, Keys: func(i int) string { return keys[(i-cfg.Run.FirstIndex)%len(keys)].PublicBase64() },
+			FirstIndex: cfg.Run.FirstIndex, Keys: func(i int) string { return keys[i-cfg.Run.FirstIndex].PublicBase64() },
 			TPMPolicy: profile.TPMPolicy(), IMAPolicyJSON: profile.PolicyJSON(), IMAGenerator: profile.Generator()})
 		if err != nil {
 			return nil, fmt.Errorf("enroll agents: %w", err)
@@ -242,7 +251,8 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...Option) (_ 
 	r.addCloser(func(context.Context) error { return r.writer.Close() })
 
 	r.info = report.RunInfo{Schema: record.SchemaVersion, RunID: r.runID, Instance: cfg.Run.Instance,
-		Model: cfg.Scheduler.Model, StartTime: unixSeconds(r.start), Agents: n, Workers: cfg.Run.Workers}
+		Model: cfg.Scheduler.Model, StartTime: unixSeconds(r.start), Agents: n, Workers: cfg.Run.Workers,
+		KeyTypes: keyCounts}
 	if err := results.WriteSidecar(r.writer.Path(), r.info); err != nil {
 		return nil, err
 	}

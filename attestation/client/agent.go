@@ -39,7 +39,7 @@ type Agent struct {
 	tokenExpiry   time.Time     // zero: unknown, use until a 401
 	tokenLifetime time.Duration // expiry minus the time of the PoP answer; slid on by each accepted evidence
 
-	akPublic string
+	ak       akInfo
 	setupErr error // a profile PCR value the TPM refused; every cycle then fails as local
 	urls     agentURLs
 }
@@ -60,7 +60,8 @@ func NewAgent(id string, index int, tpm *softtpm.TPM, p evidence.Profile) *Agent
 		a.Log = p.NewAgentLog()
 	}
 	if tpm != nil {
-		a.akPublic = tpm.Key().PublicBase64()
+		k := tpm.Key()
+		a.ak = akInfo{public: k.PublicBase64(), scheme: k.SignatureScheme(), algorithm: k.KeyAlgorithm(), size: k.KeySize()}
 		a.loadStaticPCRs()
 	}
 	return a

@@ -414,8 +414,8 @@ func (cy *cycle) negotiate(ctx context.Context) (negotiation, bool) {
 	if hasIMA {
 		entries = a.Log.EntryCount()
 	}
-	body, err := capabilitiesBody(a.akPublic, hasIMA, entries, a.BootTime)
-	if err != nil || a.akPublic == "" {
+	body, err := capabilitiesBody(a.ak, hasIMA, entries, a.BootTime)
+	if err != nil || a.ak.public == "" {
 		cy.failure = record.ErrLocal
 		return negotiation{}, false
 	}
@@ -555,8 +555,8 @@ func (cy *cycle) buildEvidence(neg negotiation) ([]byte, error) {
 	for _, it := range neg.Items {
 		switch it.Type {
 		case "tpm_quote":
-			if it.SigScheme != "rsassa" || it.HashAlg != "sha256" {
-				return nil, fmt.Errorf("quote with %s/%s requested; the AK signs rsassa/sha256 only", it.SigScheme, it.HashAlg)
+			if it.SigScheme != a.ak.scheme || it.HashAlg != "sha256" {
+				return nil, fmt.Errorf("quote with %s/%s requested; the AK signs %s/sha256 only", it.SigScheme, it.HashAlg, a.ak.scheme)
 			}
 			extra := it.Challenge
 			if cy.c.extraData == ExtraDataB64Text {

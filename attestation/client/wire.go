@@ -141,7 +141,10 @@ func sessionPoPBody(agentID, sessionID string, message, signature []byte) ([]byt
 
 // capabilitiesBody offers exactly one bank (sha256): offering more makes the verifier select several banks, and
 // every selected bank must then be in subject_data (spec §2.3).
-func capabilitiesBody(akPublicB64 string, hasIMA bool, imaEntries int, bootTime time.Time) ([]byte, error) {
+//
+// The quote's signature scheme and the certification key follow the AK: rsassa with an rsa key of 2048 bits, or
+// ecdsa with an ecc key of 256 bits, as Keylime's push agent reports them.
+func capabilitiesBody(ak akInfo, hasIMA bool, imaEntries int, bootTime time.Time) ([]byte, error) {
 	var d capabilitiesData
 	d.Type = "attestation"
 	d.Attributes.EvidenceSupported = append(d.Attributes.EvidenceSupported, evidenceSupported{
@@ -149,11 +152,11 @@ func capabilitiesBody(akPublicB64 string, hasIMA bool, imaEntries int, bootTime 
 		Capabilities: quoteCaps{
 			ComponentVersion:  "2.0",
 			HashAlgorithms:    []string{"sha256"},
-			SignatureSchemes:  []string{"rsassa"},
+			SignatureSchemes:  []string{ak.scheme},
 			AvailableSubjects: map[string][]int{"sha256": allPCRs},
 			CertificationKeys: []certKey{{
-				KeyClass: "asymmetric", KeyAlgorithm: "rsa", KeySize: 2048,
-				ServerID: "ak", LocalIdentifier: "att_local_identifier", Public: akPublicB64,
+				KeyClass: "asymmetric", KeyAlgorithm: ak.algorithm, KeySize: ak.size,
+				ServerID: "ak", LocalIdentifier: "att_local_identifier", Public: ak.public,
 			}},
 		},
 	})
@@ -165,6 +168,14 @@ func capabilitiesBody(akPublicB64 string, hasIMA bool, imaEntries int, bootTime 
 	}
 	d.Attributes.SystemInfo.BootTime = bootTime.UTC().Format(time.RFC3339Nano)
 	return json.Marshal(jsonAPIDoc[capabilitiesData]{Data: d})
+}
+
+// akInfo is what the capabilities say about an agent's AK.
+type akInfo struct {
+	public    string // base64 TPM2B_PUBLIC
+	scheme    string // rsassa or ecdsa
+	algorithm string // rsa or ecc
+	size      int
 }
 
 func evidenceBody(items []evidenceCollected) ([]byte, error) {

@@ -170,23 +170,49 @@ func validatePrefix(prefix string) error {
 
 // checkAK catches keys in the wrong encoding before the verifier does (it would only fail at the first quote):
 // standard base64 whose bytes are a TPM2B (2-byte big-endian size, then exactly that many bytes).
-func checkAK(i int, ak string) error {
+// It returns the key's algorithm columns.
+func checkAK(i int, ak string) (algorithmColumns, error) {
 	if ak == "" {
-		return fmt.Errorf("agent %d: AK is empty", i)
+		return algorithmColumns{}, fmt.Errorf("agent %d: AK is empty", i)
 	}
 	if len(ak) > maxAKLen {
-		return fmt.Errorf("agent %d: AK is %d base64 characters, verifiermain.ak_tpm holds %d (RSA-2048 is 376)",
+		return algorithmColumns{}, fmt.Errorf("agent %d: AK is %d base64 characters, verifiermain.ak_tpm holds %d (RSA-2048 is 376)",
 			i, len(ak), maxAKLen)
 	}
-	raw, err := base64.StdEncoding.DecodeString(ak)
+	var buf [maxAKLen]byte
+	n, err := base64.StdEncoding.Decode(buf[:], []byte(ak))
 	if err != nil {
-		return fmt.Errorf("agent %d: AK is not standard base64: %w", i, err)
+		return algorithmColumns{}, fmt.Errorf("agent %d: AK is not standard base64: %w", i, err)
 	}
-	if len(raw) < 2 || int(binary.BigEndian.Uint16(raw)) != len(raw)-2 {
-		return fmt.Errorf("agent %d: AK is not a TPM2B_PUBLIC (size field does not match %d bytes)", i, len(raw))
+	raw := buf[:n]
+	if len(raw) < 4 || int(binary.BigEndian.Uint16(raw)) != len(raw)-2 {
+		return algorithmColumns{}, fmt.Errorf("agent %d: AK is not a TPM2B_PUBLIC (size field does not match %d bytes)", i, len(raw))
 	}
-	return nil
+	switch binary.BigEndian.Uint16(raw[2:]) {
+	case tpmAlgRSA:
+		return rsaColumns, nil
+	case tpmAlgECC:
+		return eccColumns, nil
+	}
+	return algorithmColumns{}, fmt.Errorf("agent %d: AK type 0x%04x is neither RSA (0x0001) nor ECC (0x0023)", i,
+		binary.BigEndian.Uint16(raw[2:]))
 }
+
+// TPMT_PUBLIC types.
+const (
+	tpmAlgRSA = 0x0001
+	tpmAlgECC = 0x0023
+)
+
+// algorithmColumns are the verifiermain columns that must match the AK's algorithm: the verifier picks the quote's
+// signature scheme from accept_tpm_signing_algs among those the key can make (rsassa for RSA, ecdsa for ECC).
+// accept_tpm_encryption_algs is not used in push mode; it names the key's algorithm as the tenant would.
+type algorithmColumns struct{ signing, encryption string }
+
+var (
+	rsaColumns = algorithmColumns{signing: `["rsassa"]`, encryption: `["rsa"]`}
+	eccColumns = algorithmColumns{signing: `["ecdsa"]`, encryption: `["ecc"]`}
+)
 
 // Enroll writes the plan's policy rows and agents in one transaction, so that a failure leaves nothing behind.
 // Agents go in through COPY: 100,000 agents take seconds, not the minutes of row-by-row INSERTs.
@@ -275,13 +301,14 @@ func (r *agentRows) Next() bool {
 	i := r.plan.FirstIndex + r.k
 	r.k++
 	ak := r.plan.Keys(i)
-	if err := checkAK(i, ak); err != nil {
+	cols, err := checkAK(i, ak)
+	if err != nil {
 		r.err = err
 		return false
 	}
 	id := AgentID(r.plan.Prefix, r.plan.RunID, i)
 	r.e.AgentIDs = append(r.e.AgentIDs, id)
-	r.row = []any{id, ak, r.tpmPolicy, `["sha256"]`, `["rsassa"]`, `["rsa"]`,
+	r.row = []any{id, ak, r.tpmPolicy, `["sha256"]`, cols.signing, cols.encryption,
 		r.e.IMAPolicyID, r.e.MBPolicyID, int32(0), true, r.marker}
 	return true
 }

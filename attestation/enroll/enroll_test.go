@@ -340,6 +340,7 @@ func TestPlanValidation(t *testing.T) {
 		{"PCR no digests", func(p *enroll.Plan) { p.TPMPolicy = map[string][]string{"7": nil} }, "no acceptable digests"},
 		{"index overflow", func(p *enroll.Plan) { p.FirstIndex = math.MaxInt; p.Count = 2 }, "overflows"},
 		{"AK hex not base64", func(p *enroll.Plan) { p.Keys = func(int) string { return "0118000100" } }, "agent 0: AK is not standard base64"},
+		{"AK of a keyedhash object", func(p *enroll.Plan) { p.Keys = func(int) string { return "AAQACAAL" } }, "agent 0: AK type 0x0008 is neither RSA"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,7 +1,7 @@
 package simverifier
 
 import (
-	"crypto/rsa"
+	"crypto"
 	"encoding/json"
 	"sync"
 	"time"
@@ -30,8 +30,8 @@ type agent struct {
 	mu sync.Mutex
 
 	id        string
-	ak        *rsa.PublicKey
-	akB64Hash [32]byte // SHA-256 of the base64 AK, to recognise it among offered keys without keeping 376 bytes
+	ak        crypto.PublicKey // *rsa.PublicKey or *ecdsa.PublicKey
+	akB64Hash [32]byte         // SHA-256 of the base64 AK, to recognise it among offered keys without keeping 376 bytes
 	akName    []byte
 	hashAlgs  []string
 	signAlgs  []string

@@ -101,13 +101,13 @@ func TestAttestationStatusCodes(t *testing.T) {
 
 	// 422 variants, each naming the field.
 	for name, body := range map[string]string{
-		"no evidence":     `{"data":{"type":"attestation","attributes":{"evidence_supported":[],"system_info":{"boot_time":"2026-01-01T00:00:00Z"}}}}`,
-		"bad class":       strings.Replace(a1.capabilities(), `"evidence_class":"certification"`, `"evidence_class":"cert"`, 1),
-		"old component":   strings.Replace(a1.capabilities(), `"component_version":"2.0"`, `"component_version":"1.2"`, 1),
-		"bank not listed": strings.Replace(a1.capabilities(), `"hash_algorithms":["sha256"]`, `"hash_algorithms":["sha1"]`, 1),
-		"ecc key":         strings.Replace(strings.Replace(a1.capabilities(), `"key_algorithm":"rsa"`, `"key_algorithm":"ecc"`, 1), `"signature_schemes":["rsassa"]`, `"signature_schemes":["ecdsa"]`, 1),
-		"pcr missing":     strings.Replace(a1.capabilities(), `"sha256":[0,1,2,3,4,5,6,7,`, `"sha256":[0,1,2,3,4,5,6,`, 1),
-		"bad boot_time":   strings.Replace(a1.capabilities(), `"2026-01-01T00:00:00Z"`, `"yesterday"`, 1),
+		"no evidence":           `{"data":{"type":"attestation","attributes":{"evidence_supported":[],"system_info":{"boot_time":"2026-01-01T00:00:00Z"}}}}`,
+		"bad class":             strings.Replace(a1.capabilities(), `"evidence_class":"certification"`, `"evidence_class":"cert"`, 1),
+		"old component":         strings.Replace(a1.capabilities(), `"component_version":"2.0"`, `"component_version":"1.2"`, 1),
+		"bank not listed":       strings.Replace(a1.capabilities(), `"hash_algorithms":["sha256"]`, `"hash_algorithms":["sha1"]`, 1),
+		"ecc key, rsassa agent": strings.Replace(strings.Replace(a1.capabilities(), `"key_algorithm":"rsa"`, `"key_algorithm":"ecc"`, 1), `"signature_schemes":["rsassa"]`, `"signature_schemes":["ecdsa"]`, 1),
+		"pcr missing":           strings.Replace(a1.capabilities(), `"sha256":[0,1,2,3,4,5,6,7,`, `"sha256":[0,1,2,3,4,5,6,`, 1),
+		"bad boot_time":         strings.Replace(a1.capabilities(), `"2026-01-01T00:00:00Z"`, `"yesterday"`, 1),
 	} {
 		r := do(t, http.DefaultClient, "POST", path, a1.auth(), body)
 		wantStatus(t, name, r, http.StatusUnprocessableEntity, "invalid_resource_data")

@@ -25,14 +25,15 @@ const (
 	tpmSTAttestQuote   = softtpm.AttestQuote
 )
 
-// checkSigAlgs checks the TPMT_SIGNATURE header: RSASSA with the expected hash.
+// checkSigAlgs checks the TPMT_SIGNATURE header: RSASSA or ECDSA (which one the key allows is checked with the
+// signature) with the expected hash.
 func checkSigAlgs(sig []byte, hashAlg string) error {
 	sigAlg, h, _, err := softtpm.ParseSignature(sig)
 	if err != nil {
 		return err
 	}
-	if sigAlg != softtpm.AlgRSASSA {
-		return fmt.Errorf("signature scheme %#04x is not RSASSA", sigAlg)
+	if sigAlg != softtpm.AlgRSASSA && sigAlg != softtpm.AlgECDSA {
+		return fmt.Errorf("signature scheme %#04x is neither RSASSA nor ECDSA", sigAlg)
 	}
 	if want := bankID(hashAlg); h != want {
 		return fmt.Errorf("signature hash %#04x is not the chosen %s", h, hashAlg)

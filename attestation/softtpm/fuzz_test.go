@@ -2,6 +2,9 @@ package softtpm
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
 	"maps"
 	"slices"
 	"testing"
@@ -101,9 +104,23 @@ func FuzzParsePublic(f *testing.F) {
 	for _, k := range v.Keys {
 		f.Add(mustB64(f, k.PubB64))
 	}
+	if k, err := GenerateECCKey(nil); err == nil {
+		f.Add(k.Public)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		pub, err := ParsePublic(b)
+		parsed, err := ParsePublic(b)
 		if err != nil {
+			return
+		}
+		pub, ok := parsed.(*rsa.PublicKey)
+		if !ok {
+			ec, ok := parsed.(*ecdsa.PublicKey)
+			if !ok || ec.Curve != elliptic.P256() {
+				t.Fatalf("accepted a key that is neither RSA nor P-256: %T", parsed)
+			}
+			if _, err := NameOf(b); err != nil && bytes.Equal(b[4:6], []byte{0, 0x0b}) {
+				t.Fatalf("parsable SHA-256 public has no name: %v", err)
+			}
 			return
 		}
 		if pub.N.BitLen()%8 != 0 || pub.E < 3 {

@@ -1,6 +1,8 @@
 package softtpm
 
 import (
+	"crypto"
+	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -27,10 +29,44 @@ const PublicSize = 282
 const defaultExponent = 65537
 
 // Key is an attestation key with its TPM encodings precomputed, so that signing a quote never re-marshals the key.
+// Exactly one of Private (RSA-2048) and EC (NIST P-256) is set.
 type Key struct {
 	Private *rsa.PrivateKey
-	Public  []byte // TPM2B_PUBLIC, 282 bytes
+	EC      *ecdsa.PrivateKey
+	Public  []byte // TPM2B_PUBLIC: 282 bytes for RSA-2048, 90 for P-256
 	Name    []byte // 000b || sha256(TPMT_PUBLIC)
+}
+
+// Type is the key's algorithm.
+func (k *Key) Type() KeyType {
+	if k.EC != nil {
+		return ECCP256
+	}
+	return RSA2048
+}
+
+// SignatureScheme is the scheme the key signs with, as the verifier names it: rsassa or ecdsa.
+func (k *Key) SignatureScheme() string {
+	if k.EC != nil {
+		return "ecdsa"
+	}
+	return "rsassa"
+}
+
+// KeyAlgorithm is the key's algorithm as a push agent reports it in certification_keys: rsa or ecc.
+func (k *Key) KeyAlgorithm() string {
+	if k.EC != nil {
+		return "ecc"
+	}
+	return "rsa"
+}
+
+// KeySize is the key's size in bits as reported in certification_keys.
+func (k *Key) KeySize() int {
+	if k.EC != nil {
+		return 256
+	}
+	return KeyBits
 }
 
 // akAttributes are the object attributes 0x00050072 of a restricted signing key created inside a TPM. The verifier
@@ -134,16 +170,28 @@ func NameOf(tpm2bPublic []byte) ([]byte, error) {
 	return append([]byte{0x00, 0x0b}, sum[:]...), nil
 }
 
-// ParsePublic decodes an RSA AK from TPM2B_PUBLIC with the same restrictions as the verifier's
-// pubkey_parms_from_tpm2b_public: RSA type, symmetric NULL, keyBits equal to the modulus size.
-func ParsePublic(tpm2bPublic []byte) (*rsa.PublicKey, error) {
+// ParsePublic decodes an AK from TPM2B_PUBLIC with the same restrictions as the verifier's
+// pubkey_parms_from_tpm2b_public. RSA (*rsa.PublicKey): symmetric NULL, keyBits equal to the modulus size. ECC
+// (*ecdsa.PublicKey): NIST P-256 only, symmetric and KDF NULL, a point on the curve.
+func ParsePublic(tpm2bPublic []byte) (crypto.PublicKey, error) {
 	pub, _, err := splitPublic(tpm2bPublic)
 	if err != nil {
 		return nil, fmt.Errorf("softtpm: parse AK: %w", err)
 	}
-	if pub.Type != tpm2.TPMAlgRSA {
-		return nil, fmt.Errorf("softtpm: parse AK: type 0x%04x is not RSA (0x0001)", uint16(pub.Type))
+	switch pub.Type {
+	case tpm2.TPMAlgRSA:
+		return parseRSAPublic(pub)
+	case tpm2.TPMAlgECC:
+		k, err := parseECCPublic(pub)
+		if err != nil {
+			return nil, fmt.Errorf("softtpm: parse AK: %w", err)
+		}
+		return k, nil
 	}
+	return nil, fmt.Errorf("softtpm: parse AK: type 0x%04x is neither RSA (0x0001) nor ECC (0x0023)", uint16(pub.Type))
+}
+
+func parseRSAPublic(pub *tpm2.TPMTPublic) (*rsa.PublicKey, error) {
 	parms, err := pub.Parameters.RSADetail()
 	if err != nil {
 		return nil, fmt.Errorf("softtpm: parse AK: RSA parameters: %w", err)

@@ -44,7 +44,7 @@ func TestVectorKeys(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !pub.Equal(&k.Private.PublicKey) {
+			if rsaPub, ok := pub.(*rsa.PublicKey); !ok || !rsaPub.Equal(&k.Private.PublicKey) {
 				t.Error("ParsePublic does not give back the private key's public half")
 			}
 		})
@@ -393,6 +393,7 @@ func TestParsePublicRejects(t *testing.T) {
 		{"trailing", mod(func(b []byte) []byte { b[1]++; return append(b, 0) }), "trailing"},
 		{"truncated", good[:100], "size field"},
 		{"ecc type", mod(func(b []byte) []byte { b[3] = 0x23; return b }), ""},
+		{"keyedhash type", mod(func(b []byte) []byte { b[3] = 0x08; return b }), ""},
 		{"symmetric aes", mod(func(b []byte) []byte { b[12] = 0x00; b[13] = 0x06; return b }), ""},
 		{"keyBits 1024", mod(func(b []byte) []byte { b[18] = 0x04; return b }), "keyBits 1024"},
 	}
@@ -406,7 +407,7 @@ func TestParsePublicRejects(t *testing.T) {
 		t.Errorf("NameOf sha1 nameAlg: %v", err)
 	}
 	// Exponent 0 means 65537; an explicit exponent round-trips.
-	if pub, err := ParsePublic(good); err != nil || pub.E != 65537 {
+	if pub, err := ParsePublic(good); err != nil || pub.(*rsa.PublicKey).E != 65537 {
 		t.Errorf("exponent: %v %v", pub, err)
 	}
 }
@@ -476,6 +477,14 @@ func TestSignatureParsing(t *testing.T) {
 		}
 	}
 	pub := &k.Private.PublicKey
+	eck, err := GenerateECCKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eccSig, err := Sign(eck, []byte("m"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	withHeader := func(alg, hash uint16) []byte {
 		b := bytes.Clone(sig)
 		b[0], b[1], b[2], b[3] = byte(alg>>8), byte(alg), byte(hash>>8), byte(hash)
@@ -487,7 +496,8 @@ func TestSignatureParsing(t *testing.T) {
 		want string
 	}{
 		{"pss", withHeader(AlgRSAPSS, AlgSHA256), "only RSASSA"},
-		{"ecdsa", withHeader(0x0018, AlgSHA256), "sigAlg 0x0018"},
+		{"ecdsa header on an RSA signature", withHeader(0x0018, AlgSHA256), "ECDSA signature"},
+		{"ecdsa signature for an RSA key", eccSig, "not accepted for RSA keys"},
 		{"sha1", withHeader(AlgRSASSA, AlgSHA1), "not SHA-256"},
 		{"trailing", append(bytes.Clone(sig), 0), "size field"},
 	} {

@@ -31,6 +31,7 @@ var runFlagKeys = map[string]string{
 	"drain-timeout":        "run.drain_timeout",
 	"instance":             "run.instance",
 	"key-pool":             "run.key_pool",
+	"key-type":             "run.key_type",
 	"model":                "scheduler.model",
 	"interval":             "scheduler.fleet.interval",
 	"rate-start":           "scheduler.rate.start",
@@ -119,7 +120,8 @@ Exit status: 0 ok; 1 runtime failure; 2 usage or configuration error; 99 a thres
 	f.Duration("duration", 0, "stop starting cycles after this long, e.g. 30s or 1h (default: no limit)")
 	f.Duration("drain-timeout", 0, "after stopping, how long running cycles may finish (default 30s)")
 	f.String("instance", "", "instance name written into every record (default: host name)")
-	f.String("key-pool", "", "file of reusable RSA attestation keys (default: ak-pool.bin in the user cache directory, e.g. ~/.cache/attestload; \"\" keeps them in memory)")
+	f.String("key-pool", "", "file of reusable RSA attestation keys, or none to keep them in memory (default: ak-pool.bin in the user cache directory, ~/.cache/attestload)")
+	f.String("key-type", "", "attestation keys: rsa2048, ecc-p256, or a mix such as rsa2048=30%,ecc-p256=70% (default rsa2048)")
 	f.String("model", "", "scheduler: closed, fleet or rate (default closed)")
 	f.Duration("interval", 0, "fleet model: each agent's attestation interval (default 60s)")
 	f.Float64("rate-start", 0, "rate model: cycles per second at the start (default 10)")

@@ -447,3 +447,14 @@ func TestInputsSameSecondRuns(t *testing.T) {
 		t.Errorf("missing timestamp: %v", err)
 	}
 }
+
+// The key types of all runs add up in one line; runs without them (older sidecars) leave the section out.
+func TestKeyTypesLine(t *testing.T) {
+	runs := []RunInfo{{KeyTypes: map[string]int{"rsa2048": 1, "ecc-p256": 2}}, {}, {KeyTypes: map[string]int{"ecc-p256": 1}}}
+	if got, want := keyTypesLine(runs), "Agents by key type: ecc-p256 3 (75.0%), rsa2048 1 (25.0%)."; got != want {
+		t.Fatalf("%q, want %q", got, want)
+	}
+	if got := keyTypesLine([]RunInfo{{}}); got != "" {
+		t.Fatalf("without key types: %q, want no line", got)
+	}
+}

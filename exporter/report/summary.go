@@ -206,6 +206,8 @@ type RunInfo struct {
 	Workers       int     `json:"workers"`
 	// Outages are the time ranges during which the verifier could not be reached at all.
 	Outages []OutageInfo `json:"outages,omitempty"`
+	// KeyTypes counts the run's agents by attestation-key type (rsa2048, ecc-p256); absent in older sidecars.
+	KeyTypes map[string]int `json:"key_types,omitempty"`
 }
 
 // OutageInfo is one outage of the verifier: Unix seconds, the error class that opened it, and whether the run

@@ -3,7 +3,9 @@ package report
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -94,11 +96,36 @@ func namedTable(label string, ns []NamedCount, total int64) tbl {
 	return t
 }
 
+// keyTypesLine counts the agents of all runs by attestation-key type, from the sidecars ("" when none says).
+func keyTypesLine(runs []RunInfo) string {
+	total := map[string]int{}
+	for _, r := range runs {
+		for t, n := range r.KeyTypes {
+			total[t] += n
+		}
+	}
+	if len(total) == 0 {
+		return ""
+	}
+	var all int
+	for _, n := range total {
+		all += n
+	}
+	parts := make([]string, 0, len(total))
+	for _, t := range slices.Sorted(maps.Keys(total)) {
+		parts = append(parts, fmt.Sprintf("%s %d (%s)", t, total[t], share(int64(total[t]), int64(all))))
+	}
+	return "Agents by key type: " + strings.Join(parts, ", ") + "."
+}
+
 // offsetLabel prints a bucket's offset from the first bucket as H:MM:SS (days past a day).
 func offsetLabel(sec float64) string { return "+" + formatTimedelta(sec) }
 
 func buildSections(s *Summary) []section {
 	var out []section
+	if keys := keyTypesLine(s.Runs); keys != "" {
+		out = append(out, section{title: "Attestation keys", lines: []string{keys}})
+	}
 
 	ph := tbl{header: append([]string{"phase"}, append(latencyHeader[1:], "per second")...)}
 	for _, l := range s.Phases {
