@@ -197,6 +197,9 @@ type MetricsConfig struct {
 	// FinalScrapeWait is how long the run waits, after its last record, for one more scrape, so that Prometheus
 	// holds the final counts (its sums then equal the results file); 0 does not wait.
 	FinalScrapeWait time.Duration `key:"final_scrape_wait"`
+	// Pprof also serves Go's net/http/pprof profiles under /debug/pprof/ on the metrics listener (off by default:
+	// profiles show the process's internals to whoever reaches the listener).
+	Pprof bool `key:"pprof"`
 }
 
 // TracingConfig is the OpenTelemetry trace export. With Endpoint empty the exporter reads the standard
@@ -879,6 +882,10 @@ func (c *Config) Validate() error {
 		if e != nil {
 			return e
 		}
+	}
+	if c.Metrics.Pprof && c.Metrics.Listen == "" {
+		return keyErr("metrics.pprof", "profiles are served on the metrics listener, but metrics.listen is empty: "+
+			"give it an address (e.g. %s)", DefaultMetricsListen)
 	}
 	if _, err := ParseKeyType(c.Run.KeyType); err != nil {
 		return keyErr("run.key_type", "%v", err)

@@ -323,3 +323,15 @@ func TestVerifierURLWithAPIVersion(t *testing.T) {
 		t.Errorf("…/v3 with api_prefix v3.0: got %v, want an error naming verifier.url and verifier.api_prefix", err)
 	}
 }
+
+func TestPprofNeedsTheMetricsListener(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Metrics.Pprof = true
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("pprof on the default listener: %v", err)
+	}
+	cfg.Metrics.Listen = ""
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "metrics.pprof") {
+		t.Fatalf("pprof without a listener: %v, want an error naming metrics.pprof", err)
+	}
+}

@@ -43,6 +43,7 @@ var runFlagKeys = map[string]string{
 	"prefix":               "database.prefix",
 	"cleanup-leftovers":    "database.cleanup_leftovers",
 	"metrics-listen":       "metrics.listen",
+	"pprof":                "metrics.pprof",
 	"threshold":            "thresholds",
 }
 
@@ -133,6 +134,7 @@ Exit status: 0 ok; 1 runtime failure; 2 usage or configuration error; 99 a thres
 	f.String("prefix", "", "agent id prefix in the database (default attestload-)")
 	f.Bool("cleanup-leftovers", false, "remove rows of earlier crashed runs with the same prefix before starting")
 	f.String("metrics-listen", daemon.DefaultMetricsListen, "serve Prometheus /metrics, /healthz and /readyz on this address; '' serves nothing")
+	f.Bool("pprof", false, "also serve Go's profiles (net/http/pprof) under /debug/pprof/ on the metrics listener")
 	f.StringArray("threshold", nil, "pass/fail check on the summary, e.g. 'evidence.p99<2s' (repeatable); crossed → exit 99")
 	return cmd
 }

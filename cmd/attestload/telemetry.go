@@ -52,7 +52,11 @@ func startTelemetry(ctx context.Context, cfg daemon.Config, runID string, log *s
 		if err != nil {
 			return nil, nil, fmt.Errorf("metrics: %w", err)
 		}
-		t.srv, err = metrics.NewServer(cfg.Metrics.Listen, t.reg, t.ready.Load)
+		var srvOpts []metrics.ServerOption
+		if cfg.Metrics.Pprof {
+			srvOpts = append(srvOpts, metrics.WithPprof())
+		}
+		t.srv, err = metrics.NewServer(cfg.Metrics.Listen, t.reg, t.ready.Load, srvOpts...)
 		if err != nil {
 			hint := ""
 			if errors.Is(err, syscall.EADDRINUSE) {
@@ -61,6 +65,9 @@ func startTelemetry(ctx context.Context, cfg daemon.Config, runID string, log *s
 			return nil, nil, &usageError{fmt.Errorf("config key \"metrics.listen\": %w%s", err, hint)}
 		}
 		log.Info("serving metrics", "component", "metrics", "addr", t.srv.Addr(), "url", "http://"+t.srv.Addr()+"/metrics")
+		if cfg.Metrics.Pprof {
+			log.Info("serving Go profiles", "component", "metrics", "url", "http://"+t.srv.Addr()+"/debug/pprof/")
+		}
 		// Lossless: a dropped record would make the counters disagree with the results file.
 		var _ daemon.BackoffObserver = m // the up gauge and backing-off count come from the engine
 		opts = append(opts, daemon.WithResultsSink(m), daemon.WithObserver(m))

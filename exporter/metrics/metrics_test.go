@@ -474,3 +474,36 @@ func TestWaitScrape(t *testing.T) {
 		}
 	}
 }
+
+// Profiles are served only when asked for, and then a CPU profile longer than the usual 30 s write timeout is
+// accepted (net/http/pprof refuses one at least as long as the server's write timeout).
+func TestServerPprof(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	for _, on := range []bool{false, true} {
+		var opts []ServerOption
+		if on {
+			opts = append(opts, WithPprof())
+		}
+		srv, err := NewServer("127.0.0.1:0", reg, nil, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.Get("http://" + srv.Addr() + "/debug/pprof/goroutine?debug=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if got := resp.StatusCode == 200 && strings.Contains(string(b), "goroutine profile:"); got != on {
+			t.Errorf("pprof %v: /debug/pprof/goroutine answered %d %.80q", on, resp.StatusCode, b)
+		}
+		if on && srv.srv.WriteTimeout <= 60*time.Second {
+			t.Errorf("write timeout %s leaves no room for a 60 s CPU profile", srv.srv.WriteTimeout)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+		cancel()
+	}
+}

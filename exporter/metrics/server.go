@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -19,7 +20,7 @@ import (
 const DefaultAddr = "127.0.0.1:9464"
 
 // Server serves /metrics (OpenMetrics when the scraper asks for it, which carries exemplars), /healthz and
-// /readyz.
+// /readyz, and with WithPprof Go's profiles under /debug/pprof/.
 type Server struct {
 	srv  *http.Server
 	ln   net.Listener
@@ -30,10 +31,30 @@ type Server struct {
 	scraped   chan struct{} // closed and replaced at every completed scrape
 }
 
+// ServerOption configures a Server.
+type ServerOption func(*serverOptions)
+
+type serverOptions struct{ pprof bool }
+
+// WithPprof also serves Go's profiles (net/http/pprof) under /debug/pprof/, so that a live run can be profiled:
+// go tool pprof http://ADDR/debug/pprof/profile?seconds=30. Profiles of up to pprofMaxSeconds are allowed.
+func WithPprof() ServerOption { return func(o *serverOptions) { o.pprof = true } }
+
+// pprofMaxSeconds bounds a CPU profile or trace requested from the endpoint (the server's write timeout).
+const pprofMaxSeconds = 300
+
 // handler serves /metrics from g, /healthz, and /readyz from ready (nil: always ready); onScrape, if set, is told
 // when each completed scrape started.
-func handler(g prometheus.Gatherer, ready func() bool, onScrape func(started time.Time)) http.Handler {
+func handler(g prometheus.Gatherer, ready func() bool, onScrape func(started time.Time), o serverOptions) http.Handler {
 	mux := http.NewServeMux()
+	if o.pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	metricsHandler := promhttp.HandlerFor(g, promhttp.HandlerOpts{
 		EnableOpenMetrics: true,
 		// A failing collector (e.g. the PostgreSQL sampler) must not hide every other series.
@@ -66,7 +87,16 @@ func handler(g prometheus.Gatherer, ready func() bool, onScrape func(started tim
 
 // NewServer listens on addr (DefaultAddr when empty; port 0 picks a free port) and serves g in the background.
 // It returns an error naming the address when the listener cannot be opened.
-func NewServer(addr string, g prometheus.Gatherer, ready func() bool) (*Server, error) {
+func NewServer(addr string, g prometheus.Gatherer, ready func() bool, opts ...ServerOption) (*Server, error) {
+	var o serverOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	writeTimeout := 30 * time.Second
+	if o.pprof {
+		// net/http/pprof refuses a profile at least as long as the write timeout.
+		writeTimeout = (pprofMaxSeconds + 5) * time.Second
+	}
 	if g == nil {
 		return nil, errors.New("metrics server: nil gatherer")
 	}
@@ -81,10 +111,10 @@ func NewServer(addr string, g prometheus.Gatherer, ready func() bool) (*Server, 
 	*s = Server{
 		scraped: s.scraped,
 		srv: &http.Server{
-			Handler:           handler(g, ready, s.noteScrape),
+			Handler:           handler(g, ready, s.noteScrape, o),
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       30 * time.Second,
-			WriteTimeout:      30 * time.Second,
+			WriteTimeout:      writeTimeout,
 			IdleTimeout:       2 * time.Minute,
 		},
 		ln:   ln,
