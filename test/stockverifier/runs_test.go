@@ -219,3 +219,28 @@ func agentExists(t *testing.T, dbURL, id string) bool {
 	}
 	return n == 1
 }
+
+// ECC P-256 agents, as Keylime's push agent reports them (signature scheme ecdsa, key algorithm ecc, algorithm
+// columns ["ecdsa"]/["ecc"]). This Keylime refuses them by its own defect before it verifies any ECDSA signature:
+// POST /sessions fixes the session's signing scheme to rsassa, so every ECDSA proof of possession is refused
+// (docs/ecc.md). The case pins that behaviour down: every cycle fails as pop_rejected, the verifier says why, and
+// nothing is left behind. When a Keylime release fixes it, this case fails and must become a passing one.
+func TestECCRefusedByTheVerifierDefect(t *testing.T) {
+	const agents, tasks = 4, 2
+	w := newWorld(t, "ecc", 1)
+	d := w.start(w.env(), w.args(agents, "-t", "2", "--profile", "quote-only", "--key-type", "ecc-p256")...)
+	recs := w.finish(d, 3*time.Minute, 0)
+	if len(recs) != agents*tasks {
+		t.Errorf("%d records, want %d", len(recs), agents*tasks)
+	}
+	for _, r := range recs {
+		if r.Outcome != record.OutcomeFail || len(r.SessionAttempts) == 0 ||
+			deref(r.SessionAttempts[len(r.SessionAttempts)-1].Error) != record.ErrPoPRejected {
+			t.Fatalf("agent %d task %d: outcome %s, session attempts %d; want every ECC cycle refused at the PoP",
+				r.AgentIndex, r.TaskIndex, r.Outcome, len(r.SessionAttempts))
+		}
+	}
+	if log := w.k.LogTail(200000); !strings.Contains(log, "SignatureAlgorithmMismatch: signature algorithm was 0x18, expected 0x14 (rsassa)") {
+		t.Errorf("the verifier's log does not give the expected reason for refusing the ECDSA PoP")
+	}
+}
