@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -534,7 +533,7 @@ func (cy *cycle) exchange(ctx, pctx context.Context, action, method, rawURL stri
 
 func (cy *cycle) buildEvidence(neg negotiation) ([]byte, error) {
 	a := cy.a
-	items := make([]evidenceCollected, 0, len(neg.Items))
+	items := make([]evidenceItem, 0, len(neg.Items))
 	// The IMA entries must be read before quoting: PCR 10 has to match exactly the log that is sent.
 	var imaText string
 	var imaN int
@@ -574,13 +573,10 @@ func (cy *cycle) buildEvidence(neg negotiation) ([]byte, error) {
 			if err != nil {
 				return nil, fmt.Errorf("quote: %w", err)
 			}
-			items = append(items, evidenceCollected{Class: it.Class, Type: it.Type, Data: quoteData{
-				SubjectData: base64.StdEncoding.EncodeToString(subject),
-				Message:     base64.StdEncoding.EncodeToString(msg),
-				Signature:   base64.StdEncoding.EncodeToString(sig),
-			}})
+			items = append(items, evidenceItem{quote: &quoteEvidence{class: it.Class, typ: it.Type,
+				subject: subject, message: msg, signature: sig}})
 		case "ima_log":
-			items = append(items, evidenceCollected{Class: it.Class, Type: it.Type, Data: imaData{EntryCount: imaN, Entries: imaText}})
+			items = append(items, evidenceItem{ima: &imaEvidence{class: it.Class, typ: it.Type, count: imaN, entries: imaText}})
 		default:
 			return nil, fmt.Errorf("verifier requested %s/%s, which the simulated agent cannot provide", it.Class, it.Type)
 		}

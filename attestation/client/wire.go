@@ -49,72 +49,6 @@ type sessionPoPData struct {
 	} `json:"attributes"`
 }
 
-type certKey struct {
-	KeyClass        string `json:"key_class"`
-	KeyAlgorithm    string `json:"key_algorithm"`
-	KeySize         int    `json:"key_size"`
-	ServerID        string `json:"server_identifier"`
-	LocalIdentifier string `json:"local_identifier"`
-	Public          string `json:"public"`
-}
-
-type quoteCaps struct {
-	ComponentVersion  string           `json:"component_version"`
-	HashAlgorithms    []string         `json:"hash_algorithms"`
-	SignatureSchemes  []string         `json:"signature_schemes"`
-	AvailableSubjects map[string][]int `json:"available_subjects"`
-	CertificationKeys []certKey        `json:"certification_keys"`
-}
-
-type imaCaps struct {
-	EntryCount            int      `json:"entry_count"`
-	SupportsPartialAccess bool     `json:"supports_partial_access"`
-	Appendable            bool     `json:"appendable"`
-	Formats               []string `json:"formats"`
-}
-
-type evidenceSupported struct {
-	Class        string `json:"evidence_class"`
-	Type         string `json:"evidence_type"`
-	Capabilities any    `json:"capabilities"`
-}
-
-type capabilitiesData struct {
-	Type       string `json:"type"`
-	Attributes struct {
-		EvidenceSupported []evidenceSupported `json:"evidence_supported"`
-		SystemInfo        struct {
-			BootTime string `json:"boot_time"`
-		} `json:"system_info"`
-	} `json:"attributes"`
-}
-
-type quoteData struct {
-	SubjectData string `json:"subject_data"`
-	Message     string `json:"message"`
-	Signature   string `json:"signature"`
-}
-
-type imaData struct {
-	EntryCount int    `json:"entry_count"`
-	Entries    string `json:"entries"`
-}
-
-type evidenceCollected struct {
-	Class string `json:"evidence_class"`
-	Type  string `json:"evidence_type"`
-	Data  any    `json:"data"`
-}
-
-type evidenceData struct {
-	Type       string `json:"type"`
-	Attributes struct {
-		EvidenceCollected []evidenceCollected `json:"evidence_collected"`
-	} `json:"attributes"`
-}
-
-// allPCRs is what a TPM 2.0 sha256 bank offers; the verifier picks the ones its policies need.
-var allPCRs = []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23}
 
 func sessionCreateBody(agentID string) ([]byte, error) {
 	var d sessionCreateData
@@ -137,52 +71,6 @@ func sessionPoPBody(agentID, sessionID string, message, signature []byte) ([]byt
 		},
 	}}
 	return json.Marshal(jsonAPIDoc[sessionPoPData]{Data: d})
-}
-
-// capabilitiesBody offers exactly one bank (sha256): offering more makes the verifier select several banks, and
-// every selected bank must then be in subject_data (spec §2.3).
-//
-// The quote's signature scheme and the certification key follow the AK: rsassa with an rsa key of 2048 bits, or
-// ecdsa with an ecc key of 256 bits, as Keylime's push agent reports them.
-func capabilitiesBody(ak akInfo, hasIMA bool, imaEntries int, bootTime time.Time) ([]byte, error) {
-	var d capabilitiesData
-	d.Type = "attestation"
-	d.Attributes.EvidenceSupported = append(d.Attributes.EvidenceSupported, evidenceSupported{
-		Class: "certification", Type: "tpm_quote",
-		Capabilities: quoteCaps{
-			ComponentVersion:  "2.0",
-			HashAlgorithms:    []string{"sha256"},
-			SignatureSchemes:  []string{ak.scheme},
-			AvailableSubjects: map[string][]int{"sha256": allPCRs},
-			CertificationKeys: []certKey{{
-				KeyClass: "asymmetric", KeyAlgorithm: ak.algorithm, KeySize: ak.size,
-				ServerID: "ak", LocalIdentifier: "att_local_identifier", Public: ak.public,
-			}},
-		},
-	})
-	if hasIMA {
-		d.Attributes.EvidenceSupported = append(d.Attributes.EvidenceSupported, evidenceSupported{
-			Class: "log", Type: "ima_log",
-			Capabilities: imaCaps{EntryCount: imaEntries, SupportsPartialAccess: true, Appendable: true, Formats: []string{"text/plain"}},
-		})
-	}
-	d.Attributes.SystemInfo.BootTime = bootTime.UTC().Format(time.RFC3339Nano)
-	return json.Marshal(jsonAPIDoc[capabilitiesData]{Data: d})
-}
-
-// akInfo is what the capabilities say about an agent's AK.
-type akInfo struct {
-	public    string // base64 TPM2B_PUBLIC
-	scheme    string // rsassa or ecdsa
-	algorithm string // rsa or ecc
-	size      int
-}
-
-func evidenceBody(items []evidenceCollected) ([]byte, error) {
-	var d evidenceData
-	d.Type = "attestation"
-	d.Attributes.EvidenceCollected = items
-	return json.Marshal(jsonAPIDoc[evidenceData]{Data: d})
 }
 
 // Response parsing. Every parser tolerates unknown fields and reports missing or malformed required fields as an

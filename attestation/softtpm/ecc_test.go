@@ -218,14 +218,7 @@ func TestECCParsePublicRejects(t *testing.T) {
 }
 
 func BenchmarkSignECCP256(b *testing.B) {
-	k := fixedECCKey(b)
-	msg := bytes.Repeat([]byte{0xab}, 145)
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := Sign(k, msg); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchSign(b, fixedECCKey(b))
 }
 
 func BenchmarkGenerateECCKey(b *testing.B) {
