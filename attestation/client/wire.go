@@ -49,7 +49,6 @@ type sessionPoPData struct {
 	} `json:"attributes"`
 }
 
-
 func sessionCreateBody(agentID string) ([]byte, error) {
 	var d sessionCreateData
 	d.Type = "session"
