@@ -343,6 +343,20 @@ func TestTPMPCRErrors(t *testing.T) {
 	if tpm.PCR(24) != nil {
 		t.Error("PCR(24) should be nil")
 	}
+	// A quote or PCR blob over a PCR outside the bank names it and the valid range.
+	for _, pcrs := range [][]int{{0, 24}, {-1}} {
+		want := fmt.Sprintf("PCR %d out of range 0..23", pcrs[len(pcrs)-1])
+		if _, _, _, err := tpm.Quote(make([]byte, 16), pcrs); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Quote over PCRs %v = %v, want %q", pcrs, err, want)
+		}
+		values := make([][]byte, len(pcrs))
+		for i := range values {
+			values[i] = make([]byte, 32)
+		}
+		if _, err := EncodePCRBlob(AlgSHA256, pcrs, values); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("EncodePCRBlob over PCRs %v = %v, want %q", pcrs, err, want)
+		}
+	}
 	v := bytes.Repeat([]byte{1}, 32)
 	_ = tpm.SetPCR(0, v)
 	got := tpm.PCR(0)

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"math"
 	"strings"
 	"testing"
 )
@@ -459,6 +460,18 @@ var pyVectors = []struct {
 	{59.99, "60.0", "60", "60.0s", "0:01:00", "59.99"},
 	{3600, "3600.0", "3600", "1.0h", "1:00:00", "3600.0"},
 	{0.001, "0.0", "0", "1ms", "0:00:00", "0.001"},
+}
+
+// TestPyReprSpecialValues: Python's repr of the special floats, as the old tool printed them.
+func TestPyReprSpecialValues(t *testing.T) {
+	for x, want := range map[float64]string{math.Inf(1): "inf", math.Inf(-1): "-inf", -0.5: "-0.5", 1e16: "1e+16"} {
+		if got := pyRepr(x); got != want {
+			t.Errorf("pyRepr(%v) = %q, want %q", x, got, want)
+		}
+	}
+	if got := pyRepr(math.NaN()); got != "nan" {
+		t.Errorf("pyRepr(NaN) = %q, want nan", got)
+	}
 }
 
 // TestLegacyRunLineAtSixtySeconds: the run line adds "(N.Ns)" only when the track is over 60 s; at exactly 60 s it
