@@ -189,6 +189,10 @@ type SimulatorConfig struct {
 	// Off by default: with more than 50 agents on one IP they throttle the load generator itself, which hides
 	// everything else the built-in verifier is there to show. Turn it on to rehearse a real verifier's limits.
 	RateLimits bool `key:"rate_limits"`
+	// RebootDefect reproduces the stock Keylime verifier's reboot defect (docs/verifier-conformance.md): after a
+	// simulated reboot an agent's attestations fail with broken_evidence_chain until its IMA log has regrown to
+	// the length it had. On by default, so that the simulator answers as the real verifier does.
+	RebootDefect bool `key:"reboot_defect"`
 }
 
 // MetricsConfig is the Prometheus endpoint.
@@ -288,7 +292,7 @@ func DefaultConfig() Config {
 		Evidence: EvidenceConfig{Profile: "ima", IMAInitial: 200, IMAGrow: 2, IMAUniverse: 1000},
 		Results: ResultsConfig{Dir: "results", FlushInterval: time.Second, OnError: "stop", Buffer: 8192,
 			Compression: "none", MinFreeDisk: 1 << 30},
-		Simulator: SimulatorConfig{QuoteInterval: 2, SessionHashIterations: 600000},
+		Simulator: SimulatorConfig{QuoteInterval: 2, SessionHashIterations: 600000, RebootDefect: true},
 		Tracing: TracingConfig{Protocol: "grpc", SampleRatio: 0.01, SlowThreshold: 5 * time.Second,
 			MaxTraces: 10000, MaxSpansPerTrace: 64},
 		Verdict: VerdictConfig{Source: VerdictAuto, Timeout: 30 * time.Second, PollInterval: 500 * time.Millisecond,

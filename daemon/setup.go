@@ -282,9 +282,10 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...Option) (_ 
 	r.progress = NewProgress(r.start)
 	runner := &clientRunner{c: cl, agents: agents, runID: r.runID, instance: cfg.Run.Instance,
 		rebootEvery: cfg.Evidence.RebootEvery, rebootProb: cfg.Evidence.RebootProbability}
-	if (runner.rebootEvery > 0 || runner.rebootProb > 0) && r.sim == nil {
-		log.Warn("reboot simulation is on: Keylime fails every attestation of an agent after its simulated reboot "+
-			"(\"PCR quote did not make progress\", a verifier bug); expect those fails", "component", "daemon")
+	if (runner.rebootEvery > 0 || runner.rebootProb > 0) && (r.sim == nil || cfg.Simulator.RebootDefect) {
+		log.Warn("reboot simulation is on: Keylime fails an agent's attestations after its simulated reboot with "+
+			"broken_evidence_chain until its IMA log has regrown to its old length (a verifier defect, see "+
+			"docs/verifier-conformance.md); expect those fails", "component", "daemon")
 	}
 	opts = append(opts, WithResultsSink(r.writer), WithLogger(log.With("component", "engine")),
 		WithQueueBounds(cfg.Results.Buffer, 4096), withRecordHook(r.onRecord), withTransportErrorDetail(tap.last))
@@ -329,6 +330,7 @@ func (r *Run) startSim(ctx context.Context, pool *pgxpool.Pool, tlsOpts *client.
 	scfg.QuoteInterval = r.cfg.Simulator.QuoteInterval
 	scfg.SessionHashIterations = r.cfg.Simulator.SessionHashIterations
 	scfg.ExtendTokenOnAttestation = r.cfg.Verifier.ExtendTokenOnAttestation
+	scfg.RebootIMADefect = r.cfg.Simulator.RebootDefect
 	scfg.VerdictHistory = simVerdictHistory(r.cfg.Simulator.QuoteInterval, r.cfg.Verdict.PollInterval)
 	if !r.cfg.Simulator.RateLimits {
 		scfg.RateLimits = simverifier.RateLimits{}

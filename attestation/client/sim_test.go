@@ -598,6 +598,7 @@ func TestSimFaults(t *testing.T) {
 		{"wrong content type tolerated", rule(simverifier.EndpointAll, simverifier.FaultRule{WrongContentTypeRate: 1}), nil, record.OutcomeSuccess, ""},
 		{"invalid JSON", rule(simverifier.EndpointCreate, simverifier.FaultRule{InvalidJSONRate: 1}), nil, record.OutcomeFail, record.ErrBadResponse},
 		{"connection closed", rule(simverifier.EndpointUpdate, simverifier.FaultRule{CloseRate: 1}), nil, record.OutcomeFail, record.ErrConnReset},
+		{"Keylime's evidence-order 422", rule(simverifier.EndpointUpdate, simverifier.FaultRule{EvidenceOrderRate: 1}), nil, record.OutcomeFail, record.ErrEvidenceOrder},
 		{"503 with Retry-After until out of retries", rule(simverifier.EndpointCreate, simverifier.FaultRule{ErrorRate: 1, ErrorRetryAfter: 1}),
 			func(c *Config) { c.MaxRetries = 1 }, record.OutcomeFail, record.ErrUnavailable},
 		{"stall", rule(simverifier.EndpointSessionCreate, simverifier.FaultRule{StallRate: 1, StallFor: 300 * time.Millisecond}),

@@ -53,6 +53,12 @@ type Config struct {
 	DatabaseURL string
 	// InitSchema creates the verifier tables (enroll.InitSchema) before loading agents in PostgreSQL mode.
 	InitSchema bool
+	// RebootIMADefect reproduces the stock verifier's reboot defect (on in DefaultConfig): after a reboot (a later
+	// boot_time) the IMA log is requested from offset 0 but replayed from the PCR 10 value of the agent's last
+	// passed attestation, from the previous boot, so the agent's attestations fail with broken_evidence_chain
+	// until PCR 10 happens to reach that value again. Off, the replay starts from zero as a fixed verifier's would.
+	// docs/verifier-conformance.md lists it.
+	RebootIMADefect bool
 	// Faults are the initial injected faults; SetFaults changes them at run time.
 	Faults Faults
 	// Entropy supplies challenges, nonces, session ids and tokens; nil means crypto/rand. Tests inject recorded
@@ -78,7 +84,7 @@ type RateLimits struct {
 
 // DefaultConfig returns the real verifier's template defaults: quote_interval 2, challenge_lifetime 1800 s,
 // nonce_lifetime 60 s, session_lifetime 180 s with extension, verification_timeout 0, rate limits 50/IP and
-// 15/agent per minute, PBKDF2 with 600000 iterations, HTTPS.
+// 15/agent per minute, PBKDF2 with 600000 iterations, HTTPS, and its known defects reproduced.
 func DefaultConfig() Config {
 	return Config{
 		QuoteInterval:            2,
@@ -89,6 +95,7 @@ func DefaultConfig() Config {
 		RateLimits:               RateLimits{PerIP: 50, WindowIP: time.Minute, PerAgent: 15, WindowAgent: time.Minute},
 		SessionHashIterations:    600000,
 		VerdictHistory:           4,
+		RebootIMADefect:          true,
 	}
 }
 

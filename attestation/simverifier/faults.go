@@ -70,6 +70,10 @@ type FaultRule struct {
 	ErrorStatus int
 	// ErrorRetryAfter, when > 0, adds a Retry-After header (seconds) to injected errors.
 	ErrorRetryAfter int
+	// EvidenceOrderRate (update only) answers an evidence PATCH with the stock verifier's evidence-order defect: 422
+	// invalid_resource_data "evidence must appear in the same order as the evidence requested", whatever the order
+	// (docs/verifier-conformance.md).
+	EvidenceOrderRate float64
 	// StallRate makes a request hang for StallFor (or until the client gives up) before it is handled.
 	StallRate float64
 	StallFor  time.Duration
@@ -156,7 +160,7 @@ func (f Faults) validate() error {
 func (r FaultRule) validate() error {
 	var errs []error
 	for name, p := range map[string]float64{
-		"error rate": r.ErrorRate, "stall rate": r.StallRate, "close rate": r.CloseRate,
+		"error rate": r.ErrorRate, "evidence order rate": r.EvidenceOrderRate, "stall rate": r.StallRate, "close rate": r.CloseRate,
 		"truncate rate": r.TruncateRate, "invalid JSON rate": r.InvalidJSONRate,
 		"wrong content type rate": r.WrongContentTypeRate, "huge body rate": r.HugeBodyRate,
 		"trickle rate": r.TrickleRate,
@@ -299,7 +303,8 @@ func burnCPU(spin time.Duration, iterations int) byte {
 const FaultSpecHelp = `ENDPOINT:KEY=VALUE, ENDPOINT one of *, session_create, session_pop, create, update, admin, other ` +
 	`(* applies to every endpoint, also to one with keys of its own; a key set for an endpoint overrides the same key ` +
 	`from *); KEY one of ` +
-	`latency, latency-median, latency-p99 (durations), error-rate, error-status, retry-after (seconds), stall-rate, ` +
+	`latency, latency-median, latency-p99 (durations), error-rate, error-status, retry-after (seconds), ` +
+	`evidence-order-rate (update: Keylime's evidence-order 422), stall-rate, ` +
 	`stall-for, close-rate, truncate-rate, invalid-json-rate, wrong-content-type-rate, huge-body-rate, ` +
 	`huge-body-bytes, trickle-rate, trickle-chunk, trickle-delay`
 
@@ -351,6 +356,7 @@ func ParseFaultSpec(spec string, f *Faults) error {
 		"latency-median":          func() error { return dur(&r.Latency.Median) },
 		"latency-p99":             func() error { return dur(&r.Latency.P99) },
 		"error-rate":              func() error { return prob(&r.ErrorRate) },
+		"evidence-order-rate":     func() error { return prob(&r.EvidenceOrderRate) },
 		"error-status":            func() error { return num(&r.ErrorStatus) },
 		"retry-after":             func() error { return num(&r.ErrorRetryAfter) },
 		"stall-rate":              func() error { return prob(&r.StallRate) },

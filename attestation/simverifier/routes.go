@@ -159,6 +159,9 @@ func (v *Verifier) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		if rule.ErrorRetryAfter > 0 {
 			resp.set("Retry-After", strconv.Itoa(rule.ErrorRetryAfter))
 		}
+	} else if rt.kind == EndpointUpdate && v.rnd.hit(rule.EvidenceOrderRate) {
+		// Keylime's evidence-order defect: evidence in the requested order refused as if it were not.
+		resp = invalid(r.URL.Path, "/data/attributes/evidence_collected", "evidence must appear in the same order as the evidence requested")
 	} else {
 		body, err := readBody(r)
 		if err != nil {

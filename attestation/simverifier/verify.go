@@ -155,8 +155,10 @@ func (v *Verifier) evaluate(a *agent, att *attestation, q *quoteData) outcome {
 		if !ok {
 			return failAuthed(FailurePolicyViolation, "PCR 10 is not in the quote")
 		}
+		// The replay resumes from the last passed attestation's PCR 10. Keylime does so even when it asked for the
+		// log from offset 0 after a reboot (RebootIMADefect); a fixed verifier would start from zero then.
 		running := make([]byte, len(pcr10))
-		if imaItem.startingOffset > 0 && a.passed != nil && len(a.passed.pcr10) == len(pcr10) {
+		if (imaItem.startingOffset > 0 || v.cfg.RebootIMADefect) && a.passed != nil && len(a.passed.pcr10) == len(pcr10) {
 			copy(running, a.passed.pcr10)
 		}
 		entriesText, _ := asString(imaItem.data["entries"])

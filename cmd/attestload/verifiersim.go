@@ -79,6 +79,7 @@ Example: --fault update:latency-median=50ms --fault update:latency-p99=400ms --f
 	f.DurationVar(&cfg.VerificationTimeout, "verification-timeout", 0, "answer 503 verification_in_progress while the previous verification is this recent (0 = off, as in Keylime)")
 	f.IntVar(&cfg.RateLimits.PerIP, "rate-limit-per-ip", cfg.RateLimits.PerIP, "session creations per minute per client IP (0 = off)")
 	f.IntVar(&cfg.RateLimits.PerAgent, "rate-limit-per-agent", cfg.RateLimits.PerAgent, "session creations per minute per agent (0 = off)")
+	f.BoolVar(&cfg.RebootIMADefect, "reboot-defect", cfg.RebootIMADefect, "reproduce Keylime's reboot defect: after a later boot_time the IMA log is replayed from the previous boot's PCR 10 (broken_evidence_chain until PCR 10 reaches that value again; docs/verifier-conformance.md)")
 	f.IntVar(&cfg.SessionHashIterations, "session-hash-iterations", cfg.SessionHashIterations, "PBKDF2 iterations per session creation (Keylime: 600000; 0 = skip the cost)")
 	f.IntVar(&cfg.Workers, "workers", 0, "requests and verifications running at once, like Keylime's worker processes (0 = unbounded)")
 	f.StringArrayVar(&faultSpecs, "fault", nil, "inject a fault: "+simverifier.FaultSpecHelp)
