@@ -211,6 +211,7 @@ func (f *Faults) rule(e Endpoint) FaultRule {
 		r.Latency.Median, r.Latency.P99 = all.Latency.Median, all.Latency.P99
 	}
 	or(&r.ErrorRate, all.ErrorRate)
+	or(&r.EvidenceOrderRate, all.EvidenceOrderRate)
 	orInt(&r.ErrorStatus, all.ErrorStatus)
 	orInt(&r.ErrorRetryAfter, all.ErrorRetryAfter)
 	or(&r.StallRate, all.StallRate)

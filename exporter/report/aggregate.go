@@ -74,6 +74,17 @@ type aggregator struct {
 	scheduled   int64
 	late        int64
 	timeline    timeline
+
+	// Known verifier defects met (docs/verifier-conformance.md).
+	evidenceOrder int64                   // cycles refused by the evidence-order 422
+	neverJudged   int64                   // accepted evidence whose verdict never came
+	rebootAgents  map[string]*rebootState // agents that rebooted or had a broken_evidence_chain verdict
+}
+
+// rebootState is what the report keeps of an agent for the reboot defect.
+type rebootState struct {
+	rebooted bool
+	broken   int64 // broken_evidence_chain verdicts
 }
 
 func newAggregator() *aggregator {
@@ -220,6 +231,7 @@ func (a *aggregator) add(c *cycleLine) {
 	default:
 		a.unknown++
 	}
+	a.defects(c, outcome)
 	if c.hasVerdictSecs {
 		a.verdict.add(c.verdictSeconds)
 	}
@@ -367,6 +379,7 @@ func (a *aggregator) summary(inputs []string, skipped int64, runs []RunInfo) *Su
 		}
 		s.Scheduling.Dropped, s.Scheduling.LateFromRuns = &dropped, &late
 	}
+	s.VerifierDefects = a.verifierDefects()
 	s.Throughput = a.timeline.export()
 	s.CycleHistogram = a.phases[3].logBins(40)
 	if s.CycleHistogram == nil {
@@ -384,6 +397,62 @@ func (a *aggregator) summary(inputs []string, skipped int64, runs []RunInfo) *Su
 			"status or lateness was recorded for them.", a.v0))
 	}
 	return s
+}
+
+// defects counts the cycles that met a known verifier defect.
+func (a *aggregator) defects(c *cycleLine, outcome string) {
+	if outcome != record.OutcomeSuccess && c.errClass == record.ErrEvidenceOrder {
+		a.evidenceOrder++
+	}
+	if outcome == record.OutcomeSuccess && c.schema >= 1 && c.evaluation == record.EvaluationUnknown {
+		a.neverJudged++
+	}
+	broken := c.evaluation == record.EvaluationFail && c.failureReason == "broken_evidence_chain"
+	if !c.rebooted && !broken {
+		return
+	}
+	if a.rebootAgents == nil {
+		a.rebootAgents = map[string]*rebootState{}
+	}
+	st := a.rebootAgents[string(c.agentID)]
+	if st == nil {
+		st = &rebootState{}
+		a.rebootAgents[string(c.agentID)] = st
+	}
+	st.rebooted = st.rebooted || c.rebooted
+	if broken {
+		st.broken++
+	}
+}
+
+// verifierDefects lists the known verifier defects the records met, each with its count and a one-line
+// description.
+func (a *aggregator) verifierDefects() []VerifierDefect {
+	var out []VerifierDefect
+	if a.evidenceOrder > 0 {
+		out = append(out, VerifierDefect{Name: "evidence_order", Count: a.evidenceOrder, Line: fmt.Sprintf(
+			"Keylime evidence-order defect: %d cycle(s) refused with 422 \"same order as the evidence requested\" "+
+				"although sent in the requested order (error class evidence_order).", a.evidenceOrder)})
+	}
+	var afterReboot int64
+	for _, st := range a.rebootAgents {
+		if st.rebooted {
+			afterReboot += st.broken
+		}
+	}
+	if afterReboot > 0 {
+		out = append(out, VerifierDefect{Name: "reboot", Count: afterReboot, Line: fmt.Sprintf(
+			"Keylime reboot defect: %d attestation(s) of rebooted agents failed with broken_evidence_chain "+
+				"(the new IMA log is replayed from the old boot's PCR 10 until it regrows to its old length).",
+			afterReboot)})
+	}
+	if a.neverJudged > 0 && a.pass+a.fail > 0 {
+		out = append(out, VerifierDefect{Name: "verdict_pending", Count: a.neverJudged, Line: fmt.Sprintf(
+			"Verdicts that never came: %d accepted attestation(s) have verdict unknown while others were judged "+
+				"(verification stuck in pending on the verifier, e.g. crashed after its 202; or verdict.timeout or "+
+				"verdict.max_pending too small).", a.neverJudged)})
+	}
+	return out
 }
 
 // timeline counts cycles per time bucket. The bucket width starts at one second and doubles, merging neighbours,

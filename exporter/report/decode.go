@@ -57,11 +57,13 @@ type cycleLine struct {
 	lateSeconds    float64
 	hasLate        bool
 	scheduled      bool
+	rebooted       bool
+	agentID        []byte // reused across lines
 }
 
 func (c *cycleLine) reset() {
-	create, update, session := c.create[:0], c.update[:0], c.session[:0]
-	*c = cycleLine{create: create, update: update, session: session}
+	create, update, session, id := c.create[:0], c.update[:0], c.session[:0], c.agentID[:0]
+	*c = cycleLine{create: create, update: update, session: session, agentID: id}
 }
 
 // decoder holds scratch state so that decoding a line allocates nothing in the common case.
@@ -581,7 +583,8 @@ func (d *decoder) checked(kind byte) error {
 var recordKeys = []string{"agent_index", "task_index", "worker_index", "create_successful", "update_successful",
 	"create_duration", "update_duration", "create_attempts", "update_attempts", "schema", "run_id", "instance",
 	"agent_id", "outcome", "verdict", "session_attempts", "session_duration", "trace_id", "attestation_index",
-	"start_time", "end_time", "error", "profile", "ima_offset", "ima_entries_sent", "scheduled_time", "late_seconds"}
+	"start_time", "end_time", "error", "profile", "ima_offset", "ima_entries_sent", "scheduled_time", "late_seconds",
+	"rebooted"}
 
 var attemptKeys = []string{"action", "method", "url", "start_time", "end_time", "duration", "ok", "conflicts",
 	"retry_after", "status", "error", "code", "request_id", "bytes_sent", "bytes_received"}
@@ -647,6 +650,7 @@ func (d *decoder) recordField(key []byte, c *cycleLine) error {
 		}
 		b, err := d.stringBytes()
 		d.hasAgentID = len(b) > 0
+		c.agentID = append(c.agentID[:0], b...)
 		return err
 	case "run_id", "instance", "profile", "trace_id":
 		return d.checked('s')
@@ -689,6 +693,8 @@ func (d *decoder) recordField(key []byte, c *cycleLine) error {
 		return d.floatPtr(&x, &c.scheduled)
 	case "late_seconds":
 		return d.floatPtr(&c.lateSeconds, &c.hasLate)
+	case "rebooted":
+		return d.boolean(&c.rebooted)
 	}
 	if k := keyFold(key, recordKeys); k != "" {
 		return d.recordField([]byte(k), c)

@@ -59,6 +59,8 @@ func project(r *record.Record) cycleLine {
 		c.lateSeconds, c.hasLate = *r.LateSeconds, true
 	}
 	c.scheduled = r.ScheduledTime != nil
+	c.rebooted = r.Rebooted
+	c.agentID = []byte(r.AgentID)
 	return c
 }
 
@@ -67,6 +69,9 @@ func normalise(c cycleLine) cycleLine {
 		if len(*p) == 0 {
 			*p = []attempt{}
 		}
+	}
+	if len(c.agentID) == 0 {
+		c.agentID = nil
 	}
 	return c
 }

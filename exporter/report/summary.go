@@ -38,6 +38,16 @@ type Summary struct {
 	Runs       []RunInfo          `json:"runs"`
 	Thresholds []threshold.Result `json:"thresholds"`
 	Notes      []string           `json:"notes"`
+	// VerifierDefects are the known verifier defects the records met (docs/verifier-conformance.md); absent when
+	// none was met.
+	VerifierDefects []VerifierDefect `json:"verifier_defects,omitempty"`
+}
+
+// VerifierDefect is a known defect of the stock verifier that cycles of the run met.
+type VerifierDefect struct {
+	Name  string `json:"name"`  // evidence_order, reboot or verdict_pending
+	Count int64  `json:"count"` // cycles that met it
+	Line  string `json:"line"`  // the one-line description the text report prints
 }
 
 // Track is the span of the attestation tasks: earliest task start to latest task end (the legacy definition).

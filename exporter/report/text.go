@@ -216,6 +216,13 @@ func buildSections(s *Summary) []section {
 		}
 		out = append(out, th)
 	}
+	if len(s.VerifierDefects) > 0 {
+		vd := section{title: "Verifier defects met"}
+		for _, d := range s.VerifierDefects {
+			vd.lines = append(vd.lines, d.Line)
+		}
+		out = append(out, vd)
+	}
 	notes := section{title: "Notes", lines: append([]string{}, s.Notes...)}
 	notes.lines = append(notes.lines, fmt.Sprintf("%d records from %d file(s); %d malformed line(s) skipped.",
 		s.Records, len(s.Inputs), s.SkippedLines))

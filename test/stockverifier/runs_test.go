@@ -3,6 +3,7 @@ package stockverifier
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -34,6 +35,7 @@ func TestIMAClosedDatabaseVerdicts(t *testing.T) {
 		t.Errorf("only %d verdicts compared with the verifier's rows, want at least one per agent (%d)", compared, agents)
 	}
 	noSession429(t, recs)
+	checkDefectLine(t, d, "Keylime evidence-order defect: ", defects)
 	t.Logf("%d cycles, %d evidence-order 422s (verifier defect), %d verdicts equal to the verifier's rows",
 		len(recs), defects, compared)
 }
@@ -242,5 +244,19 @@ func TestECCRefusedByTheVerifierDefect(t *testing.T) {
 	}
 	if log := w.k.LogTail(200000); !strings.Contains(log, "SignatureAlgorithmMismatch: signature algorithm was 0x18, expected 0x14 (rsassa)") {
 		t.Errorf("the verifier's log does not give the expected reason for refusing the ECDSA PoP")
+	}
+}
+
+// checkDefectLine asserts that the run's summary names a verifier defect in one line with its count when the run
+// met it, and does not mention it otherwise.
+func checkDefectLine(t *testing.T, d *daemon, prefix string, n int) {
+	t.Helper()
+	out := d.Stdout.String()
+	want := fmt.Sprintf("%s%d cycle(s)", prefix, n)
+	switch {
+	case n > 0 && !strings.Contains(out, want):
+		t.Errorf("the run summary does not say %q:\n%s", want, out)
+	case n == 0 && strings.Contains(out, prefix):
+		t.Errorf("the run summary names a defect the run did not meet (%q)", prefix)
 	}
 }
