@@ -56,7 +56,7 @@ faults:
 # conformance table against both it and the simulator. A few minutes; built without -race to leave the CPU to
 # the verifier.
 verifier-test:
-	@$(WITH_DB) set -x; ATTESTLOAD_KEYLIME_SUITE=1 $(GO) test -count=1 -v -timeout 15m ./test/stockverifier/...
+	@$(WITH_DB) set -x; ATTESTLOAD_KEYLIME_SUITE=1 $(GO) test -count=1 -v -timeout 25m ./test/stockverifier/...
 
 # The soak (test/soak): make soak DURATION=1h AGENTS=500 [INTERVAL=10s]. Fails when resident memory grows by more
 # than MAX_GROWTH MiB after warm-up; the figures are logged and, with SOAK_OUT=file.json, written as JSON.

@@ -69,6 +69,9 @@ func (w *world) env(extra ...string) []string {
 		"ATTESTLOAD_EVIDENCE_IMA_INITIAL=40",
 		"ATTESTLOAD_EVIDENCE_IMA_UNIVERSE=200",
 		"ATTESTLOAD_VERDICT_TIMEOUT=90s",
+		// Generous: the verifier verifies inside the worker that answers, so requests queue behind verifications,
+		// and a loaded 2-core machine stretches that further.
+		"ATTESTLOAD_VERIFIER_REQUEST_TIMEOUT=120s",
 		"ATTESTLOAD_VERDICT_SOURCE=database",
 	}
 	return append(env, extra...)

@@ -24,8 +24,8 @@ func TestIMAClosedDatabaseVerdicts(t *testing.T) {
 	const agents, tasks = 30, 10
 	w := newWorld(t, "ima", 2)
 	rows := watchRows(t, w.k.DBURL, w.prefix)
-	d := w.start(w.env(), w.args(agents, "-t", "10", "--model", "closed")...)
-	recs := w.finish(d, 4*time.Minute, 0)
+	d := w.start(w.env(), w.args(agents, "-t", "10", "--model", "closed", "-w", "30")...)
+	recs := w.finish(d, 8*time.Minute, 0)
 	if len(recs) != agents*tasks {
 		t.Errorf("%d records, want %d", len(recs), agents*tasks)
 	}
@@ -46,8 +46,8 @@ func TestAdminAPIVerdicts(t *testing.T) {
 	w := newWorld(t, "admin", 1)
 	rows := watchRows(t, w.k.DBURL, w.prefix)
 	d := w.start(w.env("ATTESTLOAD_VERDICT_SOURCE=admin_api", "ATTESTLOAD_VERDICT_ADMIN_CERT_FILE="+w.k.AdminCert,
-		"ATTESTLOAD_VERDICT_ADMIN_KEY_FILE="+w.k.AdminKey), w.args(agents, "-t", "4")...)
-	recs := w.finish(d, 3*time.Minute, 0)
+		"ATTESTLOAD_VERDICT_ADMIN_KEY_FILE="+w.k.AdminKey), w.args(agents, "-t", "4", "-w", "8")...)
+	recs := w.finish(d, 4*time.Minute, 0)
 	if len(recs) != agents*tasks {
 		t.Errorf("%d records, want %d", len(recs), agents*tasks)
 	}
@@ -64,7 +64,7 @@ func TestAdminAPIVerdicts(t *testing.T) {
 func TestQuoteOnly(t *testing.T) {
 	const agents, tasks = 8, 4
 	w := newWorld(t, "quote", 1)
-	d := w.start(w.env(), w.args(agents, "-t", "4", "--profile", "quote-only")...)
+	d := w.start(w.env(), w.args(agents, "-t", "4", "-w", "8", "--profile", "quote-only")...)
 	recs := w.finish(d, 3*time.Minute, 0)
 	if len(recs) != agents*tasks {
 		t.Errorf("%d records, want %d", len(recs), agents*tasks)
@@ -82,7 +82,7 @@ func TestCapturedLog(t *testing.T) {
 	const agents, tasks = 4, 3
 	w := newWorld(t, "captured", 1)
 	log := sharedtest.Testdata(t, "captured-evidence", "ima_log.txt")
-	d := w.start(w.env("ATTESTLOAD_EVIDENCE_CAPTURED_LOG="+log), w.args(agents, "-t", "3", "--profile", "captured")...)
+	d := w.start(w.env("ATTESTLOAD_EVIDENCE_CAPTURED_LOG="+log), w.args(agents, "-t", "3", "-w", "4", "--profile", "captured")...)
 	recs := w.finish(d, 3*time.Minute, 0)
 	if len(recs) != agents*tasks {
 		t.Errorf("%d records, want %d", len(recs), agents*tasks)
@@ -104,7 +104,7 @@ func TestCapturedLog(t *testing.T) {
 func TestFleetOverLocalAddrs(t *testing.T) {
 	const agents = 60
 	w := newWorld(t, "fleet", 3)
-	d := w.start(w.env(), w.args(agents, "--model", "fleet", "--interval", "20s", "--duration", "22s",
+	d := w.start(w.env(), w.args(agents, "--model", "fleet", "--interval", "30s", "--duration", "32s",
 		"--profile", "quote-only", "--drain-timeout", "60s")...)
 	recs := w.finish(d, 3*time.Minute, 0)
 	if len(recs) < agents {
@@ -119,7 +119,7 @@ func TestFleetOverLocalAddrs(t *testing.T) {
 // SIGINT mid-run: the running cycles finish, every cycle is in the JSONL, the run's rows are gone.
 func TestSIGINTMidRun(t *testing.T) {
 	w := newWorld(t, "sigint", 1)
-	d := w.start(w.env(), w.args(8, "--drain-timeout", "60s")...)
+	d := w.start(w.env(), w.args(8, "-w", "8", "--drain-timeout", "60s")...)
 	d.waitCycles(t, record.OutcomeSuccess, 8, 2*time.Minute)
 	m := harness.Scrape(t, d.addr)
 	d.Signal(t, syscall.SIGINT)
@@ -135,7 +135,7 @@ func TestSIGINTMidRun(t *testing.T) {
 func TestKillThenCleanup(t *testing.T) {
 	w := newWorld(t, "kill", 1)
 	planted := plantAgent(t, w.k.DBURL, w.prefix)
-	d := w.start(w.env(), w.args(6)...)
+	d := w.start(w.env(), w.args(6, "-w", "6")...)
 	d.waitCycles(t, record.OutcomeSuccess, 6, 2*time.Minute)
 	d.Signal(t, syscall.SIGKILL)
 	d.Wait(t, time.Minute)
