@@ -396,6 +396,7 @@ type evidenceMods struct {
 	reorder   bool                    // send the requested items in reverse order
 	pcrs      map[int][]byte          // PCR values to quote instead of the agent's
 	mutate    func(items []any) []any // anything else
+	noVerdict bool                    // answer at the 202, without waiting for the verdict
 }
 
 // evidence answers the open negotiation; a 202 is followed by waiting for the verdict.
@@ -461,7 +462,7 @@ func (x *exchange) evidence(m evidenceMods) (Answer, error) {
 		return Answer{}, err
 	}
 	a := Answer{Status: st, Code: code, Detail: detail}
-	if st != http.StatusAccepted {
+	if st != http.StatusAccepted || m.noVerdict {
 		return a, nil
 	}
 	a.Evaluation, a.FailureReason, err = x.verdict(x.index)
