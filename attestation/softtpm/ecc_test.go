@@ -229,3 +229,36 @@ func BenchmarkGenerateECCKey(b *testing.B) {
 		}
 	}
 }
+
+// TPMs started from one bank share it until one of them changes a PCR to a different value; that TPM then has a
+// copy, and neither the bank nor the other TPMs see its change. Reset returns to the all-zero bank.
+func TestSharedPCRBankCopyOnWrite(t *testing.T) {
+	seven := bytes.Repeat([]byte{7}, 32)
+	bank, err := NewPCRBank(map[int][]byte{7: seven})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := NewTPM(fixedECCKey(t), WithPCRBank(bank)), NewTPM(fixedECCKey(t), WithPCRBank(bank))
+	if err := a.SetPCR(7, seven); err != nil || a.owned || a.pcrs != bank {
+		t.Fatalf("setting a PCR to the value it holds copied the bank (owned %v, err %v)", a.owned, err)
+	}
+	if err := a.SetPCR(10, bytes.Repeat([]byte{1}, 32)); err != nil || !a.owned || a.pcrs == bank {
+		t.Fatalf("a change did not give the TPM its own bank (owned %v, err %v)", a.owned, err)
+	}
+	if !bytes.Equal(a.PCR(7), seven) || !bytes.Equal(a.PCR(10), bytes.Repeat([]byte{1}, 32)) {
+		t.Fatal("the copy lost a value")
+	}
+	if !bytes.Equal(b.PCR(10), make([]byte, 32)) || !bytes.Equal(bank[10][:], make([]byte, 32)) || !bytes.Equal(b.PCR(7), seven) {
+		t.Fatal("one TPM's change reached the shared bank or another TPM")
+	}
+	a.ResetPCRs()
+	if a.owned || !bytes.Equal(a.PCR(7), make([]byte, 32)) {
+		t.Fatal("reset did not return to all-zero PCRs")
+	}
+	if _, err := NewPCRBank(map[int][]byte{24: seven}); err == nil {
+		t.Error("PCR 24 accepted")
+	}
+	if _, err := NewPCRBank(map[int][]byte{0: seven[:20]}); err == nil {
+		t.Error("a 20-byte value accepted in the SHA-256 bank")
+	}
+}

@@ -1,6 +1,7 @@
 package softtpm
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"time"
@@ -14,11 +15,45 @@ const DefaultFirmwareVersion uint64 = 0x20191023
 // checks for monotonicity. It is not safe for concurrent use; an agent runs one cycle at a time.
 type TPM struct {
 	key          *Key
-	pcrs         [NumPCRs][32]byte
+	pcrs         *PCRBank // shared with other TPMs until this one changes a PCR (then owned is set)
+	owned        bool
 	clock        uint64
 	resetCount   uint32
 	restartCount uint32
 	now          func() time.Time
+}
+
+// PCRBank is a SHA-256 bank of PCR values. TPMs can start from one shared bank (WithPCRBank): a fleet of agents
+// whose PCRs hold the same values then keeps one bank instead of 768 bytes per agent, and a TPM copies the bank
+// only when it changes a PCR to a different value.
+type PCRBank [NumPCRs][32]byte
+
+// zeroBank is the bank of a TPM that nothing has written to: all PCRs zero. It is never written.
+var zeroBank PCRBank
+
+// NewPCRBank returns a bank with the given PCR values and every other PCR zero.
+func NewPCRBank(values map[int][]byte) (*PCRBank, error) {
+	b := new(PCRBank)
+	for i, v := range values {
+		if i < 0 || i >= NumPCRs {
+			return nil, fmt.Errorf("softtpm: PCR %d out of range 0..%d", i, NumPCRs-1)
+		}
+		if len(v) != 32 {
+			return nil, fmt.Errorf("softtpm: PCR %d value is %d bytes, the SHA-256 bank needs 32", i, len(v))
+		}
+		copy(b[i][:], v)
+	}
+	return b, nil
+}
+
+// WithPCRBank starts the TPM from a shared bank instead of all-zero PCRs. The bank must not be changed afterwards;
+// the TPM copies it before its first change of a PCR.
+func WithPCRBank(b *PCRBank) Option {
+	return func(t *TPM) {
+		if b != nil {
+			t.pcrs, t.owned = b, false
+		}
+	}
 }
 
 // Option configures a TPM.
@@ -43,7 +78,7 @@ func WithNow(now func() time.Time) Option {
 // remembers the last authenticated clock of every agent across runs of this tool, so a clock that restarted at a
 // small value on each run would make every first quote fail as broken_evidence_chain.
 func NewTPM(k *Key, opts ...Option) *TPM {
-	t := &TPM{key: k, now: time.Now}
+	t := &TPM{key: k, now: time.Now, pcrs: &zeroBank}
 	for _, o := range opts {
 		o(t)
 	}
@@ -64,6 +99,13 @@ func (t *TPM) SetPCR(i int, v []byte) error {
 	if len(v) != 32 {
 		return fmt.Errorf("softtpm: PCR %d value is %d bytes, the SHA-256 bank needs 32", i, len(v))
 	}
+	if bytes.Equal(t.pcrs[i][:], v) {
+		return nil // the shared bank already holds it: no copy
+	}
+	if !t.owned {
+		own := *t.pcrs
+		t.pcrs, t.owned = &own, true
+	}
 	copy(t.pcrs[i][:], v)
 	return nil
 }
@@ -77,7 +119,7 @@ func (t *TPM) PCR(i int) []byte {
 }
 
 // ResetPCRs sets every PCR to zero.
-func (t *TPM) ResetPCRs() { t.pcrs = [NumPCRs][32]byte{} }
+func (t *TPM) ResetPCRs() { t.pcrs, t.owned = &zeroBank, false }
 
 // Reboot models a TPM Reset: resetCount increases and the PCRs are cleared. restartCount is left alone because the
 // verifier rejects any decrease of either counter. The clock keeps increasing (a real TPM's clock does not reset
