@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -302,13 +303,21 @@ func DefaultConfig() Config {
 	}
 }
 
-// ConfigError names the config key at fault.
+// ConfigError names the config key at fault and, when the value came from the command line or the environment,
+// what the user typed there (Source: "flag --model", "environment variable ATTESTLOAD_SCHEDULER_MODEL").
 type ConfigError struct {
-	Key string
-	Msg string
+	Key    string
+	Msg    string
+	Source string
 }
 
-func (e *ConfigError) Error() string { return fmt.Sprintf("config key %q: %s", e.Key, e.Msg) }
+func (e *ConfigError) Error() string {
+	s := fmt.Sprintf("config key %q: %s", e.Key, e.Msg)
+	if e.Source != "" {
+		s = e.Source + ": " + s
+	}
+	return s
+}
 
 func keyErr(key, format string, args ...any) error {
 	return &ConfigError{Key: key, Msg: fmt.Sprintf(format, args...)}
@@ -404,7 +413,12 @@ func (l Loader) Load() (*Config, error) {
 					"unit go in RUN_ARGS, the URLs in ATTESTLOAD_VERIFIER_URL and ATTESTLOAD_DATABASE_URL "+
 					"(deploy/systemd/attestload.env)", name)
 			}
-			return nil, fmt.Errorf("environment variable %s: unknown config key (config.example.yaml lists the keys)", name)
+			envNames := make([]string, 0, len(envKnown))
+			for n := range envKnown {
+				envNames = append(envNames, n)
+			}
+			return nil, fmt.Errorf("environment variable %s: unknown config key%s (config.example.yaml lists the keys)",
+				name, didYouMean(name, envNames))
 		}
 	}
 	if l.Flags != nil {
@@ -442,7 +456,7 @@ func (l Loader) Load() (*Config, error) {
 		if prefixes[k] {
 			return nil, keyErr(k, "must be a mapping of keys, got %v", describe(v.Get(k)))
 		}
-		return nil, keyErr(k, "unknown key")
+		return nil, l.attribute(keyErr(k, "unknown key%s", didYouMean(k, Keys())))
 	}
 
 	cfg := DefaultConfig()
@@ -453,16 +467,89 @@ func (l Loader) Load() (*Config, error) {
 			continue
 		}
 		if err := setValue(lf.key, lf.field, v.Get(lf.key)); err != nil {
-			return nil, err
+			return nil, l.attribute(err)
 		}
 	}
 	if l.Override != nil {
 		l.Override(&cfg)
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, l.attribute(err)
 	}
 	return &cfg, nil
+}
+
+// attribute completes a ConfigError with where its value came from (a flag or an environment variable; a file's
+// keys are what the user typed already) and, for a value outside a list of choices, the nearest choice.
+func (l Loader) attribute(err error) error {
+	ce, ok := errors.AsType[*ConfigError](err)
+	if !ok {
+		return err
+	}
+	key := ce.Key
+	if i := strings.IndexByte(key, '['); i >= 0 {
+		key = key[:i] // thresholds[0]
+	}
+	if ce.Source == "" && l.Flags != nil {
+		for name, k := range l.FlagKey {
+			if f := l.Flags.Lookup(name); k == key && f != nil && f.Changed {
+				ce.Source = "flag --" + name
+			}
+		}
+	}
+	if ce.Source == "" {
+		for _, kv := range l.Environ {
+			if name, val, _ := strings.Cut(kv, "="); name == EnvName(key) && val != "" {
+				ce.Source = "environment variable " + name
+			}
+		}
+	}
+	if m := choices.FindStringSubmatch(ce.Msg); m != nil {
+		ce.Msg += didYouMean(m[3], append(strings.Split(m[1], ", "), m[2]))
+	}
+	return ce
+}
+
+// choices matches the "must be a, b or c, got "x"" messages of the keys that take one of a few values.
+var choices = regexp.MustCompile(`must be ([a-z0-9_-]+(?:, [a-z0-9_-]+)*) or ([a-z0-9_-]+), got "([^"]*)"$`)
+
+// didYouMean is `; did you mean "x"?` for the candidate nearest to s, when one is close enough to be a typo of
+// it, else "".
+func didYouMean(s string, candidates []string) string {
+	best, bestD := "", -1
+	for _, c := range candidates {
+		if d := editDistance(strings.ToLower(s), strings.ToLower(c)); bestD < 0 || d < bestD || (d == bestD && c < best) {
+			best, bestD = c, d
+		}
+	}
+	if bestD < 0 || bestD == 0 || bestD > max(2, len(s)/4) {
+		return ""
+	}
+	return fmt.Sprintf("; did you mean %q?", best)
+}
+
+// DidYouMean is didYouMean for the command line's unknown flags and commands.
+func DidYouMean(s string, candidates []string) string { return didYouMean(s, candidates) }
+
+// editDistance is the Levenshtein distance between a and b (bytes; keys and values are ASCII).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // reservedPrefixes name the ATTESTLOAD_* variables of the repository's test and CI scripts (the database tests,

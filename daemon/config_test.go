@@ -20,7 +20,7 @@ import (
 func TestInvalidConfigs(t *testing.T) {
 	cases := map[string]string{
 		"invalid-negative-workers.yaml":     `config key "run.workers": must be >= 0, got -1`,
-		"invalid-unknown-key.yaml":          `config key "run.wokers": unknown key`,
+		"invalid-unknown-key.yaml":          `config key "run.wokers": unknown key; did you mean "run.workers"?`,
 		"invalid-workers-type.yaml":         `config key "run.workers": must be an integer, got "many"`,
 		"invalid-duration-number.yaml":      `config key "run.duration": must be a duration such as "30s" or "5m", got 30`,
 		"invalid-model.yaml":                `config key "scheduler.model": must be closed, fleet or rate, got "open"`,
@@ -170,7 +170,7 @@ func TestTracingHeaders(t *testing.T) {
 	}
 	t.Setenv("ATTESTLOAD_TRACING_HEADERS", "Bearer-secret-token")
 	_, err = Loader{Environ: os.Environ()}.Load()
-	if err == nil || err.Error() != `config key "tracing.headers": item 0 must be name=value` {
+	if err == nil || err.Error() != `environment variable ATTESTLOAD_TRACING_HEADERS: config key "tracing.headers": item 0 must be name=value` {
 		t.Fatalf("error %v", err)
 	}
 	if strings.Contains(err.Error(), "secret") {
@@ -202,8 +202,8 @@ func TestTracingEndpointFromOTELEnv(t *testing.T) {
 func TestEnvErrorsNameTheKey(t *testing.T) {
 	for _, c := range []struct{ name, val, want string }{
 		{"ATTESTLOAD_RUN_WOKERS", "4", "environment variable ATTESTLOAD_RUN_WOKERS: unknown config key"},
-		{"ATTESTLOAD_RUN_WORKERS", "four", `config key "run.workers": must be an integer, got "four"`},
-		{"ATTESTLOAD_SCHEDULER_RATE_STAGES", "1m", `config key "scheduler.rate.stages": stage 0 "1m": want DURATION:TARGET`},
+		{"ATTESTLOAD_RUN_WORKERS", "four", `environment variable ATTESTLOAD_RUN_WORKERS: config key "run.workers": must be an integer, got "four"`},
+		{"ATTESTLOAD_SCHEDULER_RATE_STAGES", "1m", `environment variable ATTESTLOAD_SCHEDULER_RATE_STAGES: config key "scheduler.rate.stages": stage 0 "1m": want DURATION:TARGET`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			// The scripts' own variables are never an error.
@@ -333,5 +333,49 @@ func TestPprofNeedsTheMetricsListener(t *testing.T) {
 	cfg.Metrics.Listen = ""
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "metrics.pprof") {
 		t.Fatalf("pprof without a listener: %v, want an error naming metrics.pprof", err)
+	}
+}
+
+// Errors name what the user typed (the flag or the environment variable) next to the config key, and suggest the
+// nearest valid key or value.
+func TestConfigErrorsNameSourceAndSuggest(t *testing.T) {
+	t.Setenv("ATTESTLOAD_SCHEDULER_MODEL", "")
+	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	fs.String("model", "", "")
+	if err := fs.Parse([]string{"--model", "closd"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Loader{Flags: fs, FlagKey: map[string]string{"model": "scheduler.model"}}.Load()
+	want := `flag --model: config key "scheduler.model": must be closed, fleet or rate, got "closd"; did you mean "closed"?`
+	if err == nil || err.Error() != want {
+		t.Errorf("--model closd: got %v\nwant %s", err, want)
+	}
+
+	t.Setenv("ATTESTLOAD_SCHEDULER_MODEL", "rat")
+	_, err = Loader{Environ: os.Environ()}.Load()
+	if err == nil || !strings.HasPrefix(err.Error(), "environment variable ATTESTLOAD_SCHEDULER_MODEL: ") ||
+		!strings.HasSuffix(err.Error(), `did you mean "rate"?`) {
+		t.Errorf("ATTESTLOAD_SCHEDULER_MODEL=rat: got %v", err)
+	}
+	t.Setenv("ATTESTLOAD_SCHEDULER_MODEL", "")
+
+	_, err = Loader{Environ: []string{"ATTESTLOAD_RUN_WORKERZ=3"}}.Load()
+	if err == nil || !strings.Contains(err.Error(), `did you mean "ATTESTLOAD_RUN_WORKERS"?`) {
+		t.Errorf("ATTESTLOAD_RUN_WORKERZ: got %v", err)
+	}
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(file, []byte("run:\n  workerz: 3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Loader{File: file}.Load()
+	if err == nil || err.Error() != `config key "run.workerz": unknown key; did you mean "run.workers"?` {
+		t.Errorf("run.workerz: got %v", err)
+	}
+	// Nothing close: no suggestion.
+	if err := os.WriteFile(file, []byte("run:\n  colour: blue\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err = (Loader{File: file}).Load(); err == nil || strings.Contains(err.Error(), "did you mean") {
+		t.Errorf("run.colour: got %v, want no suggestion", err)
 	}
 }

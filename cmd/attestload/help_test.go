@@ -33,3 +33,11 @@ func TestHelpAndCompletionCommands(t *testing.T) {
 		t.Errorf("halp: exit %d, %s", code, stderr)
 	}
 }
+
+// A mistyped flag gets the nearest real one.
+func TestUnknownFlagSuggestion(t *testing.T) {
+	code, _, stderr := runMain(t, "run", "--duraton", "5s")
+	if code != 2 || !strings.Contains(stderr, "unknown flag: --duraton; did you mean --duration?") {
+		t.Errorf("exit %d: %s", code, stderr)
+	}
+}

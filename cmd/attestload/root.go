@@ -2,9 +2,14 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/attestload/attestload/daemon"
 )
 
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -19,7 +24,18 @@ records every phase of every cycle to results/<YYYYmmddHHMMSS>.jsonl and leaves 
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		// "unknown flag: --duraton" → "...; did you mean --duration?"
+		if name, ok := strings.CutPrefix(err.Error(), "unknown flag: --"); ok {
+			var names []string
+			c.Flags().VisitAll(func(f *pflag.Flag) { names = append(names, f.Name) })
+			if hint := daemon.DidYouMean(name, names); hint != "" {
+				_, n, _ := strings.Cut(hint, "\"")
+				err = fmt.Errorf("%w; did you mean --%s?", err, strings.TrimSuffix(n, "\"?"))
+			}
+		}
+		return &usageError{err}
+	})
 	root.AddCommand(newRunCmd(stdout, stderr), newCleanupCmd(stdout, stderr), newVersionCmd(stdout))
 	root.AddCommand(newReportCmd(), newDashboardsCmd(), newVerifierSimCmd())
 	// cobra adds these two only inside Execute; Main looks the command up before that (to make an unknown command
