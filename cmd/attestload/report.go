@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/attestload/attestload/exporter/report"
+	"github.com/attestload/attestload/exporter/threshold"
 )
 
 // exitCodeError carries a non-zero exit status that is not an error message (a crossed threshold, skipped lines
@@ -74,7 +75,8 @@ Exit status: 0 ok; 1 error; 2 usage error; 3 lines were skipped and --strict was
 	f.BoolVar(&opts.Legacy, "legacy", false, "print exactly the old summary tables and nothing else")
 	f.BoolVar(&opts.Strict, "strict", false, "exit with status 3 when any line was skipped")
 	f.StringArrayVar(&opts.Thresholds, "threshold", nil,
-		"pass/fail check such as 'evidence.p99<2s' (repeatable); a crossed one exits with status 99")
+		"pass/fail check such as 'evidence.p99<2s' (repeatable; durations need a unit); a crossed one is also "+
+			"printed on stderr and exits with status 99. Metrics: "+threshold.MetricsHelp)
 	f.StringVar(&color, "color", "auto", "colour the legacy banner: auto (only on a terminal), always or never")
 	return cmd
 }

@@ -72,3 +72,23 @@ func TestReportCommand(t *testing.T) {
 		t.Errorf("report with no input: exit status %d, want %d", got, exitUsage)
 	}
 }
+
+// Thresholds: --help lists the metric names, a crossed one gets its own line on stderr, a duration without a unit
+// is refused.
+func TestThresholdUsability(t *testing.T) {
+	_, out, _ := runMain(t, "run", "--help")
+	for _, name := range []string{"verdict.pass_rate", "cycles.late_rate", "session|negotiate|evidence|cycle|verdict", "p99.9"} {
+		if !strings.Contains(out, name) {
+			t.Errorf("run --help does not list %s", name)
+		}
+	}
+	path := filepath.Join(writeResults(t), "20250606134858.jsonl")
+	code, _, stderr := runMain(t, "report", path, "--threshold", "cycle.max<1ns", "--threshold", "cycle.count>=1")
+	if code != 99 || strings.Count(stderr, "threshold crossed") != 1 || !strings.Contains(stderr, "cycle.max<1ns") {
+		t.Errorf("exit %d, stderr:\n%s\nwant 99 and one line for the crossed threshold", code, stderr)
+	}
+	code, _, stderr = runMain(t, "report", path, "--threshold", "evidence.p99<2")
+	if code != 2 || !strings.Contains(stderr, `value "2" has no unit`) {
+		t.Errorf("evidence.p99<2: exit %d, %s", code, stderr)
+	}
+}

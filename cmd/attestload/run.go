@@ -19,6 +19,7 @@ import (
 	"github.com/attestload/attestload/daemon"
 	"github.com/attestload/attestload/daemon/shard"
 	"github.com/attestload/attestload/exporter/report"
+	"github.com/attestload/attestload/exporter/threshold"
 )
 
 // runFlagKeys binds each run flag to its config key (flags > environment > file > defaults).
@@ -135,7 +136,8 @@ Exit status: 0 ok; 1 runtime failure; 2 usage or configuration error; 99 a thres
 	f.Bool("cleanup-leftovers", false, "remove rows of earlier crashed runs with the same prefix before starting")
 	f.String("metrics-listen", daemon.DefaultMetricsListen, "serve Prometheus /metrics, /healthz and /readyz on this address; '' serves nothing")
 	f.Bool("pprof", false, "also serve Go's profiles (net/http/pprof) under /debug/pprof/ on the metrics listener")
-	f.StringArray("threshold", nil, "pass/fail check on the summary, e.g. 'evidence.p99<2s' (repeatable); crossed → exit 99")
+	f.StringArray("threshold", nil, "pass/fail check on the summary, e.g. 'evidence.p99<2s' (repeatable; durations need "+
+		"a unit); crossed → a line on stderr and exit 99. Metrics: "+threshold.MetricsHelp)
 	return cmd
 }
 

@@ -96,6 +96,14 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) (int, erro
 		for _, r := range s.Thresholds {
 			fmt.Fprintf(stderr, "threshold %s\n", r)
 		}
+	} else if stderr != nil {
+		// The report on stdout lists every threshold; a crossed one also gets a line on stderr, where a run's
+		// log and a CI job's eye look (the exit status is 99).
+		for _, r := range s.Thresholds {
+			if !r.Passed {
+				fmt.Fprintf(stderr, "threshold %s\n", r)
+			}
+		}
 	}
 	switch {
 	case threshold.AnyCrossed(s.Thresholds):

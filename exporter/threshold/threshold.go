@@ -26,7 +26,7 @@ type Kind int
 
 // Metric kinds.
 const (
-	Duration Kind = iota // seconds; the value may carry a unit (2s, 150ms, 1m30s) or be plain seconds
+	Duration Kind = iota // seconds; the value carries a unit (2s, 150ms, 1m30s); a bare number other than 0 is refused
 	Count                // a plain non-negative number
 	Rate                 // events per second, a plain number
 	Ratio                // a fraction in [0, 1], or a percentage such as 99.9%
@@ -86,9 +86,55 @@ func KindOf(metric string) (Kind, error) {
 			}
 		}
 	}
-	return 0, fmt.Errorf("unknown metric %q (known: <phase>.<stat> with phase in %s and stat in p50, p90, p99, "+
-		"p99.9, max, avg, count, rate; and verdict.pass_rate, cycles.fail_rate, http.error_rate, cycles.dropped, "+
-		"cycles.late_rate)", metric, strings.Join(Phases, "|"))
+	return 0, fmt.Errorf("unknown metric %q%s (known: %s)", metric, didYouMean(metric), MetricsHelp)
+}
+
+// MetricsHelp lists the metric names, for --help and errors.
+var MetricsHelp = func() string {
+	stats := make([]string, len(Stats))
+	for i, s := range Stats {
+		stats[i] = s.Name
+	}
+	extra := make([]string, len(Extra))
+	for i, e := range Extra {
+		extra[i] = e.Name
+	}
+	return fmt.Sprintf("<phase>.<stat> with phase in %s and stat in %s; and %s", strings.Join(Phases, "|"),
+		strings.Join(stats, ", "), strings.Join(extra, ", "))
+}()
+
+// didYouMean suggests the metric name nearest to a mistyped one (one or two characters off).
+func didYouMean(metric string) string {
+	best, bestD := "", 3
+	for _, n := range Names() {
+		if d := distance(metric, n); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(", did you mean %q?", best)
+}
+
+// distance is the Levenshtein distance between two ASCII names.
+func distance(a, b string) int {
+	prev, cur := make([]int, len(b)+1), make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			c := 1
+			if a[i-1] == b[j-1] {
+				c = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // Threshold is one parsed expression.
@@ -145,6 +191,10 @@ func Parse(expr string) (Threshold, error) {
 }
 
 func parseValue(raw string, kind Kind) (float64, error) {
+	if v, err := strconv.ParseFloat(raw, 64); err == nil && kind == Duration && v != 0 && !math.IsNaN(v) && !math.IsInf(v, 0) {
+		// "evidence.p99<2": seconds or milliseconds? A unit says which.
+		return 0, fmt.Errorf("value %q has no unit: write e.g. %ss or %sms", raw, raw, raw)
+	}
 	if v, err := strconv.ParseFloat(raw, 64); err == nil {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return 0, fmt.Errorf("value %q is not a finite number", raw)
@@ -161,7 +211,7 @@ func parseValue(raw string, kind Kind) (float64, error) {
 	case Duration:
 		d, err := time.ParseDuration(raw)
 		if err != nil {
-			return 0, fmt.Errorf("value %q is not a duration (e.g. 2s, 150ms, 1m30s) or a number of seconds", raw)
+			return 0, fmt.Errorf("value %q is not a duration (e.g. 2s, 150ms, 1m30s)", raw)
 		}
 		if d < 0 {
 			return 0, fmt.Errorf("value %q is negative", raw)

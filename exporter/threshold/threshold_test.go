@@ -16,7 +16,8 @@ func TestParse(t *testing.T) {
 		{"evidence.p99<2s", "evidence.p99", Less, 2},
 		{" evidence.p99 < 150ms ", "evidence.p99", Less, 0.15},
 		{"cycle.p99.9<=1m30s", "cycle.p99.9", LessEqual, 90},
-		{"session.max<1.5", "session.max", Less, 1.5},
+		{"session.max<1.5s", "session.max", Less, 1.5},
+		{"session.max<0", "session.max", Less, 0},
 		{"verdict.pass_rate>0.999", "verdict.pass_rate", Greater, 0.999},
 		{"verdict.pass_rate>=99.9%", "verdict.pass_rate", GreaterEqual, 0.999},
 		{"cycles.dropped==0", "cycles.dropped", Equal, 0},
@@ -51,6 +52,8 @@ func TestParseErrors(t *testing.T) {
 		"verdict.pass_rate>x%":  "not a ratio",
 		"cycle.rate>3ms":        "per second",
 		"evidence.p99<NaN":      "not a finite number",
+		"evidence.p99<2":        `value "2" has no unit: write e.g. 2s or 2ms`,
+		"evidnce.p99<2s":        `did you mean "evidence.p99"?`,
 		"http.error_rate<=101%": "not a ratio",
 	} {
 		_, err := Parse(expr)
