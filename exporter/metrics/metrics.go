@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -216,6 +217,15 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 	}
 	for _, s := range []string{"idle", "busy", "waiting"} {
 		m.agents.WithLabelValues(s)
+	}
+	// The error and retry counters too, for every request phase and error class: in a clean run they would
+	// otherwise never appear, and their dashboard panels read "No data" instead of 0.
+	for _, phase := range []string{PhaseSession, PhaseNegotiate, PhaseEvidence} {
+		for _, class := range append(slices.Clone(errorClasses), Other) {
+			m.reqErrors.WithLabelValues(phase, class)
+		}
+		m.retries.WithLabelValues(phase)
+		m.retryAfter.WithLabelValues(phase)
 	}
 
 	for _, c := range []prometheus.Collector{

@@ -112,17 +112,12 @@ attestload_requests_total{phase="negotiate",result="fail",status_class="none"} 1
 attestload_requests_total{phase="negotiate",result="ok",status_class="2xx"} 2
 attestload_requests_total{phase="negotiate",result="retry",status_class="4xx"} 1
 attestload_requests_total{phase="session",result="ok",status_class="2xx"} 4
-# HELP attestload_request_errors_total HTTP requests that did not succeed, by phase and error class.
-# TYPE attestload_request_errors_total counter
-attestload_request_errors_total{error="rate_limited",phase="negotiate"} 1
-attestload_request_errors_total{error="timeout",phase="negotiate"} 1
-# HELP attestload_retries_total HTTP requests that were retried, by phase.
-# TYPE attestload_retries_total counter
-attestload_retries_total{phase="negotiate"} 1
-# HELP attestload_retry_after_seconds_total Seconds waited before retrying (the Retry-After value when the verifier sent one), by phase.
-# TYPE attestload_retry_after_seconds_total counter
-attestload_retry_after_seconds_total{phase="negotiate"} 2
-# HELP attestload_sessions_total PoP sessions established: an agent's first in this run (created) or a later one (refreshed).
+` + zeroFilled(map[string]float64{
+		`attestload_request_errors_total{error="rate_limited",phase="negotiate"}`: 1,
+		`attestload_request_errors_total{error="timeout",phase="negotiate"}`:      1,
+		`attestload_retries_total{phase="negotiate"}`:                             1,
+		`attestload_retry_after_seconds_total{phase="negotiate"}`:                 2,
+	}) + `# HELP attestload_sessions_total PoP sessions established: an agent's first in this run (created) or a later one (refreshed).
 # TYPE attestload_sessions_total counter
 attestload_sessions_total{kind="created"} 1
 attestload_sessions_total{kind="refreshed"} 1
@@ -505,5 +500,44 @@ func TestServerPprof(t *testing.T) {
 			t.Error(err)
 		}
 		cancel()
+	}
+}
+
+// zeroFilled is the exposition of the error and retry counters, which exist at 0 for every request phase and
+// error class from the start, with the given series at their values.
+func zeroFilled(values map[string]float64) string {
+	var b strings.Builder
+	line := func(series string) {
+		b.WriteString(series + " " + strconv.FormatFloat(values[series], 'g', -1, 64) + "\n")
+	}
+	phases := []string{PhaseEvidence, PhaseNegotiate, PhaseSession}
+	classes := append(slices.Clone(errorClasses), Other)
+	slices.Sort(classes)
+	b.WriteString("# HELP attestload_request_errors_total HTTP requests that did not succeed, by phase and error class.\n" +
+		"# TYPE attestload_request_errors_total counter\n")
+	for _, c := range classes {
+		for _, p := range phases {
+			line(`attestload_request_errors_total{error="` + c + `",phase="` + p + `"}`)
+		}
+	}
+	b.WriteString("# HELP attestload_retries_total HTTP requests that were retried, by phase.\n" +
+		"# TYPE attestload_retries_total counter\n")
+	for _, p := range phases {
+		line(`attestload_retries_total{phase="` + p + `"}`)
+	}
+	b.WriteString("# HELP attestload_retry_after_seconds_total Seconds waited before retrying (the Retry-After value " +
+		"when the verifier sent one), by phase.\n# TYPE attestload_retry_after_seconds_total counter\n")
+	for _, p := range phases {
+		line(`attestload_retry_after_seconds_total{phase="` + p + `"}`)
+	}
+	return b.String()
+}
+
+// A clean run's dashboards read 0, not "No data": the error and retry counters exist before their first event.
+func TestErrorAndRetryCountersStartAtZero(t *testing.T) {
+	_, reg := newTest(t)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(zeroFilled(nil)), NameRequestErrors, NameRetries,
+		NameRetryAfter); err != nil {
+		t.Fatal(err)
 	}
 }
