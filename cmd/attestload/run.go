@@ -72,7 +72,8 @@ With no verifier configured it starts the simulated verifier in-process on 127.0
 The old form works as before: attestload run https://verifier:8881 postgresql://postgres:postgres@db/verifierdb -w 4 -a 8 -t 3
 
 Ctrl+C stops starting cycles and drains running ones (run.drain_timeout); a second Ctrl+C aborts them at once.
-Exit status: 0 ok; 1 runtime failure; 2 usage or configuration error; 99 a threshold was crossed.`,
+Exit status: 0 ok; 1 runtime failure, or every cycle failed; 2 usage or configuration error; 99 a threshold was
+crossed.`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) > 2 {
 				return &usageError{fmt.Errorf("run takes at most two arguments, VERIFIER_URL and DB_URL (got %d)", len(args))}
@@ -252,6 +253,12 @@ func runLoad(parent context.Context, cfg daemon.Config, stdout, stderr io.Writer
 			repErr, code = nil, 0
 		}
 	}
+	runHints(log, cfg, sum)
+	if st := sum.Stats; st.Success == 0 && st.Fail > 0 {
+		// Nothing got through: a run like that is a failure whatever the tables look like.
+		runErr = errors.Join(runErr, fmt.Errorf("every cycle failed (%d failed, none succeeded): the first error of "+
+			"each class and what to try are logged above", st.Fail))
+	}
 	if err := errors.Join(runErr, closeErr, repErr); err != nil {
 		return err
 	}
@@ -259,6 +266,27 @@ func runLoad(parent context.Context, cfg daemon.Config, stdout, stderr io.Writer
 		return &exitCodeError{code: code}
 	}
 	return nil
+}
+
+// runHints says, after the summary, when the load asked for could not be produced: the rate model dropped ticks
+// because every agent was busy (its defaults, 8 agents at 10/s, cannot keep up with slow cycles), or a fleet run
+// was too short for its agents to attest more than once.
+func runHints(log *slog.Logger, cfg daemon.Config, sum daemon.Summary) {
+	st := sum.Stats
+	switch cfg.Scheduler.Model {
+	case daemon.ModelRate:
+		if due := st.Started + st.Dropped; st.Dropped > 0 {
+			log.Warn(fmt.Sprintf("the rate model dropped %d of %d scheduled cycles (%.0f%%): at their tick no agent was "+
+				"idle or no worker free, so the target rate was not reached; raise --agents (now %d) and --workers "+
+				"(now %d)", st.Dropped, due, 100*float64(st.Dropped)/float64(due), cfg.Run.Agents, cfg.Run.Workers))
+		}
+	case daemon.ModelFleet:
+		if iv := cfg.Scheduler.Fleet.Interval; st.Finished > 0 && sum.Elapsed < 2*iv {
+			log.Warn(fmt.Sprintf("this fleet run lasted %s at an attestation interval of %s, so each agent attested "+
+				"at most %d time(s); run longer (--duration) or shorten --interval for a steady state",
+				sum.Elapsed.Round(time.Second), iv, int(sum.Elapsed/iv)+1))
+		}
+	}
 }
 
 // statusLine is stderr with the status line kept on the terminal's last line: whatever else is written (log lines,
