@@ -118,8 +118,8 @@ func CheckSchema(ctx context.Context, pool *pgxpool.Pool) error {
 	}
 	if found["verifiermain"] == nil {
 		return fmt.Errorf("%w: no verifiermain table in the current schema (start the Keylime verifier once "+
-			"against this database so that it runs its migrations, or create the tables with attestload's schema "+
-			"initialisation)", ErrSchemaMissing)
+			"against this database so that it runs its migrations, or create the tables with `attestload "+
+			"verifier-sim --database URL --init-schema`)", ErrSchemaMissing)
 	}
 
 	var problems []string

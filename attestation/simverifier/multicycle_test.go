@@ -1,11 +1,14 @@
 package simverifier
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -202,3 +205,33 @@ func TestMultiCycleIMA(t *testing.T) {
 }
 
 func b64text(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// A passing attestation is logged at DEBUG, so a verifier-sim under load does not print a line per pass at INFO;
+// a failing one stays at INFO.
+func TestPassesLoggedAtDebug(t *testing.T) {
+	var buf syncBuf
+	v, srv, clock := newTestServer(t, func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	})
+	profile, err := evidence.NewSynthetic(4, 1, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, log := imaAgent(t, v, srv.URL, "ima-debug", profile, nil)
+	i, _ := imaCycle(t, a, log, clock, nil)
+	if ev, _ := waitVerdict(t, v, a.id, i); ev != evalPass {
+		t.Fatalf("verdict %s, want pass", ev)
+	}
+	if strings.Contains(buf.String(), "attestation passed") {
+		t.Errorf("a pass was logged at INFO:\n%s", buf.String())
+	}
+}
+
+// syncBuf is a bytes.Buffer safe for the verifier's goroutines.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

@@ -131,6 +131,11 @@ func New(cfg Config) (*Verifier, error) {
 				pool.Close()
 				return nil, fmt.Errorf("simverifier database: %w", err)
 			}
+		} else if err := enroll.CheckSchema(ctx, pool); errors.Is(err, enroll.ErrSchemaMissing) {
+			// Name the fix rather than failing later on `relation "verifiermain" does not exist`.
+			pool.Close()
+			return nil, fmt.Errorf("%w: database %s has no Keylime verifier tables: add --init-schema to create "+
+				"them (or start the Keylime verifier once against it)", ErrConfig, enroll.RedactURL(cfg.DatabaseURL))
 		}
 		n, err := v.UseDatabase(ctx, pool)
 		if err != nil {

@@ -286,7 +286,7 @@ func (v *Verifier) verify(r *http.Request, a *agent, att *attestation, q *quoteD
 	a.recordVerdict(att.index, att.evaluation, att.failureReason, v.cfg.VerdictHistory)
 	a.mu.Unlock()
 	if o.reason == "" {
-		v.log.Info("attestation passed", "agent_id", a.id, "index", att.index)
+		v.log.Debug("attestation passed", "agent_id", a.id, "index", att.index)
 	} else {
 		v.log.Info("attestation failed", "agent_id", a.id, "index", att.index, "failure_reason", o.reason, "detail", o.detail)
 	}

@@ -28,6 +28,7 @@ func newVerifierSimCmd() *cobra.Command {
 		faultSpecs       []string
 		verifyCPU        time.Duration
 		verifyHashRounds int
+		verbose          bool
 	)
 	cmd := &cobra.Command{
 		Use:   "verifier-sim",
@@ -58,7 +59,11 @@ Example: --fault update:latency-median=50ms --fault update:latency-p99=400ms --f
 			if cfg.InitSchema && cfg.DatabaseURL == "" {
 				return &usageError{errors.New("--init-schema needs --database")}
 			}
-			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			level := slog.LevelInfo
+			if verbose {
+				level = slog.LevelDebug
+			}
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			cfg.Logger = log
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -67,6 +72,7 @@ Example: --fault update:latency-median=50ms --fault update:latency-p99=400ms --f
 	}
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", "127.0.0.1:8881", "address to listen on")
+	f.BoolVarP(&verbose, "verbose", "v", false, "also log every passing attestation (failures are always logged)")
 	f.StringVar(&tlsDir, "tls-dir", "", "directory receiving the generated ca.crt, server.crt/key and the admin client-cert.crt/client-private.pem (required unless --plain-http)")
 	f.BoolVar(&cfg.PlainHTTP, "plain-http", false, "serve plain HTTP instead of HTTPS")
 	f.StringVar(&cfg.DatabaseURL, "database", "", "verifier database URL (postgres://...): read agents from it and write attestations and sessions like the real verifier (default: none, so no agent is enrolled)")

@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/attestload/attestload/attestation/simverifier"
+	"github.com/attestload/attestload/internal/pgtest"
 )
 
 func TestVerifierSimUsageErrors(t *testing.T) {
@@ -57,5 +59,16 @@ func TestRunVerifierSim(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("runVerifierSim: %v", err)
+	}
+}
+
+// verifier-sim on a database without the verifier's tables names the fix (--init-schema) instead of failing on
+// `relation "verifiermain" does not exist`; with --init-schema it starts.
+func TestVerifierSimMissingSchema(t *testing.T) {
+	db := pgtest.NewDatabase(t)
+	var stderr bytes.Buffer
+	code := Main([]string{"verifier-sim", "--plain-http", "--listen", "127.0.0.1:0", "--database", db}, io.Discard, &stderr)
+	if code != exitUsage || !strings.Contains(stderr.String(), "--init-schema") || strings.Contains(stderr.String(), "relation") {
+		t.Errorf("exit %d, stderr %q; want %d naming --init-schema", code, stderr.String(), exitUsage)
 	}
 }
