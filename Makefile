@@ -27,8 +27,11 @@ build:
 	@echo "building attestload (the first build may take minutes)" >&2
 	@$(GO) build -o $(BIN) ./cmd/attestload
 
+# go test's output goes through internal/testsummary, which prints the same ok and FAIL lines and adds a
+# "skip <package> all N tests skipped: <why>" line where go test says "ok" although every test skipped; the exit
+# status is go test's (pipefail).
 test:
-	@$(WITH_DB) set -x; $(GO) test -race $(PKGS)
+	@$(WITH_DB) set -x; $(GO) test -race -json $(PKGS) | $(GO) run ./internal/testsummary
 
 vet:
 	$(GO) vet $(PKGS)
