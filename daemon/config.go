@@ -473,11 +473,36 @@ func (l Loader) Load() (*Config, error) {
 	if l.Override != nil {
 		l.Override(&cfg)
 	}
+	if cfg.Verifier.URL == "" && cfg.Database.URL == "" {
+		// The demo (`make run`: nothing configured, the built-in simulated verifier): a few dozen agents and a
+		// shorter quote interval, so that a 2-core laptop shows a lively pipeline instead of 2 agents doing a cycle
+		// a second. Whatever the user set wins; against a real verifier the old defaults hold.
+		if !v.IsSet("run.agents") && !v.IsSet("run.workers") {
+			cfg.Run.Agents, cfg.Run.Workers = DemoAgents, DemoWorkers
+		}
+		if !v.IsSet("simulator.quote_interval") {
+			cfg.Simulator.QuoteInterval = DemoQuoteInterval
+		}
+		if !v.IsSet("simulator.session_hash_iterations") {
+			cfg.Simulator.SessionHashIterations = DemoSessionHashIterations
+		}
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, l.attribute(err)
 	}
 	return &cfg, nil
 }
+
+// The demo's defaults, in a run with no verifier.url and no database.url: agents and workers when neither
+// run.agents nor run.workers is set; the simulated verifier's quote interval (seconds) and session PBKDF2 cost
+// when simulator.quote_interval and simulator.session_hash_iterations are not set (the real verifier's 600000
+// rounds would make the demo's first minute nothing but session set-up on 2 cores).
+const (
+	DemoAgents                = 32
+	DemoWorkers               = 8
+	DemoQuoteInterval         = 1
+	DemoSessionHashIterations = 10000
+)
 
 // attribute completes a ConfigError with where its value came from (a flag or an environment variable; a file's
 // keys are what the user typed already) and, for a value outside a list of choices, the nearest choice.

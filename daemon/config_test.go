@@ -379,3 +379,41 @@ func TestConfigErrorsNameSourceAndSuggest(t *testing.T) {
 		t.Errorf("run.colour: got %v, want no suggestion", err)
 	}
 }
+
+// The demo (no verifier, no database, size left to the defaults) is a few dozen agents on a shorter quote
+// interval; anything the user sets wins, and against a real verifier the old defaults hold.
+func TestDemoDefaults(t *testing.T) {
+	for _, k := range []string{"ATTESTLOAD_VERIFIER_URL", "ATTESTLOAD_DATABASE_URL", "ATTESTLOAD_RUN_AGENTS",
+		"ATTESTLOAD_RUN_WORKERS", "ATTESTLOAD_SIMULATOR_QUOTE_INTERVAL", "ATTESTLOAD_SIMULATOR_SESSION_HASH_ITERATIONS"} {
+		t.Setenv(k, "")
+	}
+	load := func(env ...string) *Config {
+		t.Helper()
+		for i := 0; i < len(env); i += 2 {
+			t.Setenv(env[i], env[i+1])
+		}
+		cfg, err := Loader{Environ: os.Environ()}.Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < len(env); i += 2 {
+			t.Setenv(env[i], "")
+		}
+		return cfg
+	}
+	c := load()
+	if c.Run.Agents != DemoAgents || c.Run.Workers != DemoWorkers || c.Simulator.QuoteInterval != DemoQuoteInterval ||
+		c.Simulator.SessionHashIterations != DemoSessionHashIterations {
+		t.Errorf("demo: agents %d workers %d quote interval %d hash %d", c.Run.Agents, c.Run.Workers,
+			c.Simulator.QuoteInterval, c.Simulator.SessionHashIterations)
+	}
+	c = load("ATTESTLOAD_RUN_AGENTS", "5", "ATTESTLOAD_SIMULATOR_QUOTE_INTERVAL", "2")
+	if c.Run.Agents != 5 || c.Run.Workers != 0 || c.Simulator.QuoteInterval != 2 {
+		t.Errorf("user's size: agents %d workers %d quote interval %d", c.Run.Agents, c.Run.Workers, c.Simulator.QuoteInterval)
+	}
+	c = load("ATTESTLOAD_VERIFIER_URL", "https://127.0.0.1:8881", "ATTESTLOAD_DATABASE_URL", "postgres://u:p@127.0.0.1/db")
+	d := DefaultConfig()
+	if c.Run.Agents != 0 || c.Run.Workers != 0 || c.Simulator != d.Simulator {
+		t.Errorf("real verifier: agents %d workers %d simulator %+v, want the old defaults", c.Run.Agents, c.Run.Workers, c.Simulator)
+	}
+}
