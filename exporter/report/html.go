@@ -141,33 +141,61 @@ func throughputChart(s *Summary) string {
 	return c.close()
 }
 
-// percentileChart draws p50 (dashed) and p99 (solid) of each phase per time bucket.
+// percentileChart draws p50 (dashed) and p99 (solid) of each phase per time bucket on a logarithmic latency axis:
+// on a linear one, a single slow session flattened every other line against the floor.
 func percentileChart(s *Summary) string {
-	const title = "Latency percentiles over time per phase (p50 dashed, p99 solid)"
+	const title = "Latency percentiles over time per phase (log scale; p50 dashed, p99 solid)"
 	bs := s.Throughput.Buckets
-	peak := 0.0
+	peak, low := 0.0, math.Inf(1)
 	for _, b := range bs {
-		for _, p := range b.P99 {
-			if p != nil {
-				peak = math.Max(peak, *p)
+		for _, m := range []map[string]*float64{b.P50, b.P99} {
+			for _, p := range m {
+				if p != nil && *p > 0 {
+					peak, low = math.Max(peak, *p), math.Min(low, *p)
+				}
 			}
 		}
 	}
 	if len(bs) == 0 || peak == 0 {
 		return emptyChart(title, "no latency data over time")
 	}
-	yMax := niceMax(peak)
+	// Whole decades, at least one.
+	hiExp := math.Ceil(math.Log10(peak))
+	loExp := math.Min(math.Floor(math.Log10(low)), hiExp-1)
+	plotH := chartH - padT - padB
+	yOf := func(v float64) float64 {
+		v = math.Max(v, math.Pow(10, loExp)) // a zero or tiny value sits on the floor
+		return chartH - padB - (math.Log10(v)-loExp)/(hiExp-loExp)*plotH
+	}
 	var c svg
 	c.open(title)
-	ticks, label := timeTicks(s)
-	c.axes(yMax, func(v float64) string { return fmtSeconds(&v) }, ticks, label)
-	var names, colors []string
-	for _, n := range phaseNames {
-		names, colors = append(names, n), append(colors, phaseColors[n])
+	x0, x1 := padL, chartW-padR
+	for e := loExp; e <= hiExp; e++ {
+		y := yOf(math.Pow(10, e))
+		fmt.Fprintf(&c.b, `<line x1="%s" y1="%s" x2="%s" y2="%s" class="grid"/>`, f1(x0), f1(y), f1(x1), f1(y))
+		c.text(x0-6, y+4, "end", "tick", decadeLabel(math.Pow(10, e)))
 	}
-	c.legend(names, colors, nil)
+	ticks, label := timeTicks(s)
+	for _, t := range ticks {
+		anchor := "middle"
+		switch t {
+		case 0:
+			anchor = "start"
+		case 1:
+			anchor = "end"
+		}
+		c.text(x0+(x1-x0)*t, chartH-padB+16, anchor, "tick", label(t))
+	}
+	fmt.Fprintf(&c.b, `<line x1="%s" y1="%s" x2="%s" y2="%s" class="axis"/>`, f1(x0), f1(chartH-padB), f1(x1), f1(chartH-padB))
+	fmt.Fprintf(&c.b, `<line x1="%s" y1="%s" x2="%s" y2="%s" class="axis"/>`, f1(x0), f1(chartH-padB), f1(x0), f1(padT))
+	// The legend says what the colours and the two dash styles mean, not only the tooltip.
+	names, colors, dashed := []string{}, []string{}, []bool{}
+	for _, n := range phaseNames {
+		names, colors, dashed = append(names, n), append(colors, phaseColors[n]), append(dashed, false)
+	}
+	names, colors, dashed = append(names, "p50", "p99"), append(colors, "#555555", "#555555"), append(dashed, true, false)
+	c.legend(names, colors, dashed)
 	w := (chartW - padL - padR) / float64(len(bs))
-	plotH := chartH - padT - padB
 	for _, n := range phaseNames {
 		for _, q := range []struct {
 			get  func(Bucket) *float64
@@ -185,7 +213,7 @@ func percentileChart(s *Summary) string {
 					}
 					continue
 				}
-				cur = append(cur, f1(padL+(float64(i)+0.5)*w)+","+f1(chartH-padB-*v/yMax*plotH))
+				cur = append(cur, f1(padL+(float64(i)+0.5)*w)+","+f1(yOf(*v)))
 			}
 			if len(cur) > 0 {
 				segs = append(segs, cur)
@@ -202,6 +230,20 @@ func percentileChart(s *Summary) string {
 		}
 	}
 	return c.close()
+}
+
+// decadeLabel writes a power of ten seconds with the unit that makes it a whole number: 10ms, 1s, 100s.
+func decadeLabel(v float64) string {
+	unit, scale := "s", 1.0
+	switch {
+	case v < 1e-6*0.999:
+		unit, scale = "ns", 1e9
+	case v < 1e-3*0.999:
+		unit, scale = "µs", 1e6
+	case v < 0.999:
+		unit, scale = "ms", 1e3
+	}
+	return strconv.FormatFloat(math.Round(v*scale), 'f', -1, 64) + unit
 }
 
 // histogramChart draws the whole-cycle latency distribution on log-spaced bins.
@@ -309,7 +351,7 @@ func writeHTML(w io.Writer, s *Summary) error {
 	b.WriteString("<div class=\"charts\">\n")
 	for _, ch := range []struct{ caption, svg string }{
 		{"Throughput over time", throughputChart(s)},
-		{"Latency percentiles over time", percentileChart(s)},
+		{"Latency percentiles over time (log scale; p50 dashed, p99 solid)", percentileChart(s)},
 		{"Cycle latency histogram", histogramChart(s)},
 		{"Outcomes and verdicts", outcomeChart(s)},
 	} {

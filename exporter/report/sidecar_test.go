@@ -61,3 +61,33 @@ func TestMicroSignOnlyLegacyKeepsGreekMu(t *testing.T) {
 		}
 	}
 }
+
+// The HTML report's latency-over-time chart says in its visible legend which line is p50 (dashed) and which p99
+// (solid), not only in a tooltip, and uses a logarithmic axis: its grid lines are decades.
+func TestPercentileChartLegendAndLogAxis(t *testing.T) {
+	var b strings.Builder
+	for i := range 60 {
+		cd := 0.05
+		if i == 30 {
+			cd = 40 // one very slow cycle
+		}
+		b.WriteString(v0Line(i%4, 0, true, true, 1000+float64(i), cd, 0.1) + "\n")
+	}
+	out, _, _ := runOn(t, b.String(), Options{Format: FormatHTML})
+	page := out.String()
+	start := strings.Index(page, "<title>Latency percentiles over time")
+	if start < 0 {
+		t.Fatalf("no latency-over-time chart:\n%s", page)
+	}
+	chart := page[start:]
+	chart = chart[:strings.Index(chart, "</svg>")]
+	for _, want := range []string{`class="legend">p50</text>`, `class="legend">p99</text>`, `stroke="#555555" stroke-width="3" stroke-dasharray="4 3"/>`,
+		`class="tick">10ms</text>`, `class="tick">100ms</text>`, `class="tick">1s</text>`, `class="tick">10s</text>`} {
+		if !strings.Contains(chart, want) {
+			t.Errorf("the chart lacks %s", want)
+		}
+	}
+	if !strings.Contains(page, "log scale") {
+		t.Errorf("the caption does not say the axis is logarithmic")
+	}
+}
