@@ -113,6 +113,12 @@ func run(in io.Reader, w io.Writer) error {
 			}
 			delete(pkgs, e.Package)
 		case e.Test == "" && e.Action == "fail":
+			// Output of tests that never reported an end (a panic, a timeout) belongs to the failure.
+			if s := pkgs[e.Package]; s != nil {
+				for _, c := range s.buffered {
+					io.WriteString(w, c.output)
+				}
+			}
 			delete(pkgs, e.Package)
 		case e.Test != "":
 			s := state(e.Package)

@@ -34,6 +34,10 @@ import "testing"
 func TestA(t *testing.T) { t.Skip("later") }
 func TestB(t *testing.T) {}
 `)
+	write("panics/p_test.go", `package panics
+import "testing"
+func TestPanic(t *testing.T) { panic("kaboom") }
+`)
 	write("fails/f_test.go", `package fails
 import "testing"
 func TestOK(t *testing.T) { t.Log("quiet") }
@@ -59,6 +63,8 @@ func TestBad(t *testing.T) { t.Run("inner", func(t *testing.T) { t.Error("boom")
 		"--- FAIL: TestBad/inner",
 		"boom",
 		"FAIL\texample.com/m/fails\t",
+		"panic: kaboom",
+		"FAIL\texample.com/m/panics\t",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("summary lacks %q", want)
