@@ -219,7 +219,9 @@ func runLoad(parent context.Context, cfg daemon.Config, stdout, stderr io.Writer
 	tel.setReady(true)
 	// Execute returns after the engine closed its stages: the verdict watcher's last lookups come before
 	// closeRun removes the agents' rows and stops the simulated verifier, so no pending verdict is lost to them.
+	loadStart := time.Now()
 	sum, runErr := r.Execute(ctx)
+	loadTime := time.Since(loadStart)
 	tel.setReady(false)
 	statusDone()
 	closeErr := closeRun()
@@ -253,7 +255,7 @@ func runLoad(parent context.Context, cfg daemon.Config, stdout, stderr io.Writer
 			repErr, code = nil, 0
 		}
 	}
-	runHints(log, cfg, sum)
+	runHints(log, cfg, sum.Stats, loadTime)
 	if st := sum.Stats; st.Success == 0 && st.Fail > 0 {
 		// Nothing got through: a run like that is a failure whatever the tables look like.
 		runErr = errors.Join(runErr, fmt.Errorf("every cycle failed (%d failed, none succeeded): the first error of "+
@@ -271,8 +273,7 @@ func runLoad(parent context.Context, cfg daemon.Config, stdout, stderr io.Writer
 // runHints says, after the summary, when the load asked for could not be produced: the rate model dropped ticks
 // because every agent was busy (its defaults, 8 agents at 10/s, cannot keep up with slow cycles), or a fleet run
 // was too short for its agents to attest more than once.
-func runHints(log *slog.Logger, cfg daemon.Config, sum daemon.Summary) {
-	st := sum.Stats
+func runHints(log *slog.Logger, cfg daemon.Config, st daemon.Stats, loadTime time.Duration) {
 	switch cfg.Scheduler.Model {
 	case daemon.ModelRate:
 		if due := st.Started + st.Dropped; st.Dropped > 0 {
@@ -281,10 +282,10 @@ func runHints(log *slog.Logger, cfg daemon.Config, sum daemon.Summary) {
 				"(now %d)", st.Dropped, due, 100*float64(st.Dropped)/float64(due), cfg.Run.Agents, cfg.Run.Workers))
 		}
 	case daemon.ModelFleet:
-		if iv := cfg.Scheduler.Fleet.Interval; st.Finished > 0 && sum.Elapsed < 2*iv {
+		if iv := cfg.Scheduler.Fleet.Interval; st.Finished > 0 && loadTime < 2*iv {
 			log.Warn(fmt.Sprintf("this fleet run lasted %s at an attestation interval of %s, so each agent attested "+
 				"at most %d time(s); run longer (--duration) or shorten --interval for a steady state",
-				sum.Elapsed.Round(time.Second), iv, int(sum.Elapsed/iv)+1))
+				loadTime.Round(time.Second), iv, int(loadTime/iv)+1))
 		}
 	}
 }
