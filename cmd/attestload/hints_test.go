@@ -36,6 +36,8 @@ func TestRunHints(t *testing.T) {
 	if !strings.Contains(stderr, "the rate model dropped") || !strings.Contains(stderr, "raise --agents (now 1)") {
 		t.Errorf("rate model with 1 agent at 200/s: no dropped-ticks hint:\n%s", stderr)
 	}
+	// Agent 0 is due at the start (no jitter), agent 1 half an interval later, after the run.
+	t.Setenv("ATTESTLOAD_SCHEDULER_FLEET_JITTER", "0")
 	_, _, stderr = runMain(t, "run", "--model", "fleet", "--interval", "1m", "--duration", "1s", "-a", "2",
 		"--profile", "quote-only", "--results-dir", t.TempDir(), "--key-pool", keyPoolArg())
 	if !strings.Contains(stderr, "each agent attested at most 1 time(s)") {

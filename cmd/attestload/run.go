@@ -282,7 +282,7 @@ func runHints(log *slog.Logger, cfg daemon.Config, st daemon.Stats, loadTime tim
 				"(now %d)", st.Dropped, due, 100*float64(st.Dropped)/float64(due), cfg.Run.Agents, cfg.Run.Workers))
 		}
 	case daemon.ModelFleet:
-		if iv := cfg.Scheduler.Fleet.Interval; st.Finished > 0 && loadTime < 2*iv {
+		if iv := cfg.Scheduler.Fleet.Interval; loadTime < 2*iv {
 			log.Warn(fmt.Sprintf("this fleet run lasted %s at an attestation interval of %s, so each agent attested "+
 				"at most %d time(s); run longer (--duration) or shorten --interval for a steady state",
 				loadTime.Round(time.Second), iv, int(loadTime/iv)+1))
