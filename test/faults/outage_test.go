@@ -57,8 +57,8 @@ func TestClosedPortOutageCostsNothing(t *testing.T) {
 	}
 	code := p.Wait(t, 2*time.Minute)
 	harness.NoCrash(t, "stderr", p.Stderr.String())
-	if code != 0 {
-		t.Errorf("exit code %d, want 0 (failed cycles are data, not a failed run)", code)
+	if code != 1 {
+		t.Errorf("exit code %d, want 1 (a run in which every cycle failed exits 1)", code)
 	}
 	logs := p.Stderr.String()
 	if n := strings.Count(logs, "verifier unreachable;"); n != 1 {
