@@ -23,6 +23,7 @@ import (
 	"github.com/attestload/attestload/attestation/enroll"
 	"github.com/attestload/attestload/attestation/softtpm"
 	"github.com/attestload/attestload/exporter/threshold"
+	"github.com/attestload/attestload/internal/suggest"
 )
 
 // EnvPrefix prefixes every environment variable attestload reads: ATTESTLOAD_<KEY> with the key's dots as
@@ -541,13 +542,8 @@ var choices = regexp.MustCompile(`must be ([a-z0-9_-]+(?:, [a-z0-9_-]+)*) or ([a
 // didYouMean is `; did you mean "x"?` for the candidate nearest to s, when one is close enough to be a typo of
 // it, else "".
 func didYouMean(s string, candidates []string) string {
-	best, bestD := "", -1
-	for _, c := range candidates {
-		if d := editDistance(strings.ToLower(s), strings.ToLower(c)); bestD < 0 || d < bestD || (d == bestD && c < best) {
-			best, bestD = c, d
-		}
-	}
-	if bestD < 0 || bestD == 0 || bestD > max(2, len(s)/4) {
+	best, d := suggest.Nearest(s, candidates)
+	if d <= 0 || d > max(2, len(s)/4) {
 		return ""
 	}
 	return fmt.Sprintf("; did you mean %q?", best)
@@ -555,27 +551,6 @@ func didYouMean(s string, candidates []string) string {
 
 // DidYouMean is didYouMean for the command line's unknown flags and commands.
 func DidYouMean(s string, candidates []string) string { return didYouMean(s, candidates) }
-
-// editDistance is the Levenshtein distance between a and b (bytes; keys and values are ASCII).
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
-}
 
 // reservedPrefixes name the ATTESTLOAD_* variables of the repository's test and CI scripts (the database tests,
 // scripts/pg-start.sh, the end-to-end script, the fault suite, the soak, scripts/keylime-verifier.sh and the

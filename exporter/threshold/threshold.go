@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/attestload/attestload/internal/suggest"
 )
 
 // Op is a comparison operator.
@@ -105,36 +107,11 @@ var MetricsHelp = func() string {
 
 // didYouMean suggests the metric name nearest to a mistyped one (one or two characters off).
 func didYouMean(metric string) string {
-	best, bestD := "", 3
-	for _, n := range Names() {
-		if d := distance(metric, n); d < bestD {
-			best, bestD = n, d
-		}
-	}
-	if best == "" {
+	best, d := suggest.Nearest(metric, Names())
+	if d < 0 || d > 2 {
 		return ""
 	}
 	return fmt.Sprintf(", did you mean %q?", best)
-}
-
-// distance is the Levenshtein distance between two ASCII names.
-func distance(a, b string) int {
-	prev, cur := make([]int, len(b)+1), make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := 1
-			if a[i-1] == b[j-1] {
-				c = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // Threshold is one parsed expression.
