@@ -595,6 +595,13 @@ func (e *Engine) runFleet(ctx context.Context) {
 		case w = <-free:
 		}
 		mu.Lock()
+		// A cycle that finished while this loop waited for a worker may have pushed an item due earlier than it:
+		// popping would then take that item off the heap and leave it there, so that its agent ran twice at once.
+		if len(h) == 0 || h[0] != it {
+			mu.Unlock()
+			free <- w
+			continue
+		}
 		heap.Pop(&h)
 		task := tasks[it.agent]
 		tasks[it.agent]++

@@ -21,12 +21,15 @@ type fakeRunner struct {
 	mu       sync.Mutex
 	inflight int
 	maxIn    int
+	agentIn  map[int]int // cycles of each agent running now
+	overlaps int         // cycles that started while another of the same agent ran
 	ends     map[int]time.Time
 	starts   map[int][]time.Time
 }
 
 func newFakeRunner(took time.Duration) *fakeRunner {
-	return &fakeRunner{took: func(int, int) time.Duration { return took }, ends: map[int]time.Time{}, starts: map[int][]time.Time{}}
+	return &fakeRunner{took: func(int, int) time.Duration { return took }, ends: map[int]time.Time{},
+		starts: map[int][]time.Time{}, agentIn: map[int]int{}}
 }
 
 func (f *fakeRunner) Cycle(ctx context.Context, agent, task, worker int) *record.Record {
@@ -34,6 +37,9 @@ func (f *fakeRunner) Cycle(ctx context.Context, agent, task, worker int) *record
 	f.inflight++
 	f.maxIn = max(f.maxIn, f.inflight)
 	f.starts[agent] = append(f.starts[agent], time.Now())
+	if f.agentIn[agent]++; f.agentIn[agent] > 1 {
+		f.overlaps++
+	}
 	f.mu.Unlock()
 	r := &record.Record{AgentIndex: agent, TaskIndex: task, WorkerIndex: worker, Outcome: record.OutcomeSuccess}
 	select {
@@ -43,6 +49,7 @@ func (f *fakeRunner) Cycle(ctx context.Context, agent, task, worker int) *record
 	}
 	f.mu.Lock()
 	f.inflight--
+	f.agentIn[agent]--
 	f.ends[agent] = time.Now()
 	f.mu.Unlock()
 	return r
@@ -389,4 +396,42 @@ func TestNewEngineRejectsBadSchedules(t *testing.T) {
 			t.Errorf("NewEngine accepted %+v", s)
 		}
 	}
+}
+
+// In the fleet model an agent never has two cycles at once, also when cycles finishing while the scheduler waits
+// for a worker push items due earlier than the one it is about to start (agents running late, few workers).
+func TestFleetNeverRunsAnAgentTwiceAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// Agent 0's cycles take far longer than the interval, so its next due time lies well before the others':
+		// when one of its cycles ends while the scheduler waits for a worker, it pushes the earliest item.
+		const agents, tasks = 4, 6
+		fr := newFakeRunner(0)
+		fr.took = func(agent, task int) time.Duration {
+			if agent == 0 {
+				return 5 * time.Second
+			}
+			return time.Duration(300+100*agent) * time.Millisecond
+		}
+		sink := &collect{}
+		e, err := NewEngine(fr, Schedule{Model: ModelFleet, Agents: agents, Workers: 2, Tasks: tasks,
+			Interval: time.Second}, WithResultsSink(sink))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if fr.overlaps != 0 {
+			t.Errorf("%d cycles started while another cycle of the same agent ran", fr.overlaps)
+		}
+		perAgent := map[int]int{}
+		for _, r := range sink.recs {
+			perAgent[r.AgentIndex]++
+		}
+		for a := range agents {
+			if perAgent[a] != tasks {
+				t.Errorf("agent %d ran %d cycles, want %d", a, perAgent[a], tasks)
+			}
+		}
+	})
 }
