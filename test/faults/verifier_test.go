@@ -26,13 +26,16 @@ func TestVerifierKilledAndRestarted(t *testing.T) {
 	w.sim.Restart()
 	d.waitCycles(t, record.OutcomeSuccess, int(okAtKill)+20, time.Minute)
 	after := fdFloor(t, d.Proc)
-	// Connections to the verifier come and go with the concurrency, at most one per agent; the outage failed at
-	// least three requests per agent, so a descriptor leaked per failed request would exceed this bound.
-	if after > before+agents {
+	// Connections to the verifier come and go with the concurrency. After an outage the agents' backoffs end
+	// within a few seconds of each other, so up to one connection per agent is in use while as many wait idle in
+	// the pool for reuse: at most two per agent (measured: 11-15 more descriptors for 10 agents). The outage failed
+	// at least three requests per agent, so a descriptor leaked per failed request would still exceed this bound.
+	if after > before+2*agents {
 		t.Errorf("file descriptors grew from %d before the outage to %d after recovery", before, after)
 	}
-	// Each verifier connection has a read and a write goroutine; anything beyond that is a leak.
-	if g1 := harness.Scrape(t, d.addr)["go_goroutines"]; haveGoroutines && g1 > g0+2*agents {
+	// Each verifier connection has a read and a write goroutine (measured: 21-34 more for 10 agents); anything
+	// beyond two connections per agent is a leak, and one per failed request would exceed it.
+	if g1 := harness.Scrape(t, d.addr)["go_goroutines"]; haveGoroutines && g1 > g0+4*agents {
 		t.Errorf("goroutines grew from %v before the outage to %v after recovery", g0, g1)
 	} else if !haveGoroutines {
 		t.Log("/metrics has no go_goroutines; goroutine growth not checked")
