@@ -117,65 +117,14 @@ func New(cfg Config) (*Client, error) {
 		renewMargin: cfg.TokenRenewMargin, slideTokens: !cfg.FixedTokenExpiry, hooks: cfg.Hooks, log: cfg.Logger,
 		now: cfg.Now, sleep: cfg.Sleep,
 	}
-	switch c.prefix {
-	case "":
-		c.prefix = DefaultAPIPrefix
-	case "v3", "v3.0":
-	default:
-		return nil, fmt.Errorf("client config: api prefix %q: must be v3 or v3.0", cfg.APIPrefix)
+	if err := c.checkProtocol(cfg); err != nil {
+		return nil, err
 	}
-	switch c.extraData {
-	case "":
-		c.extraData = ExtraDataRaw
-	case ExtraDataRaw, ExtraDataB64Text:
-	default:
-		return nil, fmt.Errorf("client config: extra data encoding %q: must be raw or b64text", cfg.ExtraDataEncoding)
+	if err := c.checkLimits(cfg); err != nil {
+		return nil, err
 	}
-	for _, d := range []struct {
-		name string
-		v    *time.Duration
-		def  time.Duration
-	}{
-		{"request timeout", &c.timeout, DefaultRequestTimeout},
-		{"max retry after", &c.maxRetryWait, DefaultMaxRetryAfter},
-		{"token renew margin", &c.renewMargin, DefaultTokenRenewMargin},
-	} {
-		if *d.v < 0 {
-			return nil, fmt.Errorf("client config: %s %v: must not be negative", d.name, *d.v)
-		}
-		if *d.v == 0 {
-			*d.v = d.def
-		}
-	}
-	switch {
-	case c.maxRetries == 0:
-		c.maxRetries = DefaultMaxRetries
-	case c.maxRetries < 0:
-		c.maxRetries = 0
-	}
-	switch {
-	case c.maxBody < 0:
-		return nil, fmt.Errorf("client config: max body bytes %d: must not be negative", cfg.MaxBodyBytes)
-	case c.maxBody == 0:
-		c.maxBody = DefaultMaxBodyBytes
-	}
-	switch {
-	case cfg.HTTPClient != nil:
-		c.http = cfg.HTTPClient
-	default:
-		rt := cfg.Transport
-		if rt == nil {
-			t, err := NewTransport(TLSOptions{})
-			if err != nil {
-				return nil, err
-			}
-			rt = t
-		}
-		c.http = &http.Client{
-			Transport: rt,
-			// A redirect from the verifier is never part of the protocol; seeing it as a status is more useful.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
+	if c.http, err = newHTTPClient(cfg); err != nil {
+		return nil, err
 	}
 	if c.hooks == nil {
 		c.hooks = nopHooks{}
@@ -191,6 +140,79 @@ func New(cfg Config) (*Client, error) {
 		c.sleep = sleepCtx
 	}
 	return c, nil
+}
+
+// checkProtocol validates the API prefix and the quote's extraData encoding, and defaults them.
+func (c *Client) checkProtocol(cfg Config) error {
+	switch c.prefix {
+	case "":
+		c.prefix = DefaultAPIPrefix
+	case "v3", "v3.0":
+	default:
+		return fmt.Errorf("client config: api prefix %q: must be v3 or v3.0", cfg.APIPrefix)
+	}
+	switch c.extraData {
+	case "":
+		c.extraData = ExtraDataRaw
+	case ExtraDataRaw, ExtraDataB64Text:
+	default:
+		return fmt.Errorf("client config: extra data encoding %q: must be raw or b64text", cfg.ExtraDataEncoding)
+	}
+	return nil
+}
+
+// checkLimits validates the durations, retry budget and body bound, and defaults the zero ones.
+func (c *Client) checkLimits(cfg Config) error {
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"request timeout", &c.timeout, DefaultRequestTimeout},
+		{"max retry after", &c.maxRetryWait, DefaultMaxRetryAfter},
+		{"token renew margin", &c.renewMargin, DefaultTokenRenewMargin},
+	} {
+		if *d.v < 0 {
+			return fmt.Errorf("client config: %s %v: must not be negative", d.name, *d.v)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	switch {
+	case c.maxRetries == 0:
+		c.maxRetries = DefaultMaxRetries
+	case c.maxRetries < 0:
+		c.maxRetries = 0
+	}
+	switch {
+	case c.maxBody < 0:
+		return fmt.Errorf("client config: max body bytes %d: must not be negative", cfg.MaxBodyBytes)
+	case c.maxBody == 0:
+		c.maxBody = DefaultMaxBodyBytes
+	}
+	return nil
+}
+
+// newHTTPClient returns cfg.HTTPClient, or a client over cfg.Transport (default: a verifying NewTransport) that
+// does not follow redirects.
+func newHTTPClient(cfg Config) (*http.Client, error) {
+	if cfg.HTTPClient != nil {
+		return cfg.HTTPClient, nil
+	}
+	rt := cfg.Transport
+	if rt == nil {
+		t, err := NewTransport(TLSOptions{})
+		if err != nil {
+			return nil, err
+		}
+		rt = t
+	}
+	return &http.Client{
+		Transport: rt,
+		// A redirect from the verifier is never part of the protocol; seeing it as a status is more useful.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}, nil
 }
 
 func validateBaseURL(s string) (string, error) {

@@ -294,89 +294,25 @@ func (cy *cycle) session(ctx context.Context) bool {
 	}
 	retries := 0
 	for {
-		// POST /sessions
-		att, r := c.do(pctx, record.ActionSessionCreate, http.MethodPost, cy.urls.sessions, createBody, "")
 		var sess sessionCreated
-		var dec decision
-		var wait time.Duration
-		var detail string
-		if r != nil && r.status == http.StatusOK {
-			sess, err = parseSessionCreated(r.body)
-			if err != nil {
-				setFailed(&att, record.ErrBadResponse)
-				dec, detail = decFail, err.Error()
-			} else {
-				setOK(&att)
-				dec = decOK
-			}
-		} else {
-			dec, wait, detail = cy.judge(&att, r, false, retries)
-			if dec == decReauth || dec == decRenegotiate {
-				dec = decFail
-			}
-		}
-		r.release()
-		if dec == decRetry && !cy.retry(&att, &retries, wait) {
-			dec = decFail
-		}
-		cy.add(pctx, &cy.rec.SessionAttempts, att, detail)
-		switch dec {
+		create := call{action: record.ActionSessionCreate, method: http.MethodPost, url: cy.urls.sessions,
+			body: createBody, want: http.StatusOK, accept: func(r *response) (string, string) {
+				var err error
+				if sess, err = parseSessionCreated(r.body); err != nil {
+					return record.ErrBadResponse, err.Error()
+				}
+				return "", ""
+			}}
+		switch dec, wait := cy.sessionStep(pctx, &create, &retries); dec {
 		case decRetry:
 			if !cy.wait(ctx, wait) {
 				return false
 			}
 			continue
 		case decFail:
-			cy.failure = *att.Error
 			return false
 		}
-
-		// PATCH /sessions/{id} with TPM2_Certify over the raw nonce.
-		msg, sig, err := a.TPM.Certify(sess.Challenge)
-		if err != nil {
-			cy.failure = record.ErrLocal
-			c.log.Debug("certify failed", "agent", a.ID, "err", err)
-			return false
-		}
-		popBody, err := sessionPoPBody(a.ID, sess.ID, msg, sig)
-		if err != nil {
-			cy.failure = record.ErrLocal
-			return false
-		}
-		att, r = c.do(pctx, record.ActionSessionPoP, http.MethodPatch, cy.urls.sessions+"/"+url.PathEscape(sess.ID), popBody, "")
-		detail = ""
-		switch {
-		case r != nil && r.status == http.StatusOK:
-			res, perr := parsePoPResult(r.body)
-			switch {
-			case perr != nil:
-				setFailed(&att, record.ErrBadResponse)
-				dec, detail = decFail, perr.Error()
-			case !res.Pass:
-				// 200 "fail": nonce expired or agent unknown to the verifier.
-				setFailed(&att, record.ErrPoPRejected)
-				dec = decFail
-			default:
-				setOK(&att)
-				dec = decOK
-				a.setToken(res.Token, res.Expires, c.now())
-			}
-		case r != nil && r.status == http.StatusUnauthorized:
-			setFailed(&att, record.ErrPoPRejected)
-			att.Code = parseAPIError(r.body).Code
-			dec = decFail
-		default:
-			dec, wait, detail = cy.judge(&att, r, false, retries)
-			if dec == decReauth || dec == decRenegotiate {
-				dec = decFail
-			}
-		}
-		r.release()
-		if dec == decRetry && !cy.retry(&att, &retries, wait) {
-			dec = decFail
-		}
-		cy.add(pctx, &cy.rec.SessionAttempts, att, detail)
-		switch dec {
+		switch dec, wait := cy.proveSession(pctx, sess, &retries); dec {
 		case decOK:
 			ok = true
 			return true
@@ -385,10 +321,114 @@ func (cy *cycle) session(ctx context.Context) bool {
 				return false
 			}
 		default:
-			cy.failure = *att.Error
 			return false
 		}
 	}
+}
+
+// proveSession sends the session's proof of possession: PATCH /sessions/{id} with TPM2_Certify over the raw
+// nonce. A pass stores the token in the agent.
+func (cy *cycle) proveSession(pctx context.Context, sess sessionCreated, retries *int) (decision, time.Duration) {
+	c, a := cy.c, cy.a
+	msg, sig, err := a.TPM.Certify(sess.Challenge)
+	if err != nil {
+		cy.failure = record.ErrLocal
+		c.log.Debug("certify failed", "agent", a.ID, "err", err)
+		return decFail, 0
+	}
+	popBody, err := sessionPoPBody(a.ID, sess.ID, msg, sig)
+	if err != nil {
+		cy.failure = record.ErrLocal
+		return decFail, 0
+	}
+	pop := call{action: record.ActionSessionPoP, method: http.MethodPatch,
+		url: cy.urls.sessions + "/" + url.PathEscape(sess.ID), body: popBody, want: http.StatusOK,
+		accept: func(r *response) (string, string) {
+			res, err := parsePoPResult(r.body)
+			switch {
+			case err != nil:
+				return record.ErrBadResponse, err.Error()
+			case !res.Pass:
+				// 200 "fail": nonce expired or agent unknown to the verifier.
+				return record.ErrPoPRejected, ""
+			}
+			a.setToken(res.Token, res.Expires, c.now())
+			return "", ""
+		},
+		refuse: func(att *record.Attempt, r *response) bool {
+			if r == nil || r.status != http.StatusUnauthorized {
+				return false
+			}
+			setFailed(att, record.ErrPoPRejected)
+			att.Code = parseAPIError(r.body).Code
+			return true
+		}}
+	return cy.sessionStep(pctx, &pop, retries)
+}
+
+// sessionStep is a step of the session phase, which cannot re-authenticate or renegotiate: those answers fail it.
+// A failure sets cy.failure.
+func (cy *cycle) sessionStep(pctx context.Context, req *call, retries *int) (decision, time.Duration) {
+	dec, wait, class := cy.step(pctx, &cy.rec.SessionAttempts, req, retries)
+	if dec != decOK && dec != decRetry {
+		cy.failure = class
+		return decFail, 0
+	}
+	return dec, wait
+}
+
+// call is one request of a phase and how its answer is read.
+type call struct {
+	action, method, url string
+	body                []byte
+	auth                bool // send the agent's current token (read at each attempt: a re-authentication renews it)
+	want                int  // the status that means the verifier took the request
+	patch               bool // the evidence PATCH: 403 challenges_expired or evidence_immutable renegotiates
+	// accept reads a response with status want. An empty class makes the attempt successful (a detail is then only
+	// logged); otherwise the attempt fails with class and detail.
+	accept func(r *response) (class, detail string)
+	// refuse, if set, may judge a response other than want (or a transport failure, r == nil) before judge does:
+	// true means it set the attempt's error and the step fails.
+	refuse func(att *record.Attempt, r *response) bool
+}
+
+// step makes one attempt of req: it sends the request, classifies the answer (accept, refuse, judge), turns a retry
+// the phase's budget cannot pay for into a failure, and records the attempt in list. It returns the decision, the
+// wait before a retry, and the attempt's error class when it failed.
+func (cy *cycle) step(pctx context.Context, list *[]record.Attempt, req *call, retries *int) (decision, time.Duration, string) {
+	token := ""
+	if req.auth {
+		token = cy.a.token
+	}
+	att, r := cy.c.do(pctx, req.action, req.method, req.url, req.body, token)
+	var dec decision
+	var wait time.Duration
+	var detail string
+	switch {
+	case r != nil && r.status == req.want:
+		var class string
+		if class, detail = req.accept(r); class != "" {
+			setFailed(&att, class)
+			dec = decFail
+		} else {
+			setOK(&att)
+			dec = decOK
+		}
+	case req.refuse != nil && req.refuse(&att, r):
+		dec = decFail
+	default:
+		dec, wait, detail = cy.judge(&att, r, req.patch, *retries)
+	}
+	r.release()
+	if dec == decRetry && !cy.retry(&att, retries, wait) {
+		dec = decFail
+	}
+	cy.add(pctx, list, att, detail)
+	class := ""
+	if att.Error != nil {
+		class = *att.Error
+	}
+	return dec, wait, class
 }
 
 // reauth handles a 401 on an attestation call: drop the token and authenticate again, once per cycle.
@@ -419,12 +459,15 @@ func (cy *cycle) negotiate(ctx context.Context) (negotiation, bool) {
 		return negotiation{}, false
 	}
 	var neg negotiation
-	dec := cy.exchange(ctx, pctx, record.ActionCreate, http.MethodPost, cy.urls.create, body, http.StatusCreated,
-		&cy.rec.CreateAttempts, false, func(r *response) (string, error) {
+	req := call{action: record.ActionCreate, method: http.MethodPost, url: cy.urls.create, body: body, auth: true,
+		want: http.StatusCreated, accept: func(r *response) (string, string) {
 			var err error
-			neg, err = parseNegotiation(r.body, r.header.Get("Location"))
-			return "", err
-		})
+			if neg, err = parseNegotiation(r.body, r.header.Get("Location")); err != nil {
+				return record.ErrBadResponse, err.Error()
+			}
+			return "", ""
+		}}
+	dec := cy.exchange(ctx, pctx, &req, &cy.rec.CreateAttempts)
 	if dec != decOK {
 		return negotiation{}, false
 	}
@@ -447,16 +490,16 @@ func (cy *cycle) evidence(ctx context.Context, neg negotiation) decision {
 		return decFail
 	}
 	var next *float64
-	dec := cy.exchange(ctx, pctx, record.ActionUpdate, http.MethodPatch, cy.urls.update, body, http.StatusAccepted,
-		&cy.rec.UpdateAttempts, true, func(r *response) (string, error) {
+	req := call{action: record.ActionUpdate, method: http.MethodPatch, url: cy.urls.update, body: body, auth: true,
+		want: http.StatusAccepted, patch: true, accept: func(r *response) (string, string) {
 			var err error
-			next, err = parseAccepted(r.body)
-			if err != nil {
+			if next, err = parseAccepted(r.body); err != nil {
 				// The evidence was accepted whatever the body says; only the hint for the next POST is lost.
-				return err.Error(), nil
+				return "", err.Error()
 			}
-			return "", nil
-		})
+			return "", ""
+		}}
+	dec := cy.exchange(ctx, pctx, &req, &cy.rec.UpdateAttempts)
 	if dec != decOK {
 		return dec
 	}
@@ -481,35 +524,12 @@ func (cy *cycle) evidence(ctx context.Context, neg negotiation) decision {
 }
 
 // exchange sends one attestation request (the POST or the PATCH) until it succeeds or the cycle has to stop,
-// recording every attempt in list. A response with status want goes to accept, which decodes its body: an
-// error makes the attempt a bad_response failure, a detail is recorded with a successful attempt. Retries
-// wait as the verifier asked, a 401 re-authenticates once, and the result is decOK, decRenegotiate (only when
-// patch, the evidence PATCH) or decFail with cy.failure set.
-func (cy *cycle) exchange(ctx, pctx context.Context, action, method, rawURL string, body []byte, want int,
-	list *[]record.Attempt, patch bool, accept func(*response) (string, error)) decision {
+// recording every attempt in list. Retries wait as the verifier asked, a 401 re-authenticates once, and the result
+// is decOK, decRenegotiate (only for the evidence PATCH) or decFail with cy.failure set.
+func (cy *cycle) exchange(ctx, pctx context.Context, req *call, list *[]record.Attempt) decision {
 	retries := 0
 	for {
-		att, r := cy.c.do(pctx, action, method, rawURL, body, cy.a.token)
-		var dec decision
-		var wait time.Duration
-		var detail string
-		if r != nil && r.status == want {
-			var err error
-			if detail, err = accept(r); err != nil {
-				setFailed(&att, record.ErrBadResponse)
-				dec, detail = decFail, err.Error()
-			} else {
-				setOK(&att)
-				dec = decOK
-			}
-		} else {
-			dec, wait, detail = cy.judge(&att, r, patch, retries)
-		}
-		r.release()
-		if dec == decRetry && !cy.retry(&att, &retries, wait) {
-			dec = decFail
-		}
-		cy.add(pctx, list, att, detail)
+		dec, wait, class := cy.step(pctx, list, req, &retries)
 		switch dec {
 		case decOK:
 			return decOK
@@ -522,10 +542,10 @@ func (cy *cycle) exchange(ctx, pctx context.Context, action, method, rawURL stri
 				return decFail
 			}
 		case decRenegotiate:
-			cy.failure = *att.Error
+			cy.failure = class
 			return decRenegotiate
 		default:
-			cy.failure = *att.Error
+			cy.failure = class
 			return decFail
 		}
 	}
