@@ -70,24 +70,9 @@ func (v *Verifier) createAttestation(r *http.Request, body []byte, agentID, self
 	}
 	now := v.now()
 	a.mu.Lock()
-	if latest := a.latest; latest != nil {
-		if v.cfg.VerificationTimeout > 0 && latest.stage == stageEvaluating {
-			if left := latest.evidenceReceivedAt.Add(v.cfg.VerificationTimeout).Sub(now); left > 0 {
-				a.mu.Unlock()
-				return apiErrorResponse(http.StatusServiceUnavailable, "verification_in_progress",
-					fmt.Sprintf("Verification of the previous attestation for agent '%s' is still in progress.", agentID), self, "").
-					set("Retry-After", retryAfter(left))
-			}
-		}
-		if v.cfg.QuoteInterval > 0 && !latest.evidenceReceivedAt.IsZero() {
-			next := latest.evidenceReceivedAt.Add(time.Duration(v.cfg.QuoteInterval) * time.Second)
-			if left := next.Sub(now); left > 0 {
-				a.mu.Unlock()
-				return apiErrorResponse(http.StatusTooManyRequests, "premature_attestation",
-					fmt.Sprintf("Cannot create attestation for agent '%s' before the configured interval has elapsed. Wait %d seconds before trying again.", agentID, ceilSeconds(left)),
-					self, "").set("Retry-After", retryAfter(left))
-			}
-		}
+	if resp := v.pacingRefusal(a, agentID, now, self); resp != nil {
+		a.mu.Unlock()
+		return resp
 	}
 	expected := a.nextIndex
 	var passed *passedState
@@ -120,6 +105,36 @@ func (v *Verifier) createAttestation(r *http.Request, body []byte, agentID, self
 	if v.db != nil {
 		v.db.saveCreated(r.Context(), agentID, att)
 	}
+	return createdResponse(att, self)
+}
+
+// pacingRefusal is the 503 for a verification still in progress or the 429 for an attestation created before the
+// quote interval elapsed, or nil. Called with a.mu held.
+func (v *Verifier) pacingRefusal(a *agent, agentID string, now time.Time, self string) *response {
+	latest := a.latest
+	if latest == nil {
+		return nil
+	}
+	if v.cfg.VerificationTimeout > 0 && latest.stage == stageEvaluating {
+		if left := latest.evidenceReceivedAt.Add(v.cfg.VerificationTimeout).Sub(now); left > 0 {
+			return apiErrorResponse(http.StatusServiceUnavailable, "verification_in_progress",
+				fmt.Sprintf("Verification of the previous attestation for agent '%s' is still in progress.", agentID), self, "").
+				set("Retry-After", retryAfter(left))
+		}
+	}
+	if v.cfg.QuoteInterval > 0 && !latest.evidenceReceivedAt.IsZero() {
+		next := latest.evidenceReceivedAt.Add(time.Duration(v.cfg.QuoteInterval) * time.Second)
+		if left := next.Sub(now); left > 0 {
+			return apiErrorResponse(http.StatusTooManyRequests, "premature_attestation",
+				fmt.Sprintf("Cannot create attestation for agent '%s' before the configured interval has elapsed. Wait %d seconds before trying again.", agentID, ceilSeconds(left)),
+				self, "").set("Retry-After", retryAfter(left))
+		}
+	}
+	return nil
+}
+
+// createdResponse is the 201 of a created attestation: the evidence requested and its location.
+func createdResponse(att *attestation, self string) *response {
 	loc := self + "/" + strconv.Itoa(att.index)
 	doc := map[string]any{
 		"data": map[string]any{
@@ -145,30 +160,9 @@ func (v *Verifier) negotiate(a *agent, attrs map[string]any, passed *passedState
 	if !ok || len(supported) == 0 {
 		return nil, invalid(self, evidencePointer, "evidence_supported is required and must be a non-empty list")
 	}
-	quoteAt, imaAt, uefiAt := -1, -1, -1
-	for i, it := range supported {
-		m, ok := asObject(it)
-		if !ok {
-			return nil, invalid(self, fmt.Sprintf("%s/%d", evidencePointer, i), "evidence item must be an object")
-		}
-		class, _ := asString(m["evidence_class"])
-		if class != "certification" && class != "log" {
-			return nil, invalid(self, fmt.Sprintf("%s/%d/evidence_class", evidencePointer, i), "evidence_class must be 'certification' or 'log'")
-		}
-		typ, ok := asString(m["evidence_type"])
-		if !ok {
-			return nil, invalid(self, fmt.Sprintf("%s/%d/evidence_type", evidencePointer, i), "evidence_type is required")
-		}
-		switch {
-		case typ == "tpm_quote" && quoteAt < 0:
-			if caps, _ := asObject(m["capabilities"]); caps != nil && caps["component_version"] == "2.0" {
-				quoteAt = i
-			}
-		case typ == "ima_log" && imaAt < 0:
-			imaAt = i
-		case typ == "uefi_log" && uefiAt < 0:
-			uefiAt = i
-		}
+	quoteAt, imaAt, uefiAt, resp := scanSupported(supported, self)
+	if resp != nil {
+		return nil, resp
 	}
 	sysInfo, _ := asObject(attrs["system_info"])
 	bootRaw, hasBoot := sysInfo["boot_time"]
@@ -197,53 +191,99 @@ func (v *Verifier) negotiate(a *agent, attrs map[string]any, passed *passedState
 		if uefiAt < 0 {
 			return nil, invalid(self, evidencePointer, "evidence_supported must include a uefi_log")
 		}
-		m := supported[uefiAt].(map[string]any)
-		caps, _ := asObject(m["capabilities"])
-		ptr := fmt.Sprintf("%s/%d/capabilities", evidencePointer, uefiAt)
-		if formats, _ := stringList(caps["formats"]); !contains(formats, "application/octet-stream") {
-			return nil, invalid(self, ptr+"/formats", "formats must include application/octet-stream")
+		item, resp := uefiItem(supported[uefiAt].(map[string]any), fmt.Sprintf("%s/%d/capabilities", evidencePointer, uefiAt), self)
+		if resp != nil {
+			return nil, resp
 		}
-		att.items = append(att.items, &evidenceItem{class: "log", typ: "uefi_log", capabilities: compact(caps)})
+		att.items = append(att.items, item)
 	}
 	if a.ima != nil {
 		if imaAt < 0 {
 			return nil, invalid(self, evidencePointer, "evidence_supported must include an ima_log")
 		}
-		m := supported[imaAt].(map[string]any)
-		caps, _ := asObject(m["capabilities"])
-		ptr := fmt.Sprintf("%s/%d/capabilities", evidencePointer, imaAt)
-		count, ok := asInt(caps["entry_count"])
-		if !ok || count < 0 {
-			return nil, invalid(self, ptr+"/entry_count", "entry_count is required and must be a non-negative integer")
+		item, resp := imaItem(supported[imaAt].(map[string]any), fmt.Sprintf("%s/%d/capabilities", evidencePointer, imaAt), self, hasBoot, bootTime, passed)
+		if resp != nil {
+			return nil, resp
 		}
-		if formats, _ := stringList(caps["formats"]); !contains(formats, "text/plain") {
-			return nil, invalid(self, ptr+"/formats", "formats must include text/plain")
-		}
-		if partial, _ := asBool(caps["supports_partial_access"]); !partial {
-			return nil, invalid(self, ptr+"/supports_partial_access", "supports_partial_access must be true")
-		}
-		if !hasBoot {
-			return nil, invalid(self, "/data/attributes/system_info/boot_time", "boot_time is required when an IMA log is expected")
-		}
-		offset := 0
-		if passed != nil {
-			switch {
-			case bootTime.Before(passed.bootTime):
-				return nil, invalid(self, "/data/attributes/system_info/boot_time", "boot_time must not be earlier than that of the last successful attestation")
-			case bootTime.Equal(passed.bootTime):
-				offset = passed.startingOffset + passed.certified
-			}
-		}
-		if offset > count {
-			return nil, invalid(self, ptr+"/entry_count", "entry_count %d is lower than the next expected entry %d", count, offset)
-		}
-		att.items = append(att.items, &evidenceItem{class: "log", typ: "ima_log", capabilities: compact(caps), startingOffset: offset, entryCount: count})
+		att.items = append(att.items, item)
 	}
 	if !hasBoot {
 		// attestations.system_info__boot_time is NOT NULL: the real verifier fails the commit with a 500.
 		return nil, emptyResponse(http.StatusInternalServerError)
 	}
 	return att, nil
+}
+
+// scanSupported checks every evidence_supported item's class and type and finds the first usable tpm_quote
+// (component_version 2.0), ima_log and uefi_log (-1 where there is none).
+func scanSupported(supported []any, self string) (quoteAt, imaAt, uefiAt int, resp *response) {
+	quoteAt, imaAt, uefiAt = -1, -1, -1
+	for i, it := range supported {
+		m, ok := asObject(it)
+		if !ok {
+			return 0, 0, 0, invalid(self, fmt.Sprintf("%s/%d", evidencePointer, i), "evidence item must be an object")
+		}
+		class, _ := asString(m["evidence_class"])
+		if class != "certification" && class != "log" {
+			return 0, 0, 0, invalid(self, fmt.Sprintf("%s/%d/evidence_class", evidencePointer, i), "evidence_class must be 'certification' or 'log'")
+		}
+		typ, ok := asString(m["evidence_type"])
+		if !ok {
+			return 0, 0, 0, invalid(self, fmt.Sprintf("%s/%d/evidence_type", evidencePointer, i), "evidence_type is required")
+		}
+		switch {
+		case typ == "tpm_quote" && quoteAt < 0:
+			if caps, _ := asObject(m["capabilities"]); caps != nil && caps["component_version"] == "2.0" {
+				quoteAt = i
+			}
+		case typ == "ima_log" && imaAt < 0:
+			imaAt = i
+		case typ == "uefi_log" && uefiAt < 0:
+			uefiAt = i
+		}
+	}
+	return quoteAt, imaAt, uefiAt, nil
+}
+
+// uefiItem validates a uefi_log's capabilities (ptr points at them) and requests the log.
+func uefiItem(m map[string]any, ptr, self string) (*evidenceItem, *response) {
+	caps, _ := asObject(m["capabilities"])
+	if formats, _ := stringList(caps["formats"]); !contains(formats, "application/octet-stream") {
+		return nil, invalid(self, ptr+"/formats", "formats must include application/octet-stream")
+	}
+	return &evidenceItem{class: "log", typ: "uefi_log", capabilities: compact(caps)}, nil
+}
+
+// imaItem validates an ima_log's capabilities (ptr points at them) and the boot time, and requests the entries
+// from where the last passed attestation of the same boot left off.
+func imaItem(m map[string]any, ptr, self string, hasBoot bool, bootTime time.Time, passed *passedState) (*evidenceItem, *response) {
+	caps, _ := asObject(m["capabilities"])
+	count, ok := asInt(caps["entry_count"])
+	if !ok || count < 0 {
+		return nil, invalid(self, ptr+"/entry_count", "entry_count is required and must be a non-negative integer")
+	}
+	if formats, _ := stringList(caps["formats"]); !contains(formats, "text/plain") {
+		return nil, invalid(self, ptr+"/formats", "formats must include text/plain")
+	}
+	if partial, _ := asBool(caps["supports_partial_access"]); !partial {
+		return nil, invalid(self, ptr+"/supports_partial_access", "supports_partial_access must be true")
+	}
+	if !hasBoot {
+		return nil, invalid(self, "/data/attributes/system_info/boot_time", "boot_time is required when an IMA log is expected")
+	}
+	offset := 0
+	if passed != nil {
+		switch {
+		case bootTime.Before(passed.bootTime):
+			return nil, invalid(self, "/data/attributes/system_info/boot_time", "boot_time must not be earlier than that of the last successful attestation")
+		case bootTime.Equal(passed.bootTime):
+			offset = passed.startingOffset + passed.certified
+		}
+	}
+	if offset > count {
+		return nil, invalid(self, ptr+"/entry_count", "entry_count %d is lower than the next expected entry %d", count, offset)
+	}
+	return &evidenceItem{class: "log", typ: "ima_log", capabilities: compact(caps), startingOffset: offset, entryCount: count}, nil
 }
 
 // selectQuote validates tpm_quote capabilities and picks the banks, hash, scheme and key.
@@ -261,20 +301,68 @@ func (v *Verifier) selectQuote(a *agent, m map[string]any, required []int, ptr, 
 	if !ok {
 		return nil, invalid(self, ptr+"/available_subjects", "available_subjects must map bank names to PCR lists")
 	}
+	selected, resp := selectBanks(a, subjects, hashes, required, ptr, self)
+	if resp != nil {
+		return nil, resp
+	}
+	hashAlg := ""
+	for _, h := range a.hashAlgs {
+		if selectedPCRs(selected, h) != nil {
+			hashAlg = h
+			break
+		}
+	}
+	cands, resp := rankKeys(a, caps, ptr, self)
+	if resp != nil {
+		return nil, resp
+	}
+	for _, key := range cands {
+		alg, _ := asString(key["key_algorithm"])
+		allowed, restricted := stringList(key["allowable_signature_schemes"])
+		if hs, ok := stringList(key["allowable_hash_algorithms"]); ok && !contains(hs, hashAlg) {
+			continue
+		}
+		for _, s := range a.signAlgs {
+			// A scheme goes with the key algorithm Keylime's algorithms.Sign.key_algorithm gives it (rs* for rsa,
+			// ec* for ecc). Keylime 7.14.3's capability check compares scheme.startswith(key_algorithm) instead, so
+			// it refuses every ECC key ("ecdsa" does not start with "ecc"); the simulator models the intended check
+			// (docs/ecc.md lists the stock verifier's ECC defects).
+			if !contains(schemes, s) || alg == "" || schemeKeyAlgorithm(s) != alg || (restricted && !contains(allowed, s)) {
+				continue
+			}
+			challenge, err := v.entropy.Challenge()
+			if err != nil || len(challenge) != 16 {
+				v.log.Error("challenge generation failed", "err", err)
+				return nil, emptyResponse(http.StatusInternalServerError)
+			}
+			return &evidenceItem{
+				class: "certification", typ: "tpm_quote", capabilities: compact(caps),
+				challenge: challenge, hashAlg: hashAlg, signScheme: s, selected: selected, certKey: compact(key),
+			}, nil
+		}
+	}
+	return nil, invalid(self, ptr+"/certification_keys", "must have a key usable with a signature algorithm allowable for agent")
+}
+
+// selectedPCRs is the PCR list chosen for bank, nil when none is.
+func selectedPCRs(selected []bankSelection, bank string) []int {
+	for _, b := range selected {
+		if b.bank == bank {
+			return b.pcrs
+		}
+	}
+	return nil
+}
+
+// selectBanks validates available_subjects and chooses, bank by bank in name order, the required PCRs where the
+// agent allows the bank and it offers them all (an empty selection otherwise).
+func selectBanks(a *agent, subjects map[string]any, hashes []string, required []int, ptr, self string) ([]bankSelection, *response) {
 	banks := make([]string, 0, len(subjects))
 	for b := range subjects {
 		banks = append(banks, b)
 	}
 	sort.Strings(banks)
 	var selected []bankSelection
-	selectedPCRs := func(bank string) []int {
-		for _, b := range selected {
-			if b.bank == bank {
-				return b.pcrs
-			}
-		}
-		return nil
-	}
 	anyAccepted, anySelected := false, false
 	for _, bank := range banks {
 		if !contains(hashes, bank) {
@@ -314,13 +402,12 @@ func (v *Verifier) selectQuote(a *agent, m map[string]any, required []int, ptr, 
 	if !anySelected {
 		return nil, invalid(self, ptr+"/available_subjects", "available_subjects must include the PCRs required for agent %v", required)
 	}
-	hashAlg := ""
-	for _, h := range a.hashAlgs {
-		if selectedPCRs(h) != nil {
-			hashAlg = h
-			break
-		}
-	}
+	return selected, nil
+}
+
+// rankKeys validates certification_keys and orders them as the verifier tries them: the agent's AK given by value
+// first, then server_identifier "ak", then the rest, each group in the order offered.
+func rankKeys(a *agent, caps map[string]any, ptr, self string) ([]map[string]any, *response) {
 	keys, ok := asList(caps["certification_keys"])
 	if !ok || len(keys) == 0 {
 		return nil, invalid(self, ptr+"/certification_keys", "certification_keys is required and must be a non-empty list")
@@ -361,32 +448,11 @@ func (v *Verifier) selectQuote(a *agent, m map[string]any, required []int, ptr, 
 		cands = append(cands, candidate{km, rank})
 	}
 	sort.SliceStable(cands, func(i, j int) bool { return cands[i].rank < cands[j].rank })
-	for _, c := range cands {
-		alg, _ := asString(c.key["key_algorithm"])
-		allowed, restricted := stringList(c.key["allowable_signature_schemes"])
-		if hs, ok := stringList(c.key["allowable_hash_algorithms"]); ok && !contains(hs, hashAlg) {
-			continue
-		}
-		for _, s := range a.signAlgs {
-			// A scheme goes with the key algorithm Keylime's algorithms.Sign.key_algorithm gives it (rs* for rsa,
-			// ec* for ecc). Keylime 7.14.3's capability check compares scheme.startswith(key_algorithm) instead, so
-			// it refuses every ECC key ("ecdsa" does not start with "ecc"); the simulator models the intended check
-			// (docs/ecc.md lists the stock verifier's ECC defects).
-			if !contains(schemes, s) || alg == "" || schemeKeyAlgorithm(s) != alg || (restricted && !contains(allowed, s)) {
-				continue
-			}
-			challenge, err := v.entropy.Challenge()
-			if err != nil || len(challenge) != 16 {
-				v.log.Error("challenge generation failed", "err", err)
-				return nil, emptyResponse(http.StatusInternalServerError)
-			}
-			return &evidenceItem{
-				class: "certification", typ: "tpm_quote", capabilities: compact(caps),
-				challenge: challenge, hashAlg: hashAlg, signScheme: s, selected: selected, certKey: compact(c.key),
-			}, nil
-		}
+	out := make([]map[string]any, len(cands))
+	for i, c := range cands {
+		out[i] = c.key
 	}
-	return nil, invalid(self, ptr+"/certification_keys", "must have a key usable with a signature algorithm allowable for agent")
+	return out, nil
 }
 
 // schemeKeyAlgorithm is the key algorithm a signature scheme needs: rsa for rsassa and rsapss, ecc for ecdsa,
@@ -458,67 +524,14 @@ func (v *Verifier) updateAttestation(r *http.Request, body []byte, agentID strin
 	now := v.now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	att := a.latest
-	if att == nil || index > att.index {
-		return apiErrorResponse(http.StatusNotFound, "not_found", fmt.Sprintf("Attestation for agent '%s' not found", agentID), self, "")
-	}
-	if index >= 0 && index != att.index {
-		return apiErrorResponse(http.StatusForbidden, "old_attestation",
-			fmt.Sprintf("Attestation %d is not the latest attestation of agent '%s' and cannot be changed.", index, agentID), self, "")
-	}
-	if att.stage != stageAwaiting {
-		return apiErrorResponse(http.StatusForbidden, "evidence_immutable",
-			"Evidence has already been received for this attestation and cannot be changed.", self, "")
-	}
-	if !now.Before(att.challengesExpireAt) {
-		return apiErrorResponse(http.StatusForbidden, "challenges_expired",
-			"The challenges of this attestation have expired; create a new attestation.", self, "")
+	att, resp := awaitingAttestation(a, agentID, index, now, self)
+	if resp != nil {
+		return resp
 	}
 	attrs, _ := asObject(data["attributes"])
-	collected, ok := asList(attrs["evidence_collected"])
-	if attrs == nil || !ok || len(att.items) == 0 {
-		return invalid(self, "/data/attributes/evidence_collected", "evidence is required")
-	}
-	if len(collected) != len(att.items) {
-		return invalid(self, "/data/attributes/evidence_collected", "evidence_collected must contain the %d requested items, in the same order as the evidence requested", len(att.items))
-	}
-	datas := make([]map[string]any, len(att.items))
-	var quote *quoteData
-	for i, it := range att.items {
-		ptr := fmt.Sprintf("/data/attributes/evidence_collected/%d", i)
-		m, _ := asObject(collected[i])
-		if m == nil || m["evidence_class"] != it.class || m["evidence_type"] != it.typ {
-			return invalid(self, ptr, "evidence_collected items must appear in the same order as the evidence requested")
-		}
-		d, _ := asObject(m["data"])
-		if d == nil {
-			return invalid(self, ptr+"/data", "data is required")
-		}
-		datas[i] = d
-		switch it.typ {
-		case "tpm_quote":
-			q, resp := parseQuoteData(d, it, ptr, self)
-			if resp != nil {
-				return resp
-			}
-			quote = q
-		case "ima_log":
-			entries, ok := asString(d["entries"])
-			if !ok {
-				return invalid(self, ptr+"/data/entries", "entries is required and must be text")
-			}
-			if lines := strings.Count(entries, "\n"); lines < it.entryCount-it.startingOffset {
-				return invalid(self, ptr+"/data/entries", "entries has %d lines, fewer than the %d expected from starting_offset %d", lines, it.entryCount-it.startingOffset, it.startingOffset)
-			}
-		case "uefi_log":
-			entries, ok := asString(d["entries"])
-			if !ok {
-				return invalid(self, ptr+"/data/entries", "entries is required")
-			}
-			if _, err := base64.StdEncoding.DecodeString(entries); err != nil {
-				return invalid(self, ptr+"/data/entries", "entries must be base64")
-			}
-		}
+	datas, quote, resp := collectEvidence(att, attrs, self)
+	if resp != nil {
+		return resp
 	}
 	att.stage = stageEvaluating
 	att.evidenceReceivedAt = now
@@ -544,6 +557,88 @@ func (v *Verifier) updateAttestation(r *http.Request, body []byte, agentID strin
 		set("Location", fmt.Sprintf("/3/agents/%s/attestations/%d", agentID, att.index))
 	resp.after = func() { v.verify(r, a, att, quote) }
 	return resp
+}
+
+// awaitingAttestation is the attestation a PATCH of index (-1 for latest) may fill in: the latest, still awaiting
+// evidence, its challenges unexpired; otherwise the 404 or 403 to answer. Called with a.mu held.
+func awaitingAttestation(a *agent, agentID string, index int, now time.Time, self string) (*attestation, *response) {
+	att := a.latest
+	if att == nil || index > att.index {
+		return nil, apiErrorResponse(http.StatusNotFound, "not_found", fmt.Sprintf("Attestation for agent '%s' not found", agentID), self, "")
+	}
+	if index >= 0 && index != att.index {
+		return nil, apiErrorResponse(http.StatusForbidden, "old_attestation",
+			fmt.Sprintf("Attestation %d is not the latest attestation of agent '%s' and cannot be changed.", index, agentID), self, "")
+	}
+	if att.stage != stageAwaiting {
+		return nil, apiErrorResponse(http.StatusForbidden, "evidence_immutable",
+			"Evidence has already been received for this attestation and cannot be changed.", self, "")
+	}
+	if !now.Before(att.challengesExpireAt) {
+		return nil, apiErrorResponse(http.StatusForbidden, "challenges_expired",
+			"The challenges of this attestation have expired; create a new attestation.", self, "")
+	}
+	return att, nil
+}
+
+// collectEvidence validates evidence_collected against the evidence requested (same items, same order) and
+// decodes the quote.
+func collectEvidence(att *attestation, attrs map[string]any, self string) ([]map[string]any, *quoteData, *response) {
+	collected, ok := asList(attrs["evidence_collected"])
+	if attrs == nil || !ok || len(att.items) == 0 {
+		return nil, nil, invalid(self, "/data/attributes/evidence_collected", "evidence is required")
+	}
+	if len(collected) != len(att.items) {
+		return nil, nil, invalid(self, "/data/attributes/evidence_collected", "evidence_collected must contain the %d requested items, in the same order as the evidence requested", len(att.items))
+	}
+	datas := make([]map[string]any, len(att.items))
+	var quote *quoteData
+	for i, it := range att.items {
+		ptr := fmt.Sprintf("/data/attributes/evidence_collected/%d", i)
+		m, _ := asObject(collected[i])
+		if m == nil || m["evidence_class"] != it.class || m["evidence_type"] != it.typ {
+			return nil, nil, invalid(self, ptr, "evidence_collected items must appear in the same order as the evidence requested")
+		}
+		d, _ := asObject(m["data"])
+		if d == nil {
+			return nil, nil, invalid(self, ptr+"/data", "data is required")
+		}
+		datas[i] = d
+		switch it.typ {
+		case "tpm_quote":
+			q, resp := parseQuoteData(d, it, ptr, self)
+			if resp != nil {
+				return nil, nil, resp
+			}
+			quote = q
+		case "ima_log", "uefi_log":
+			if resp := checkLogData(d, it, ptr, self); resp != nil {
+				return nil, nil, resp
+			}
+		}
+	}
+	return datas, quote, nil
+}
+
+// checkLogData checks a log item's entries: IMA text with at least the lines expected, or a base64 UEFI log.
+func checkLogData(d map[string]any, it *evidenceItem, ptr, self string) *response {
+	entries, ok := asString(d["entries"])
+	if it.typ == "uefi_log" {
+		if !ok {
+			return invalid(self, ptr+"/data/entries", "entries is required")
+		}
+		if _, err := base64.StdEncoding.DecodeString(entries); err != nil {
+			return invalid(self, ptr+"/data/entries", "entries must be base64")
+		}
+		return nil
+	}
+	if !ok {
+		return invalid(self, ptr+"/data/entries", "entries is required and must be text")
+	}
+	if lines := strings.Count(entries, "\n"); lines < it.entryCount-it.startingOffset {
+		return invalid(self, ptr+"/data/entries", "entries has %d lines, fewer than the %d expected from starting_offset %d", lines, it.entryCount-it.startingOffset, it.startingOffset)
+	}
+	return nil
 }
 
 func parseQuoteData(d map[string]any, it *evidenceItem, ptr, self string) (*quoteData, *response) {

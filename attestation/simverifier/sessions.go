@@ -315,17 +315,7 @@ func (v *Verifier) popSession(r *http.Request, body []byte, sessionID string) *r
 	if p.agentID != agentID {
 		return sessionErrorResponse(http.StatusBadRequest, "Agent ID mismatch")
 	}
-	var message, signature string
-	provided, _ := asList(attrs["authentication_provided"])
-	for _, it := range provided {
-		m, ok := asObject(it)
-		if !ok || m["authentication_type"] != "tpm_pop" {
-			continue
-		}
-		d, _ := asObject(m["data"])
-		message, _ = asString(d["message"])
-		signature, _ = asString(d["signature"])
-	}
+	message, signature := providedPoP(attrs)
 	attributes := map[string]any{
 		"agent_id":   agentID,
 		"evaluation": evalFail,
@@ -348,36 +338,62 @@ func (v *Verifier) popSession(r *http.Request, body []byte, sessionID string) *r
 	if a == nil {
 		return doc(http.StatusOK)
 	}
-	err := v.checkPoP(a, p.nonce, message, signature)
-	if err != nil && v.db != nil {
-		// The real verifier reads ak_tpm on every PoP; an agent re-enrolled with a new key since we loaded it must
-		// not be refused, so reload it once before giving up.
-		if lerr := v.loadAgent(r.Context(), agentID); lerr == nil {
-			if fresh := v.agentMem(agentID); fresh != nil {
-				err = v.checkPoP(fresh, p.nonce, message, signature)
-			}
-		}
-	}
-	if err != nil {
+	if err := v.verifyPoP(r, a, p.nonce, message, signature); err != nil {
 		v.log.Info("pop verification failed", "agent_id", agentID, "session_id", p.id, "reason", err.Error())
 		return doc(http.StatusUnauthorized)
 	}
-	s := &activeSession{id: p.id, agentID: agentID, token: p.token, expiresAt: now.Add(v.cfg.SessionLifetime)}
+	s := v.activateSession(r, p, now, message, signature)
+	attributes["evaluation"] = evalPass
+	attributes["token"] = s.token
+	attributes["token_expires_at"] = timestamp(s.expiresAt)
+	return doc(http.StatusOK)
+}
+
+// providedPoP is the message and signature of the tpm_pop item of authentication_provided ("" when absent).
+func providedPoP(attrs map[string]any) (message, signature string) {
+	provided, _ := asList(attrs["authentication_provided"])
+	for _, it := range provided {
+		m, ok := asObject(it)
+		if !ok || m["authentication_type"] != "tpm_pop" {
+			continue
+		}
+		d, _ := asObject(m["data"])
+		message, _ = asString(d["message"])
+		signature, _ = asString(d["signature"])
+	}
+	return message, signature
+}
+
+// verifyPoP checks the proof of possession against the agent's AK, reloading the agent from the database once if
+// it fails there.
+func (v *Verifier) verifyPoP(r *http.Request, a *agent, nonce []byte, message, signature string) error {
+	err := v.checkPoP(a, nonce, message, signature)
+	if err != nil && v.db != nil {
+		// The real verifier reads ak_tpm on every PoP; an agent re-enrolled with a new key since we loaded it must
+		// not be refused, so reload it once before giving up.
+		if lerr := v.loadAgent(r.Context(), a.id); lerr == nil {
+			if fresh := v.agentMem(a.id); fresh != nil {
+				err = v.checkPoP(fresh, nonce, message, signature)
+			}
+		}
+	}
+	return err
+}
+
+// activateSession makes p's token the agent's one valid token (replacing any other) and stores the session.
+func (v *Verifier) activateSession(r *http.Request, p *pendingSession, now time.Time, message, signature string) *activeSession {
+	s := &activeSession{id: p.id, agentID: p.agentID, token: p.token, expiresAt: now.Add(v.cfg.SessionLifetime)}
 	v.sessions.mu.Lock()
-	// One valid token per agent: the new session replaces any other.
-	if old := v.sessions.byAgent[agentID]; old != nil {
+	if old := v.sessions.byAgent[p.agentID]; old != nil {
 		delete(v.sessions.byToken, old.token)
 	}
-	v.sessions.byAgent[agentID] = s
+	v.sessions.byAgent[p.agentID] = s
 	v.sessions.byToken[s.token] = s
 	v.sessions.mu.Unlock()
 	if v.db != nil {
 		v.db.saveSession(r.Context(), p, now, s.expiresAt, message, signature)
 	}
-	attributes["evaluation"] = evalPass
-	attributes["token"] = s.token
-	attributes["token_expires_at"] = timestamp(s.expiresAt)
-	return doc(http.StatusOK)
+	return s
 }
 
 // checkPoP verifies a TPM2_Certify proof of possession: the AK certifies itself over the raw session nonce.

@@ -102,29 +102,59 @@ func (v *Verifier) evaluate(a *agent, att *attestation, q *quoteData) outcome {
 	if quoteItem == nil || q == nil {
 		return fail(FailurePolicyViolation, "no quote in the evidence")
 	}
+	ci, bad := checkQuote(a, quoteItem, q)
+	if bad != nil {
+		return *bad
+	}
+	out := outcome{clock: ci, authed: true}
+	failAuthed := func(o outcome) outcome {
+		o.clock, o.authed = ci, true
+		return o
+	}
+	if a.ima != nil && imaItem != nil {
+		pcr10, certified, bad := v.replayIMA(a, imaItem, q)
+		if bad != nil {
+			return failAuthed(*bad)
+		}
+		out.pcr10 = pcr10
+		out.certified = certified
+	}
+	if bad := checkPCRPolicy(a, q); bad != nil {
+		return failAuthed(*bad)
+	}
+	return out
+}
+
+// checkQuote authenticates the quote: its structure, signature, nonce, PCR digest and clock against the last
+// authenticated one. It returns the quote's clock, or the failure.
+func checkQuote(a *agent, quoteItem *evidenceItem, q *quoteData) (clockInfo, *outcome) {
+	failed := func(format string, args ...any) (clockInfo, *outcome) {
+		o := fail(FailureBrokenEvidenceChain, format, args...)
+		return clockInfo{}, &o
+	}
 	tpmAtt, err := softtpm.ParseAttest(q.message)
 	if err != nil {
-		return fail(FailureBrokenEvidenceChain, "quote message: %v", err)
+		return failed("quote message: %v", err)
 	}
 	if tpmAtt.Magic != tpmGeneratedValue || tpmAtt.Type != tpmSTAttestQuote {
-		return fail(FailureBrokenEvidenceChain, "quote message is not a TPM2_Quote (magic %#x, type %#x)", tpmAtt.Magic, tpmAtt.Type)
+		return failed("quote message is not a TPM2_Quote (magic %#x, type %#x)", tpmAtt.Magic, tpmAtt.Type)
 	}
 	if err := checkSigAlgs(q.signature, quoteItem.hashAlg); err != nil {
-		return fail(FailureBrokenEvidenceChain, "quote signature: %v", err)
+		return failed("quote signature: %v", err)
 	}
 	if err := softtpm.VerifySignature(a.ak, q.message, q.signature); err != nil {
-		return fail(FailureBrokenEvidenceChain, "quote signature: %v", err)
+		return failed("quote signature: %v", err)
 	}
 	b64 := []byte(base64.StdEncoding.EncodeToString(quoteItem.challenge))
 	if !equalAny(tpmAtt.ExtraData, quoteItem.challenge, b64) {
-		return fail(FailureBrokenEvidenceChain, "the nonce from the attestation differs from the expected nonce")
+		return failed("the nonce from the attestation differs from the expected nonce")
 	}
 	h := newHash(bankID(quoteItem.hashAlg))
 	for _, n := range q.order {
 		h.Write(q.values[n])
 	}
 	if !bytes.Equal(h.Sum(nil), tpmAtt.PCRDigest) {
-		return fail(FailureBrokenEvidenceChain, "pcrDigest does not match the PCR values in subject_data")
+		return failed("pcrDigest does not match the PCR values in subject_data")
 	}
 	c := tpmAtt.Clock
 	ci := clockInfo{Clock: c.Clock, ResetCount: c.ResetCount, RestartCount: c.RestartCount}
@@ -132,74 +162,80 @@ func (v *Verifier) evaluate(a *agent, att *attestation, q *quoteData) outcome {
 		ci.Safe = 1
 	}
 	if !c.Safe {
-		return fail(FailureBrokenEvidenceChain, "clock is not safe")
+		return failed("clock is not safe")
 	}
 	prev := clockInfo{Safe: 1}
 	if a.hasPrevAuth {
 		prev = a.prevAuth
 	}
 	if ci.ResetCount < prev.ResetCount || ci.RestartCount < prev.RestartCount {
-		return fail(FailureBrokenEvidenceChain, "resetCount or restartCount decreased")
+		return failed("resetCount or restartCount decreased")
 	}
 	if !(ci.ResetCount > prev.ResetCount && ci.RestartCount > prev.RestartCount) && ci.Clock <= prev.Clock {
-		return fail(FailureBrokenEvidenceChain, "clock timestamp issued by TPM did not increase between two consecutive quotes")
+		return failed("clock timestamp issued by TPM did not increase between two consecutive quotes")
 	}
-	out := outcome{clock: ci, authed: true}
-	failAuthed := func(reason, format string, args ...any) outcome {
+	return ci, nil
+}
+
+// replayIMA replays the IMA entries sent to the quoted PCR 10 and checks the certified ones against the policy.
+// It returns PCR 10 and how many entries it certified, or the failure.
+func (v *Verifier) replayIMA(a *agent, imaItem *evidenceItem, q *quoteData) ([]byte, int, *outcome) {
+	failed := func(reason, format string, args ...any) ([]byte, int, *outcome) {
 		o := fail(reason, format, args...)
-		o.clock, o.authed = ci, true
-		return o
+		return nil, 0, &o
 	}
-	if a.ima != nil && imaItem != nil {
-		pcr10, ok := q.values[10]
-		if !ok {
-			return failAuthed(FailurePolicyViolation, "PCR 10 is not in the quote")
+	pcr10, ok := q.values[10]
+	if !ok {
+		return failed(FailurePolicyViolation, "PCR 10 is not in the quote")
+	}
+	// The replay resumes from the last passed attestation's PCR 10. Keylime does so even when it asked for the
+	// log from offset 0 after a reboot (RebootIMADefect); a fixed verifier would start from zero then.
+	running := make([]byte, len(pcr10))
+	if (imaItem.startingOffset > 0 || v.cfg.RebootIMADefect) && a.passed != nil && len(a.passed.pcr10) == len(pcr10) {
+		copy(running, a.passed.pcr10)
+	}
+	entriesText, _ := asString(imaItem.data["entries"])
+	lines := strings.SplitAfter(entriesText, "\n")
+	if n := len(lines); n > 0 && lines[n-1] == "" {
+		lines = lines[:n-1]
+	}
+	certified := -1
+	if bytes.Equal(running, pcr10) {
+		certified = 0
+	}
+	entries := make([]evidence.Entry, 0, len(lines))
+	for i := 0; certified < 0 && i < len(lines); i++ {
+		e, err := evidence.ParseLine(strings.TrimSuffix(lines[i], "\n"))
+		if err != nil {
+			return failed(FailurePolicyViolation, "IMA entry %d: %v", imaItem.startingOffset+i, err)
 		}
-		// The replay resumes from the last passed attestation's PCR 10. Keylime does so even when it asked for the
-		// log from offset 0 after a reboot (RebootIMADefect); a fixed verifier would start from zero then.
-		running := make([]byte, len(pcr10))
-		if (imaItem.startingOffset > 0 || v.cfg.RebootIMADefect) && a.passed != nil && len(a.passed.pcr10) == len(pcr10) {
-			copy(running, a.passed.pcr10)
-		}
-		entriesText, _ := asString(imaItem.data["entries"])
-		lines := strings.SplitAfter(entriesText, "\n")
-		if n := len(lines); n > 0 && lines[n-1] == "" {
-			lines = lines[:n-1]
-		}
-		certified := -1
+		entries = append(entries, e)
+		hh := newHash(q.bank)
+		hh.Write(running)
+		hh.Write(evidence.ExtendValue(e))
+		running = hh.Sum(nil)
 		if bytes.Equal(running, pcr10) {
-			certified = 0
+			certified = i + 1
 		}
-		entries := make([]evidence.Entry, 0, len(lines))
-		for i := 0; certified < 0 && i < len(lines); i++ {
-			e, err := evidence.ParseLine(strings.TrimSuffix(lines[i], "\n"))
-			if err != nil {
-				return failAuthed(FailurePolicyViolation, "IMA entry %d: %v", imaItem.startingOffset+i, err)
-			}
-			entries = append(entries, e)
-			hh := newHash(q.bank)
-			hh.Write(running)
-			hh.Write(evidence.ExtendValue(e))
-			running = hh.Sum(nil)
-			if bytes.Equal(running, pcr10) {
-				certified = i + 1
-			}
-		}
-		if certified < 0 {
-			return failAuthed(FailureBrokenEvidenceChain, "IMA log does not replay to the quoted PCR 10")
-		}
-		for i, e := range entries[:certified] {
-			if err := a.ima.policy.Check(e); err != nil {
-				return failAuthed(FailurePolicyViolation, "IMA entry %d: %v", imaItem.startingOffset+i, err)
-			}
-		}
-		out.pcr10 = append([]byte(nil), pcr10...)
-		out.certified = certified
 	}
+	if certified < 0 {
+		return failed(FailureBrokenEvidenceChain, "IMA log does not replay to the quoted PCR 10")
+	}
+	for i, e := range entries[:certified] {
+		if err := a.ima.policy.Check(e); err != nil {
+			return failed(FailurePolicyViolation, "IMA entry %d: %v", imaItem.startingOffset+i, err)
+		}
+	}
+	return append([]byte(nil), pcr10...), certified, nil
+}
+
+// checkPCRPolicy checks every PCR of the agent's TPM policy against the quoted values.
+func checkPCRPolicy(a *agent, q *quoteData) *outcome {
 	for _, n := range sortedKeys(a.tpmPolicy) {
 		val, ok := q.values[n]
 		if !ok {
-			return failAuthed(FailurePolicyViolation, "PCR %d is in the policy but not in the quote", n)
+			o := fail(FailurePolicyViolation, "PCR %d is in the policy but not in the quote", n)
+			return &o
 		}
 		got := hex.EncodeToString(val)
 		match := false
@@ -210,10 +246,11 @@ func (v *Verifier) evaluate(a *agent, att *attestation, q *quoteData) outcome {
 			}
 		}
 		if !match {
-			return failAuthed(FailurePolicyViolation, "PCR %d value %s is not allowed by the policy", n, got)
+			o := fail(FailurePolicyViolation, "PCR %d value %s is not allowed by the policy", n, got)
+			return &o
 		}
 	}
-	return out
+	return nil
 }
 
 // verify runs after the 202 on the same goroutine (and worker slot), like the real worker, then commits the
