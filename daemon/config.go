@@ -22,6 +22,7 @@ import (
 
 	"github.com/attestload/attestload/attestation/enroll"
 	"github.com/attestload/attestload/attestation/softtpm"
+	"github.com/attestload/attestload/daemon/engine"
 	"github.com/attestload/attestload/exporter/threshold"
 	"github.com/attestload/attestload/internal/suggest"
 )
@@ -288,7 +289,7 @@ func DefaultConfig() Config {
 			MaxRetries: 3, MaxRetryAfter: 60 * time.Second, ExtendTokenOnAttestation: true},
 		Database: DatabaseConfig{Prefix: "attestload-"},
 		Run:      RunConfig{DrainTimeout: 30 * time.Second, DistinctKeys: 100, KeyType: string(softtpm.RSA2048), StatusInterval: 10 * time.Second},
-		Scheduler: SchedulerConfig{Model: ModelClosed, Fleet: FleetConfig{Interval: 60 * time.Second, Jitter: 0.1},
+		Scheduler: SchedulerConfig{Model: engine.ModelClosed, Fleet: FleetConfig{Interval: 60 * time.Second, Jitter: 0.1},
 			Rate:    RateConfig{Start: 10, Stages: []StageConfig{{Duration: time.Minute, Target: 10}}},
 			Backoff: BackoffConfig{Initial: 2 * time.Second, Max: time.Minute}},
 		Evidence: EvidenceConfig{Profile: "ima", IMAInitial: 200, IMAGrow: 2, IMAUniverse: 1000},
@@ -1007,7 +1008,7 @@ func (c *Config) Validate() error {
 		return keyErr("database.prefix", "must be 1 to 32 letters, digits, '.', '_' or '-', got %q", c.Database.Prefix)
 	}
 	switch c.Scheduler.Model {
-	case ModelClosed, ModelFleet, ModelRate:
+	case engine.ModelClosed, engine.ModelFleet, engine.ModelRate:
 	default:
 		return keyErr("scheduler.model", "must be closed, fleet or rate, got %q", c.Scheduler.Model)
 	}
@@ -1267,7 +1268,7 @@ func (c Config) Resolved() Config {
 	}
 	if c.Run.Workers == 0 {
 		c.Run.Workers = runtime.NumCPU()
-		if c.Scheduler.Model != ModelClosed && c.Run.Agents > 0 {
+		if c.Scheduler.Model != engine.ModelClosed && c.Run.Agents > 0 {
 			// In the open models workers only bound concurrency; one per CPU would throttle the fleet itself.
 			c.Run.Workers = min(c.Run.Agents, DefaultOpenWorkers)
 		}
@@ -1286,10 +1287,10 @@ func (c Config) Resolved() Config {
 }
 
 // PacerStages converts the configured rate stages for NewStagedPacer.
-func (c RateConfig) PacerStages() []Stage {
-	out := make([]Stage, len(c.Stages))
+func (c RateConfig) PacerStages() []engine.Stage {
+	out := make([]engine.Stage, len(c.Stages))
 	for i, s := range c.Stages {
-		out[i] = Stage{Duration: s.Duration, Target: s.Target}
+		out[i] = engine.Stage{Duration: s.Duration, Target: s.Target}
 	}
 	return out
 }

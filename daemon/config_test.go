@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
+	"github.com/attestload/attestload/daemon/engine"
 	"github.com/attestload/attestload/internal/sharedtest"
 )
 
@@ -137,7 +138,7 @@ func TestPrecedenceFlagsEnvFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Run.Workers != 9 || cfg.Run.Agents != 7 || cfg.Run.Tasks != 4 || cfg.Scheduler.Model != ModelFleet ||
+	if cfg.Run.Workers != 9 || cfg.Run.Agents != 7 || cfg.Run.Tasks != 4 || cfg.Scheduler.Model != engine.ModelFleet ||
 		cfg.Run.Duration != 0 {
 		t.Fatalf("precedence wrong: %+v", cfg.Run)
 	}
@@ -231,7 +232,7 @@ func TestResolvedDefaults(t *testing.T) {
 		t.Fatalf("agents default to workers: got %d", r.Run.Agents)
 	}
 	c = DefaultConfig()
-	c.Scheduler.Model = ModelFleet
+	c.Scheduler.Model = engine.ModelFleet
 	c.Run.Agents = 5000
 	if r := c.Resolved(); r.Run.Workers != DefaultOpenWorkers {
 		t.Fatalf("fleet workers default = %d, want %d", r.Run.Workers, DefaultOpenWorkers)

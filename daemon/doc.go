@@ -1,12 +1,11 @@
-// Package daemon is the load engine of attestload: it loads and validates the run configuration, schedules
-// attestation cycles (closed, fleet and rate models), fans every finished record out to sinks, and owns the run's
-// lifecycle (stop on signal or deadline, bounded drain, abort of what is left).
+// Package daemon assembles and runs a load run: it loads and validates the run configuration, enrolls the agents,
+// builds the attestation client (or the in-process simulated verifier), opens the results file, puts the verdict
+// watcher in front of the sinks, hands all of it to the engine (daemon/engine) and undoes it in order on Close.
 //
-// It drives cycles through the small Runner interface and delivers records through Sink and EngineObserver, which
-// the exporter packages satisfy structurally without importing daemon. The engine itself knows nothing of HTTP,
-// TPMs, PostgreSQL, Prometheus or OpenTelemetry; the assembly of a real run (Setup) is the only place that names
-// the attestation packages. Setup also puts the verdict watcher in front of the sinks, with the source that
-// verdict.source resolves to (the in-process simulator, the verifier's database, its admin API or none), so that
-// every record reaches the results file, the metrics and the traces with its verdict. Metrics, tracing and
-// PostgreSQL sampling are built by the command and handed in as options.
+// The scheduling itself (closed, fleet and rate models, fan-out, drain) lives in daemon/engine, which knows
+// nothing of HTTP, TPMs, PostgreSQL, Prometheus or OpenTelemetry; Setup adapts the attestation client to the
+// engine's Runner. Setup also puts the verdict watcher in front of the sinks, with the source that verdict.source
+// resolves to (the in-process simulator, the verifier's database, its admin API or none), so that every record
+// reaches the results file, the metrics and the traces with its verdict. Metrics, tracing and PostgreSQL sampling
+// are built by the command and handed in as engine options and SetupOptions.
 package daemon

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/attestload/attestload/attestation/record"
+	"github.com/attestload/attestload/daemon/engine"
 	"github.com/attestload/attestload/exporter/metrics"
 )
 
@@ -53,7 +54,7 @@ func TestMetricsAgreeWithResultsAndVerdicts(t *testing.T) {
 	}
 	var logs bytes.Buffer
 	r, err := Setup(t.Context(), cfg, SetupOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Registerer: reg},
-		WithResultsSink(m), WithObserver(m))
+		engine.WithResultsSink(m), engine.WithObserver(m))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/attestload/attestload/attestation/record"
 	"github.com/attestload/attestload/attestation/simverifier"
 	"github.com/attestload/attestload/attestation/softtpm"
+	"github.com/attestload/attestload/daemon/engine"
 	"github.com/attestload/attestload/exporter/report"
 	"github.com/attestload/attestload/exporter/results"
 	"github.com/attestload/attestload/exporter/verdict"
@@ -40,9 +41,9 @@ type Run struct {
 	log      *slog.Logger
 	runID    string
 	start    time.Time
-	engine   *Engine
+	engine   *engine.Engine
 	writer   *results.Writer
-	progress *Progress
+	progress *engine.Progress
 	info     report.RunInfo
 	sim      *simverifier.Verifier
 	simDone  chan error
@@ -72,7 +73,7 @@ type Summary struct {
 	ResultsPath string
 	// ResultsPaths is every part of the results, in order (just ResultsPath without rotation).
 	ResultsPaths []string
-	Stats        Stats
+	Stats        engine.Stats
 	Elapsed      time.Duration
 	// ResultsErr is set when the results file failed (lines were lost).
 	ResultsErr error
@@ -87,10 +88,14 @@ type SetupOptions struct {
 	RunID   string    // the run's marker; empty: a new random one (set it to label metrics before Setup)
 	// Registerer receives the verdict watcher's collector (attestload_verdict_*); nil: not exported.
 	Registerer prometheus.Registerer
+	// Hooks are the attestation client's hooks (tracing, request metrics); nil: none.
+	Hooks client.Hooks
+	// WrapTransport wraps the HTTP transport Setup builds (tracing, request metrics); nil: unwrapped.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // Setup prepares a run from a validated configuration. On error everything already acquired is released.
-func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...Option) (_ *Run, err error) {
+func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...engine.Option) (_ *Run, err error) {
 	cfg = cfg.Resolved()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -110,11 +115,6 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...Option) (_ 
 			err = errors.Join(err, r.Close(cctx))
 		}
 	}()
-	var o options
-	for _, opt := range opts {
-		opt(&o)
-	}
-
 	profile, err := newProfile(cfg.Evidence)
 	if err != nil {
 		return nil, err
@@ -228,20 +228,13 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...Option) (_ 
 	r.addCloser(func(context.Context) error { tr.CloseIdleConnections(); return nil })
 	tap := &errTap{rt: tr}
 	var rt http.RoundTripper = tap
-	if o.transport != nil {
-		rt = o.transport(rt)
+	if so.WrapTransport != nil {
+		rt = so.WrapTransport(rt)
 	}
 	ccfg := client.Config{BaseURL: baseURL, APIPrefix: cfg.Verifier.APIPrefix, Transport: rt,
 		RequestTimeout: cfg.Verifier.RequestTimeout, MaxRetries: cfg.Verifier.MaxRetries,
 		MaxRetryAfter: cfg.Verifier.MaxRetryAfter, FixedTokenExpiry: !cfg.Verifier.ExtendTokenOnAttestation,
-		Logger: log.With("component", "client")}
-	if o.hooks != nil {
-		h, ok := o.hooks.(client.Hooks)
-		if !ok {
-			return nil, fmt.Errorf("WithHooks: %T does not implement client.Hooks", o.hooks)
-		}
-		ccfg.Hooks = h
-	}
+		Logger: log.With("component", "client"), Hooks: so.Hooks}
 	cl, err := client.New(ccfg)
 	if err != nil {
 		return nil, fmt.Errorf("verifier client: %w", err)
@@ -263,12 +256,12 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...Option) (_ 
 		return nil, err
 	}
 
-	sched := Schedule{Model: cfg.Scheduler.Model, Agents: n, Workers: cfg.Run.Workers, Tasks: cfg.Run.Tasks,
+	sched := engine.Schedule{Model: cfg.Scheduler.Model, Agents: n, Workers: cfg.Run.Workers, Tasks: cfg.Run.Tasks,
 		Duration: cfg.Run.Duration, DrainTimeout: cfg.Run.DrainTimeout, Interval: cfg.Scheduler.Fleet.Interval,
 		Jitter: cfg.Scheduler.Fleet.Jitter, Seed: uint64(r.start.UnixNano()),
-		Backoff: Backoff{Initial: cfg.Scheduler.Backoff.Initial, Max: cfg.Scheduler.Backoff.Max}}
-	if cfg.Scheduler.Model == ModelRate {
-		p, err := NewStagedPacer(cfg.Scheduler.Rate.Start, cfg.Scheduler.Rate.PacerStages())
+		Backoff: engine.Backoff{Initial: cfg.Scheduler.Backoff.Initial, Max: cfg.Scheduler.Backoff.Max}}
+	if cfg.Scheduler.Model == engine.ModelRate {
+		p, err := engine.NewStagedPacer(cfg.Scheduler.Rate.Start, cfg.Scheduler.Rate.PacerStages())
 		if err != nil {
 			return nil, keyErr("scheduler.rate", "%v", err)
 		}
@@ -285,7 +278,7 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...Option) (_ 
 	}
 	opts = append(opts, r.verdictStage(src, so.Registerer))
 
-	r.progress = NewProgress(r.start)
+	r.progress = engine.NewProgress(r.start)
 	runner := &clientRunner{c: cl, agents: agents, runID: r.runID, instance: cfg.Run.Instance,
 		rebootEvery: cfg.Evidence.RebootEvery, rebootProb: cfg.Evidence.RebootProbability}
 	if (runner.rebootEvery > 0 || runner.rebootProb > 0) && (r.sim == nil || cfg.Simulator.RebootDefect) {
@@ -293,9 +286,10 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...Option) (_ 
 			"broken_evidence_chain until its IMA log has regrown to its old length (a verifier defect, see "+
 			"docs/verifier-conformance.md); expect those fails", "component", "daemon")
 	}
-	opts = append(opts, WithResultsSink(r.writer), WithLogger(log.With("component", "engine")),
-		WithQueueBounds(cfg.Results.Buffer, 4096), withRecordHook(r.onRecord), withTransportErrorDetail(tap.last))
-	r.engine, err = NewEngine(runner, sched, opts...)
+	opts = append(opts, engine.WithResultsSink(r.writer), engine.WithLogger(log.With("component", "engine")),
+		engine.WithQueueBounds(cfg.Results.Buffer, 4096), engine.WithRecordHook(r.onRecord),
+		engine.WithTransportErrorDetail(tap.last))
+	r.engine, err = engine.New(runner, sched, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -498,7 +492,7 @@ func (r *Run) ResultsBytes() (disk, raw int64, records uint64) {
 }
 
 // Snapshot returns the live figures for a status line.
-func (r *Run) Snapshot() Snapshot { return r.progress.Snapshot(time.Now(), r.engine.InFlight()) }
+func (r *Run) Snapshot() engine.Snapshot { return r.progress.Snapshot(time.Now(), r.engine.InFlight()) }
 
 func (r *Run) onRecord(rec *record.Record) {
 	r.progress.Observe(rec)

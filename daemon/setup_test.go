@@ -19,6 +19,7 @@ import (
 
 	"github.com/attestload/attestload/attestation/enroll"
 	"github.com/attestload/attestload/attestation/record"
+	"github.com/attestload/attestload/daemon/engine"
 	"github.com/attestload/attestload/exporter/report"
 	"github.com/attestload/attestload/exporter/results"
 )
@@ -210,7 +211,7 @@ func sidecar(t *testing.T, resultsPath string) report.RunInfo {
 func TestSetupRateModelFollowsTheConfiguredStages(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(t, dir)
-	cfg.Scheduler.Model = ModelRate
+	cfg.Scheduler.Model = engine.ModelRate
 	cfg.Run.Tasks = 0
 	cfg.Run.Workers = 2
 	cfg.Run.Agents = 4
@@ -232,7 +233,7 @@ func TestSetupRateModelFollowsTheConfiguredStages(t *testing.T) {
 		t.Fatalf("started %d + dropped %d = %d, want the schedule's 60 ticks", st.Started, st.Dropped,
 			st.Started+st.Dropped)
 	}
-	if uint64(len(recs)) != st.Started || info.DroppedCycles != int64(st.Dropped) || info.Model != ModelRate {
+	if uint64(len(recs)) != st.Started || info.DroppedCycles != int64(st.Dropped) || info.Model != engine.ModelRate {
 		t.Fatalf("%d records, sidecar %+v; want %d records and dropped_cycles %d", len(recs), info, st.Started,
 			st.Dropped)
 	}
@@ -260,7 +261,7 @@ func TestSetupRateModelFollowsTheConfiguredStages(t *testing.T) {
 func TestSetupSidecarCountsLateCycles(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(t, dir)
-	cfg.Scheduler.Model = ModelFleet
+	cfg.Scheduler.Model = engine.ModelFleet
 	cfg.Scheduler.Fleet = FleetConfig{Interval: 400 * time.Millisecond}
 	cfg.Run.Tasks = 3
 	cfg.Run.Workers = 1

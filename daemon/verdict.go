@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/attestload/attestload/attestation/client"
+	"github.com/attestload/attestload/daemon/engine"
 	"github.com/attestload/attestload/exporter/verdict"
 )
 
@@ -69,9 +70,9 @@ func (r *Run) verdictSource(pool *pgxpool.Pool) (verdict.Source, string, error) 
 
 // verdictStage builds the option that puts the verdict watcher between the cycles and the fan-out, so that every
 // sink (results file, metrics, trace verdict spans) sees records with their verdict.
-func (r *Run) verdictStage(src verdict.Source, reg prometheus.Registerer) Option {
+func (r *Run) verdictStage(src verdict.Source, reg prometheus.Registerer) engine.Option {
 	c := r.cfg.Verdict
-	return WithStage(func(down Sink) Sink {
+	return engine.WithStage(func(down engine.Sink) engine.Sink {
 		w := verdict.NewWatcher(src, verdict.Options{Timeout: c.Timeout, PollInterval: c.PollInterval,
 			MaxPending: c.MaxPending, FinalWait: c.Timeout, Logger: r.log}, down)
 		r.watcher.Store(w)

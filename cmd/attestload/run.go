@@ -17,6 +17,7 @@ import (
 
 	"github.com/attestload/attestload/attestation/enroll"
 	"github.com/attestload/attestload/daemon"
+	"github.com/attestload/attestload/daemon/engine"
 	"github.com/attestload/attestload/daemon/shard"
 	"github.com/attestload/attestload/exporter/report"
 	"github.com/attestload/attestload/exporter/threshold"
@@ -192,6 +193,7 @@ func runLoad(parent context.Context, cfg daemon.Config, stdout, stderr io.Writer
 	}()
 
 	so := daemon.SetupOptions{Logger: log, RunID: runID, Registerer: tel.registerer()}
+	tel.traceClient(&so)
 	if cfg.Run.Verbose {
 		so.Verbose = stderr
 	}
@@ -273,15 +275,15 @@ func runLoad(parent context.Context, cfg daemon.Config, stdout, stderr io.Writer
 // runHints says, after the summary, when the load asked for could not be produced: the rate model dropped ticks
 // because every agent was busy (its defaults, 8 agents at 10/s, cannot keep up with slow cycles), or a fleet run
 // was too short for its agents to attest more than once.
-func runHints(log *slog.Logger, cfg daemon.Config, st daemon.Stats, loadTime time.Duration) {
+func runHints(log *slog.Logger, cfg daemon.Config, st engine.Stats, loadTime time.Duration) {
 	switch cfg.Scheduler.Model {
-	case daemon.ModelRate:
+	case engine.ModelRate:
 		if due := st.Started + st.Dropped; st.Dropped > 0 {
 			log.Warn(fmt.Sprintf("the rate model dropped %d of %d scheduled cycles (%.0f%%): at their tick no agent was "+
 				"idle or no worker free, so the target rate was not reached; raise --agents (now %d) and --workers "+
 				"(now %d)", st.Dropped, due, 100*float64(st.Dropped)/float64(due), cfg.Run.Agents, cfg.Run.Workers))
 		}
-	case daemon.ModelFleet:
+	case engine.ModelFleet:
 		if iv := cfg.Scheduler.Fleet.Interval; loadTime < 2*iv {
 			log.Warn(fmt.Sprintf("this fleet run lasted %s at an attestation interval of %s, so each agent attested "+
 				"at most %d time(s); run longer (--duration) or shorten --interval for a steady state",

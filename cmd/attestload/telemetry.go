@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/attestload/attestload/daemon"
+	"github.com/attestload/attestload/daemon/engine"
 	"github.com/attestload/attestload/exporter/metrics"
 	"github.com/attestload/attestload/exporter/pgactivity"
 	"github.com/attestload/attestload/exporter/tracing"
@@ -35,14 +36,14 @@ type telemetry struct {
 
 // startTelemetry builds what cfg asks for and returns the daemon options that connect it to the run. On error
 // everything already started is stopped.
-func startTelemetry(ctx context.Context, cfg daemon.Config, runID string, log *slog.Logger) (_ *telemetry, _ []daemon.Option, err error) {
+func startTelemetry(ctx context.Context, cfg daemon.Config, runID string, log *slog.Logger) (_ *telemetry, _ []engine.Option, err error) {
 	t := &telemetry{log: log, finalWait: cfg.Metrics.FinalScrapeWait}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, t.close(false))
 		}
 	}()
-	var opts []daemon.Option
+	var opts []engine.Option
 	if cfg.Metrics.Listen != "" {
 		t.reg = prometheus.NewRegistry()
 		// Go runtime and process series (go_goroutines, process_resident_memory_bytes, open fds) are what a
@@ -69,8 +70,7 @@ func startTelemetry(ctx context.Context, cfg daemon.Config, runID string, log *s
 			log.Info("serving Go profiles", "component", "metrics", "url", "http://"+t.srv.Addr()+"/debug/pprof/")
 		}
 		// Lossless: a dropped record would make the counters disagree with the results file.
-		var _ daemon.BackoffObserver = m // the up gauge and backing-off count come from the engine
-		opts = append(opts, daemon.WithResultsSink(m), daemon.WithObserver(m))
+		opts = append(opts, engine.WithResultsSink(m), engine.WithObserver(m))
 	}
 	tc := cfg.Tracing
 	t.tp, err = tracing.New(ctx, tracing.Options{Enabled: tc.Enabled, Protocol: tc.Protocol, Endpoint: tc.Endpoint,
@@ -85,8 +85,7 @@ func startTelemetry(ctx context.Context, cfg daemon.Config, runID string, log *s
 			t.reg.MustRegister(t.tp.Collector())
 		}
 		// The verdict span sink may drop under overload; a missing verdict span loses no count.
-		opts = append(opts, daemon.WithHooks(t.tp.Hooks()), daemon.WithTransportWrapper(t.tp.WrapTransport),
-			daemon.WithSink(t.tp.VerdictSink()))
+		opts = append(opts, engine.WithSink(t.tp.VerdictSink()))
 		endpoint := tc.Endpoint
 		if endpoint == "" {
 			endpoint = "from OTEL_EXPORTER_OTLP_ENDPOINT"
@@ -117,6 +116,13 @@ func (t *telemetry) registerer() prometheus.Registerer {
 		return nil
 	}
 	return t.reg
+}
+
+// traceClient gives the attestation client the tracer's hooks and transport wrapper when tracing is on.
+func (t *telemetry) traceClient(so *daemon.SetupOptions) {
+	if t.tp.Enabled() {
+		so.Hooks, so.WrapTransport = t.tp.Hooks(), t.tp.WrapTransport
+	}
 }
 
 // setReady flips /readyz: ready while the run attests.

@@ -58,7 +58,7 @@ type Options struct {
 	MaxSessionAgents int
 }
 
-// Metrics holds every attestload series. It implements the daemon's Sink (Observe, Close) and EngineObserver
+// Metrics holds every attestload series. It implements the engine's Sink (Observe, Close) and Observer
 // interfaces; all methods are safe for concurrent use and never block on I/O.
 type Metrics struct {
 	cycles        *prometheus.CounterVec
@@ -359,7 +359,7 @@ func (m *Metrics) countSession(r *record.Record) {
 	}
 }
 
-// Close releases nothing; it exists so Metrics is a daemon Sink. Series stay readable after Close so the final
+// Close releases nothing; it exists so Metrics is an engine Sink. Series stay readable after Close so the final
 // scrape sees the final counts.
 func (m *Metrics) Close() error { return nil }
 

@@ -442,7 +442,7 @@ func (w *Writer) fail(err error) {
 
 // Observe encodes r as one line. The line goes to the buffer whole: when it does not fit, the buffer is flushed
 // first, so the file only ever ends mid-line if the process dies inside a write. It blocks while a flush is in
-// progress; the engine's fan-out allows this sink to (see daemon.Fanout).
+// progress; the engine's fan-out allows this sink to (see engine.Fanout).
 func (w *Writer) Observe(r *record.Record) {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -11,7 +11,7 @@ import (
 )
 
 // VerdictSink adds a verdict span to each exported trace once the record's verdict is known. Put it after the
-// verdict watcher in the sink chain; it implements the daemon's Sink.
+// verdict watcher in the sink chain; it implements the engine's Sink.
 type VerdictSink struct{ p *Provider }
 
 // VerdictSink returns the sink that completes exported traces with their verdict.

@@ -10,7 +10,7 @@ import (
 	"github.com/attestload/attestload/attestation/record"
 )
 
-// Sink receives records; it is the daemon's Sink interface, satisfied structurally.
+// Sink receives records; it is the engine's Sink interface (daemon/engine), satisfied structurally.
 type Sink interface {
 	Observe(r *record.Record)
 	Close() error

@@ -1,4 +1,4 @@
-package daemon
+package engine
 
 import (
 	"bytes"
@@ -104,9 +104,9 @@ func TestOutageBacksOffInEveryModel(t *testing.T) {
 				var logs bytes.Buffer
 				obs := &backoffObs{}
 				sink := &collect{}
-				e, err := NewEngine(dr, s, WithResultsSink(sink), WithObserver(obs),
+				e, err := New(dr, s, WithResultsSink(sink), WithObserver(obs),
 					WithLogger(slog.New(slog.NewTextHandler(&logs, nil))),
-					withTransportErrorDetail(func() string { return "dial tcp 127.0.0.1:1: connect: connection refused" }))
+					WithTransportErrorDetail(func() string { return "dial tcp 127.0.0.1:1: connect: connection refused" }))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -162,7 +162,7 @@ func TestOutageBacksOffInEveryModel(t *testing.T) {
 func TestNoBackoffRetriesBackToBack(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		dr := &downRunner{start: time.Now(), downTo: time.Hour, took: 5 * time.Millisecond, perDown: map[int]int{}}
-		e, _ := NewEngine(dr, Schedule{Model: ModelClosed, Agents: 2, Workers: 2, Duration: 10 * time.Second},
+		e, _ := New(dr, Schedule{Model: ModelClosed, Agents: 2, Workers: 2, Duration: 10 * time.Second},
 			WithResultsSink(&collect{}))
 		st, _ := e.Run(t.Context())
 		if st.Fail < 1000 {

@@ -1,4 +1,4 @@
-package daemon
+package engine
 
 import (
 	"math/rand/v2"
@@ -16,14 +16,6 @@ import (
 type Backoff struct {
 	Initial time.Duration
 	Max     time.Duration
-}
-
-// BackoffObserver is implemented by observers (the live metrics) that show backoff and verifier reachability. It
-// is separate from EngineObserver so that observers without these series keep working.
-type BackoffObserver interface {
-	SetBackingOff(agents int) // agents whose last cycle failed and who wait before the next one
-	SetVerifierUp(up bool)    // false while the verifier cannot be reached at all
-	OutageStarted()           // the verifier became unreachable
 }
 
 // agentBackoff is one agent's backoff state.

@@ -1,4 +1,4 @@
-package daemon
+package engine
 
 import (
 	"fmt"
@@ -114,6 +114,3 @@ func (p *Progress) Snapshot(now time.Time, inFlight int64) Snapshot {
 	defer p.mu.Unlock()
 	return Snapshot{Elapsed: now.Sub(p.start), OK: p.ok, Fail: p.fail, Aborted: p.aborted, InFlight: inFlight, P99: p99}
 }
-
-// InFlight returns the number of cycles running now.
-func (e *Engine) InFlight() int64 { return e.running.Load() }

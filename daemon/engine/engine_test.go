@@ -1,4 +1,4 @@
-package daemon
+package engine
 
 import (
 	"context"
@@ -97,7 +97,7 @@ func TestClosedKeepsWorkersInFlight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fr := newFakeRunner(time.Second)
 		sink := &collect{}
-		e, err := NewEngine(fr, Schedule{Model: ModelClosed, Agents: 20, Workers: 5, Tasks: 3}, WithResultsSink(sink))
+		e, err := New(fr, Schedule{Model: ModelClosed, Agents: 20, Workers: 5, Tasks: 3}, WithResultsSink(sink))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -140,7 +140,7 @@ func TestClosedHonoursNotBefore(t *testing.T) {
 		// The verifier's quote_interval: 2 s after the last evidence.
 		fr.notBefore = func(_ int, end time.Time) time.Time { return end.Add(2 * time.Second) }
 		sink := &collect{}
-		e, _ := NewEngine(fr, Schedule{Model: ModelClosed, Agents: 2, Workers: 4, Tasks: 3}, WithResultsSink(sink))
+		e, _ := New(fr, Schedule{Model: ModelClosed, Agents: 2, Workers: 4, Tasks: 3}, WithResultsSink(sink))
 		start := time.Now()
 		if _, err := e.Run(t.Context()); err != nil {
 			t.Fatal(err)
@@ -177,7 +177,7 @@ func TestFleetHoldsIntervalAndCountsLateness(t *testing.T) {
 		}
 		sink := &collect{}
 		obs := &countObs{}
-		e, _ := NewEngine(fr, Schedule{Model: ModelFleet, Agents: agents, Workers: 100, Tasks: 6, Interval: 10 * time.Second},
+		e, _ := New(fr, Schedule{Model: ModelFleet, Agents: agents, Workers: 100, Tasks: 6, Interval: 10 * time.Second},
 			WithResultsSink(sink), WithObserver(obs))
 		start := time.Now()
 		go func() {
@@ -226,7 +226,7 @@ func TestRateHoldsTargetAndCountsDrops(t *testing.T) {
 		fr := newFakeRunner(50 * time.Millisecond)
 		sink := &collect{}
 		obs := &countObs{}
-		e, _ := NewEngine(fr, Schedule{Model: ModelRate, Agents: 100, Workers: 100, Pacer: p},
+		e, _ := New(fr, Schedule{Model: ModelRate, Agents: 100, Workers: 100, Pacer: p},
 			WithResultsSink(sink), WithObserver(obs))
 		st, err := e.Run(t.Context())
 		if err != nil {
@@ -251,7 +251,7 @@ func TestRateHoldsTargetAndCountsDrops(t *testing.T) {
 		fr := newFakeRunner(time.Second)
 		sink := &collect{}
 		obs := &countObs{}
-		e, _ := NewEngine(fr, Schedule{Model: ModelRate, Agents: 10, Workers: 1000, Pacer: p},
+		e, _ := New(fr, Schedule{Model: ModelRate, Agents: 10, Workers: 1000, Pacer: p},
 			WithResultsSink(sink), WithObserver(obs))
 		st, _ := e.Run(t.Context())
 		if st.Started != 100 || st.Dropped != 900 || obs.dropped.Load() != 900 {
@@ -274,7 +274,7 @@ func TestRateDropsForWantOfAWorker(t *testing.T) {
 		fr := newFakeRunner(1050 * time.Millisecond)
 		sink := &collect{}
 		obs := &countObs{}
-		e, _ := NewEngine(fr, Schedule{Model: ModelRate, Agents: 10, Workers: 2, Pacer: p},
+		e, _ := New(fr, Schedule{Model: ModelRate, Agents: 10, Workers: 2, Pacer: p},
 			WithResultsSink(sink), WithObserver(obs))
 		st, err := e.Run(t.Context())
 		if err != nil {
@@ -297,7 +297,7 @@ func TestRateDropsForWantOfAWorker(t *testing.T) {
 		fr.notBefore = func(_ int, end time.Time) time.Time { return end.Add(time.Second) }
 		sink := &collect{}
 		obs := &countObs{}
-		e, _ := NewEngine(fr, Schedule{Model: ModelRate, Agents: 4, Workers: 2, Pacer: p},
+		e, _ := New(fr, Schedule{Model: ModelRate, Agents: 4, Workers: 2, Pacer: p},
 			WithResultsSink(sink), WithObserver(obs))
 		start := time.Now()
 		st, err := e.Run(t.Context())
@@ -336,7 +336,7 @@ func TestStopDrainsThenAborts(t *testing.T) {
 			return time.Hour // still running at the deadline
 		}
 		sink := &collect{}
-		e, _ := NewEngine(fr, Schedule{Model: ModelClosed, Agents: 4, Workers: 4, DrainTimeout: 5 * time.Second},
+		e, _ := New(fr, Schedule{Model: ModelClosed, Agents: 4, Workers: 4, DrainTimeout: 5 * time.Second},
 			WithResultsSink(sink))
 		ctx, cancel := context.WithCancel(t.Context())
 		time.AfterFunc(time.Second, cancel)
@@ -353,7 +353,7 @@ func TestStopDrainsThenAborts(t *testing.T) {
 		// A second signal (Abort) during the drain ends it at once.
 		fr := newFakeRunner(time.Hour)
 		sink := &collect{}
-		e, _ := NewEngine(fr, Schedule{Model: ModelClosed, Agents: 3, Workers: 3, DrainTimeout: time.Minute},
+		e, _ := New(fr, Schedule{Model: ModelClosed, Agents: 3, Workers: 3, DrainTimeout: time.Minute},
 			WithResultsSink(sink))
 		ctx, cancel := context.WithCancel(t.Context())
 		time.AfterFunc(time.Second, cancel)
@@ -373,7 +373,7 @@ func TestDurationStopsTheRun(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fr := newFakeRunner(time.Second)
 		sink := &collect{}
-		e, _ := NewEngine(fr, Schedule{Model: ModelClosed, Agents: 2, Workers: 2, Duration: 9500 * time.Millisecond,
+		e, _ := New(fr, Schedule{Model: ModelClosed, Agents: 2, Workers: 2, Duration: 9500 * time.Millisecond,
 			DrainTimeout: time.Minute}, WithResultsSink(sink))
 		st, _ := e.Run(t.Context())
 		// Cycles start at 0..9 s on each worker; the one started at 9 s finishes within the drain.
@@ -392,7 +392,7 @@ func TestNewEngineRejectsBadSchedules(t *testing.T) {
 		{Model: ModelFleet, Agents: 1, Workers: 1},
 		{Model: ModelRate, Agents: 1, Workers: 1},
 	} {
-		if _, err := NewEngine(fr, s); err == nil {
+		if _, err := New(fr, s); err == nil {
 			t.Errorf("NewEngine accepted %+v", s)
 		}
 	}
@@ -413,7 +413,7 @@ func TestFleetNeverRunsAnAgentTwiceAtOnce(t *testing.T) {
 			return time.Duration(300+100*agent) * time.Millisecond
 		}
 		sink := &collect{}
-		e, err := NewEngine(fr, Schedule{Model: ModelFleet, Agents: agents, Workers: 2, Tasks: tasks,
+		e, err := New(fr, Schedule{Model: ModelFleet, Agents: agents, Workers: 2, Tasks: tasks,
 			Interval: time.Second}, WithResultsSink(sink))
 		if err != nil {
 			t.Fatal(err)

@@ -1,4 +1,4 @@
-package daemon
+package engine
 
 import (
 	"context"
@@ -16,8 +16,8 @@ type Sink interface {
 	Close() error
 }
 
-// EngineObserver receives scheduler events for live metrics. All methods must be cheap and non-blocking.
-type EngineObserver interface {
+// Observer receives scheduler events for live metrics. All methods must be cheap and non-blocking.
+type Observer interface {
 	CycleStarted()                     // in-flight gauge: one more cycle running
 	CycleFinished()                    // in-flight gauge: one cycle fewer
 	CycleDropped()                     // rate model: tick found no idle agent (never queued)
@@ -25,6 +25,9 @@ type EngineObserver interface {
 	SetTargetRate(perSecond float64)   // rate model stages; fleet: agents/interval
 	SetScheduleLag(d time.Duration)    // how far behind schedule the engine currently is
 	SetAgents(idle, busy, waiting int) // agents by state (waiting = blocked by NotBefore/Retry-After)
+	SetBackingOff(agents int)          // agents whose last cycle failed and who wait before the next one
+	SetVerifierUp(up bool)             // false while the verifier cannot be reached at all
+	OutageStarted()                    // the verifier became unreachable
 }
 
 // Runner performs attestation cycles for the engine. It is the seam between scheduling and the protocol: the
@@ -48,3 +51,6 @@ func (nopObserver) CycleLate(time.Duration)      {}
 func (nopObserver) SetTargetRate(float64)        {}
 func (nopObserver) SetScheduleLag(time.Duration) {}
 func (nopObserver) SetAgents(int, int, int)      {}
+func (nopObserver) SetBackingOff(int)            {}
+func (nopObserver) SetVerifierUp(bool)           {}
+func (nopObserver) OutageStarted()               {}

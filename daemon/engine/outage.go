@@ -1,4 +1,4 @@
-package daemon
+package engine
 
 import (
 	"log/slog"
@@ -25,9 +25,9 @@ const outageAfter = 3
 type outageTracker struct {
 	mu       sync.Mutex
 	log      *slog.Logger
-	obs      BackoffObserver // may be nil
-	detail   func() string   // the last transport error's text; may be nil
-	need     int             // unreachable cycles in a row that make an outage
+	obs      Observer
+	detail   func() string // the last transport error's text; may be nil
+	need     int           // unreachable cycles in a row that make an outage
 	down     bool
 	streak   int
 	first    float64 // start time of the first cycle of the current streak
@@ -37,7 +37,10 @@ type outageTracker struct {
 	outages  []Outage
 }
 
-func newOutageTracker(log *slog.Logger, obs BackoffObserver, detail func() string, agents int) *outageTracker {
+func newOutageTracker(log *slog.Logger, obs Observer, detail func() string, agents int) *outageTracker {
+	if obs == nil {
+		obs = nopObserver{}
+	}
 	return &outageTracker{log: log, obs: obs, detail: detail, need: max(1, min(outageAfter, agents))}
 }
 
@@ -78,7 +81,7 @@ func (t *outageTracker) observe(r *record.Record) {
 		t.streak = 0
 		if !t.seenUp {
 			t.seenUp = true
-			if !t.down && t.obs != nil {
+			if !t.down {
 				t.obs.SetVerifierUp(true)
 			}
 		}
@@ -91,9 +94,7 @@ func (t *outageTracker) observe(r *record.Record) {
 			o.End = r.StartTime
 			length := time.Duration((o.End - o.Start) * float64(time.Second)).Round(time.Millisecond)
 			t.log.Warn("verifier reachable again", "outage", length.String(), "from", unixTime(o.Start), "to", unixTime(o.End))
-			if t.obs != nil {
-				t.obs.SetVerifierUp(true)
-			}
+			t.obs.SetVerifierUp(true)
 		}
 		return
 	}
@@ -115,10 +116,8 @@ func (t *outageTracker) observe(r *record.Record) {
 	}
 	t.log.Warn("verifier unreachable; agents back off until it answers again", "error", t.firstErr,
 		"detail", detail, "hint", outageHint(t.firstErr))
-	if t.obs != nil {
-		t.obs.SetVerifierUp(false)
-		t.obs.OutageStarted()
-	}
+	t.obs.SetVerifierUp(false)
+	t.obs.OutageStarted()
 }
 
 // finish closes an outage the run ended in and returns every outage.

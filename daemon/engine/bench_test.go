@@ -1,4 +1,4 @@
-package daemon
+package engine
 
 import (
 	"context"
@@ -24,7 +24,7 @@ func (discard) Close() error           { return nil }
 // BenchmarkEngineClosed is the scheduling, fan-out and bookkeeping overhead of one cycle in the closed model.
 func BenchmarkEngineClosed(b *testing.B) {
 	const agents = 256
-	e, err := NewEngine(instantRunner{}, Schedule{Model: ModelClosed, Agents: agents, Workers: 32,
+	e, err := New(instantRunner{}, Schedule{Model: ModelClosed, Agents: agents, Workers: 32,
 		Tasks: b.N/agents + 1}, WithResultsSink(discard{}), WithSink(discard{}))
 	if err != nil {
 		b.Fatal(err)
