@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/attestload/attestload/attestation/evidence"
+	"github.com/attestload/attestload/attestation/measuredboot"
 	"github.com/attestload/attestload/attestation/softtpm"
 )
 
@@ -65,6 +66,14 @@ func NewAgent(id string, index int, tpm *softtpm.TPM, p evidence.Profile) *Agent
 		a.loadStaticPCRs()
 	}
 	return a
+}
+
+// measuredBoot is the boot whose UEFI log the agent sends, nil when its profile has none.
+func (a *Agent) measuredBoot() *measuredboot.Boot {
+	if a.Profile == nil {
+		return nil
+	}
+	return a.Profile.MeasuredBoot()
 }
 
 func (a *Agent) loadStaticPCRs() {

@@ -79,7 +79,9 @@ const pcrList = "[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23]
 //
 // The quote's signature scheme and the certification key follow the AK: rsassa with an rsa key of 2048 bits, or
 // ecdsa with an ecc key of 256 bits, as Keylime's push agent reports them.
-func capabilitiesBody(ak akInfo, hasIMA bool, imaEntries int, bootTime time.Time) ([]byte, error) {
+//
+// uefiEvents > 0 offers a UEFI event log of that many events (the whole log, which cannot be read in parts).
+func capabilitiesBody(ak akInfo, hasIMA bool, imaEntries, uefiEvents int, bootTime time.Time) ([]byte, error) {
 	b := make([]byte, 0, 600+len(ak.public))
 	b = append(b, `{"data":{"type":"attestation","attributes":{"evidence_supported":[`+
 		`{"evidence_class":"certification","evidence_type":"tpm_quote","capabilities":{"component_version":"2.0",`+
@@ -97,6 +99,11 @@ func capabilitiesBody(ak akInfo, hasIMA bool, imaEntries int, bootTime time.Time
 		b = append(b, `,{"evidence_class":"log","evidence_type":"ima_log","capabilities":{"entry_count":`...)
 		b = strconv.AppendInt(b, int64(imaEntries), 10)
 		b = append(b, `,"supports_partial_access":true,"appendable":true,"formats":["text/plain"]}}`...)
+	}
+	if uefiEvents > 0 {
+		b = append(b, `,{"evidence_class":"log","evidence_type":"uefi_log","capabilities":{"entry_count":`...)
+		b = strconv.AppendInt(b, int64(uefiEvents), 10)
+		b = append(b, `,"supports_partial_access":false,"appendable":false,"formats":["application/octet-stream"]}}`...)
 	}
 	b = append(b, `],"system_info":{"boot_time":"`...)
 	b = bootTime.UTC().AppendFormat(b, time.RFC3339Nano)
@@ -116,14 +123,23 @@ type imaEvidence struct {
 	entries    string
 }
 
-// evidenceBody is the PATCH of the evidence requested, in the order requested. Exactly one of quote and ima of
-// each item is set.
+// uefiEvidence is a uefi_log's collected evidence: the whole binary log, base64.
+type uefiEvidence struct {
+	class, typ string
+	entries    string
+}
+
+// evidenceBody is the PATCH of the evidence requested, in the order requested. Exactly one of quote, ima and uefi
+// of each item is set.
 func evidenceBody(items []evidenceItem) ([]byte, error) {
 	size := 80
 	for _, it := range items {
-		if it.quote != nil {
+		switch {
+		case it.quote != nil:
 			size += 180 + base64.StdEncoding.EncodedLen(len(it.quote.subject)+len(it.quote.message)+len(it.quote.signature)+6)
-		} else {
+		case it.uefi != nil:
+			size += 80 + len(it.uefi.entries)
+		default:
 			size += 120 + len(it.ima.entries) + len(it.ima.entries)/16
 		}
 	}
@@ -147,6 +163,16 @@ func evidenceBody(items []evidenceItem) ([]byte, error) {
 			b = append(b, `}}`...)
 			continue
 		}
+		if u := it.uefi; u != nil {
+			b = append(b, `{"evidence_class":`...)
+			b = appendJSONString(b, u.class)
+			b = append(b, `,"evidence_type":`...)
+			b = appendJSONString(b, u.typ)
+			b = append(b, `,"data":{"entries":`...)
+			b = appendJSONString(b, u.entries)
+			b = append(b, `}}`...)
+			continue
+		}
 		m := it.ima
 		b = append(b, `{"evidence_class":`...)
 		b = appendJSONString(b, m.class)
@@ -165,6 +191,7 @@ func evidenceBody(items []evidenceItem) ([]byte, error) {
 type evidenceItem struct {
 	quote *quoteEvidence
 	ima   *imaEvidence
+	uefi  *uefiEvidence
 }
 
 // akInfo is what the capabilities say about an agent's AK.

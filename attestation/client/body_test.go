@@ -47,7 +47,7 @@ type refCollected struct {
 	Data  any    `json:"data"`
 }
 
-func refCapabilities(ak akInfo, hasIMA bool, n int, boot time.Time) []byte {
+func refCapabilities(ak akInfo, hasIMA bool, n, uefi int, boot time.Time) []byte {
 	all := []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23}
 	sup := []refSupported{{Class: "certification", Type: "tpm_quote", Capabilities: refQuoteCaps{
 		ComponentVersion: "2.0", HashAlgorithms: []string{"sha256"}, SignatureSchemes: []string{ak.scheme},
@@ -58,6 +58,10 @@ func refCapabilities(ak akInfo, hasIMA bool, n int, boot time.Time) []byte {
 	if hasIMA {
 		sup = append(sup, refSupported{Class: "log", Type: "ima_log", Capabilities: refIMACaps{EntryCount: n,
 			SupportsPartialAccess: true, Appendable: true, Formats: []string{"text/plain"}}})
+	}
+	if uefi > 0 {
+		sup = append(sup, refSupported{Class: "log", Type: "uefi_log", Capabilities: map[string]any{"entry_count": uefi,
+			"supports_partial_access": false, "appendable": false, "formats": []string{"application/octet-stream"}}})
 	}
 	doc := map[string]any{"data": map[string]any{"type": "attestation", "attributes": map[string]any{
 		"evidence_supported": sup, "system_info": map[string]any{"boot_time": boot.UTC().Format(time.RFC3339Nano)}}}}
@@ -73,6 +77,10 @@ func refEvidence(items []evidenceItem) []byte {
 				"subject_data": base64.StdEncoding.EncodeToString(q.subject),
 				"message":      base64.StdEncoding.EncodeToString(q.message),
 				"signature":    base64.StdEncoding.EncodeToString(q.signature)}})
+			continue
+		}
+		if u := it.uefi; u != nil {
+			out = append(out, refCollected{Class: u.class, Type: u.typ, Data: map[string]any{"entries": u.entries}})
 			continue
 		}
 		out = append(out, refCollected{Class: it.ima.class, Type: it.ima.typ, Data: map[string]any{
@@ -104,14 +112,17 @@ func TestBodiesMatchEncodingJSON(t *testing.T) {
 	for _, ak := range []akInfo{{public: "AAAA+/==", scheme: "rsassa", algorithm: "rsa", size: 2048},
 		{public: "AFgAIw==", scheme: "ecdsa", algorithm: "ecc", size: 256}} {
 		for _, ima := range []bool{false, true} {
-			got, _ := capabilitiesBody(ak, ima, 1234, boot)
-			sameJSON(t, "capabilities", got, refCapabilities(ak, ima, 1234, boot))
+			for _, uefi := range []int{0, 152} {
+				got, _ := capabilitiesBody(ak, ima, 1234, uefi, boot)
+				sameJSON(t, "capabilities", got, refCapabilities(ak, ima, 1234, uefi, boot))
+			}
 		}
 	}
 	entries := "10 " + strings.Repeat("ab", 20) + " ima-ng sha256:00 /usr/bin/a\"b\\c\td\x01 é \u2028 \xff<&>\n"
 	items := []evidenceItem{
 		{quote: &quoteEvidence{class: "certification", typ: "tpm_quote", subject: []byte{1, 2, 3},
 			message: bytes.Repeat([]byte{0xff}, 145), signature: []byte{0, 0x18}}},
+		{uefi: &uefiEvidence{class: "log", typ: "uefi_log", entries: "AAAAAAMAAAA+/w=="}},
 		{ima: &imaEvidence{class: "log", typ: "ima_log", count: 2, entries: entries + entries}},
 	}
 	got, _ := evidenceBody(items)

@@ -453,7 +453,11 @@ func (cy *cycle) negotiate(ctx context.Context) (negotiation, bool) {
 	if hasIMA {
 		entries = a.Log.EntryCount()
 	}
-	body, err := capabilitiesBody(a.ak, hasIMA, entries, a.BootTime)
+	uefiEvents := 0
+	if mb := a.measuredBoot(); mb != nil {
+		uefiEvents = mb.Events()
+	}
+	body, err := capabilitiesBody(a.ak, hasIMA, entries, uefiEvents, a.BootTime)
 	if err != nil || a.ak.public == "" {
 		cy.failure = record.ErrLocal
 		return negotiation{}, false
@@ -597,6 +601,12 @@ func (cy *cycle) buildEvidence(neg negotiation) ([]byte, error) {
 				subject: subject, message: msg, signature: sig}})
 		case "ima_log":
 			items = append(items, evidenceItem{ima: &imaEvidence{class: it.Class, typ: it.Type, count: imaN, entries: imaText}})
+		case "uefi_log":
+			mb := a.measuredBoot()
+			if mb == nil {
+				return nil, fmt.Errorf("verifier requested a uefi_log but profile %q has no measured boot", profileName(a))
+			}
+			items = append(items, evidenceItem{uefi: &uefiEvidence{class: it.Class, typ: it.Type, entries: mb.LogBase64()}})
 		default:
 			return nil, fmt.Errorf("verifier requested %s/%s, which the simulated agent cannot provide", it.Class, it.Type)
 		}

@@ -36,7 +36,8 @@ var (
 )
 
 // Plan describes one run's enrollment: Count agents with ids Prefix+RunID+"-"+index for index FirstIndex ..
-// FirstIndex+Count-1, all sharing one IMA policy row and one measured-boot row (with measured boot off).
+// FirstIndex+Count-1, all sharing one IMA policy row and one measured-boot row (measured boot off unless MBPolicy
+// is set).
 type Plan struct {
 	// Prefix starts every id and policy name; DefaultPrefix when empty. Letters, digits, '.', '_' and '-'.
 	Prefix string
@@ -55,6 +56,9 @@ type Plan struct {
 	IMAPolicyJSON []byte
 	// IMAGenerator is stored in allowlists.generator: the verifier checks IMA only when it is greater than 1.
 	IMAGenerator int
+	// MBPolicy is the measured-boot reference state stored in mbpolicies.mb_policy (a JSON object); nil stores
+	// NULL, which turns measured boot off. With it the verifier requests a UEFI event log with every attestation.
+	MBPolicy []byte
 }
 
 // Enrollment is what Enroll wrote: the exact rows that Cleanup will remove.
@@ -84,7 +88,8 @@ func AgentID(prefix, runID string, i int) string {
 // IMAPolicyName returns the name of a run's shared IMA runtime-policy row (allowlists).
 func IMAPolicyName(prefix, runID string) string { return prefix + runID + "-ima" }
 
-// MBPolicyName returns the name of a run's shared measured-boot policy row (whose mb_policy is NULL).
+// MBPolicyName returns the name of a run's shared measured-boot policy row (whose mb_policy is NULL unless the run
+// has measured boot).
 func MBPolicyName(prefix, runID string) string { return prefix + runID + "-mb" }
 
 // runMarker is the meta_data value that proves a verifiermain row belongs to the run. The verifier ignores
@@ -134,6 +139,12 @@ func (p *Plan) normalize() error {
 	var doc map[string]any
 	if err := json.Unmarshal(p.IMAPolicyJSON, &doc); err != nil {
 		return fmt.Errorf("IMA policy JSON is not a JSON object: %w", err)
+	}
+	if p.MBPolicy != nil {
+		var mb map[string]any
+		if err := json.Unmarshal(p.MBPolicy, &mb); err != nil {
+			return fmt.Errorf("measured-boot policy is not a JSON object: %w", err)
+		}
 	}
 	if p.IMAGenerator < 0 {
 		return fmt.Errorf("IMA policy generator %d: must not be negative", p.IMAGenerator)
@@ -253,8 +264,13 @@ func Enroll(ctx context.Context, pool *pgxpool.Pool, plan Plan) (*Enrollment, er
 		if err != nil {
 			return fmt.Errorf("insert IMA policy %q: %w", e.IMAPolicyName, explainWriteError(err))
 		}
-		err = tx.QueryRow(ctx, `INSERT INTO mbpolicies (name, mb_policy) VALUES ($1, NULL) RETURNING id`,
-			e.MBPolicyName).Scan(&e.MBPolicyID)
+		var mbPolicy *string
+		if plan.MBPolicy != nil {
+			s := string(plan.MBPolicy)
+			mbPolicy = &s
+		}
+		err = tx.QueryRow(ctx, `INSERT INTO mbpolicies (name, mb_policy) VALUES ($1, $2) RETURNING id`,
+			e.MBPolicyName, mbPolicy).Scan(&e.MBPolicyID)
 		if err != nil {
 			return fmt.Errorf("insert measured-boot policy %q: %w", e.MBPolicyName, explainWriteError(err))
 		}

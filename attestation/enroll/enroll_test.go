@@ -71,6 +71,9 @@ func addForeignAgents(t *testing.T, pool *pgxpool.Pool, prefix string) (lookalik
 	t.Helper()
 	exec(t, pool, `INSERT INTO allowlists (name, ima_policy, generator) VALUES ('real-ima', '{}', 1)`)
 	exec(t, pool, `INSERT INTO mbpolicies (name) VALUES ('real-mb')`)
+	// A real measured-boot reference state, named like a run's, that no cleanup may take.
+	exec(t, pool, `INSERT INTO mbpolicies (name, mb_policy) VALUES ($1, $2)`, enroll.MBPolicyName(prefix, "abc"),
+		testMBPolicy)
 	agents := map[string]any{
 		"real-agent-1":                nil,
 		prefix + "lookalike-1":        `{"owner":"someone else"}`,
@@ -335,6 +338,7 @@ func TestPlanValidation(t *testing.T) {
 		{"no policy", func(p *enroll.Plan) { p.IMAPolicyJSON = nil }, "IMA policy JSON is empty"},
 		{"policy not object", func(p *enroll.Plan) { p.IMAPolicyJSON = []byte(`[1]`) }, "not a JSON object"},
 		{"negative generator", func(p *enroll.Plan) { p.IMAGenerator = -1 }, "generator -1"},
+		{"MB policy not object", func(p *enroll.Plan) { p.MBPolicy = []byte(`not json`) }, "measured-boot policy is not a JSON object"},
 		{"bad PCR", func(p *enroll.Plan) { p.TPMPolicy = map[string][]string{"24": {"00"}} }, `TPM policy key "24"`},
 		{"PCR not hex", func(p *enroll.Plan) { p.TPMPolicy = map[string][]string{"7": {"xyz"}} }, `digest "xyz"`},
 		{"PCR no digests", func(p *enroll.Plan) { p.TPMPolicy = map[string][]string{"7": nil} }, "no acceptable digests"},
@@ -365,11 +369,22 @@ func TestCleanupPrefix(t *testing.T) {
 	before := snapshot(t, pool)
 
 	var runs []string
-	for _, prefix := range []string{"attestload-", "attestload-shard2-", "attestload-"} {
-		e, err := enroll.Enroll(ctx, pool, enroll.Plan{Prefix: prefix, Count: 10, Keys: fakeAK,
-			IMAPolicyJSON: []byte(testIMAPolicy), IMAGenerator: 2})
+	for i, prefix := range []string{"attestload-", "attestload-shard2-", "attestload-"} {
+		plan := enroll.Plan{Prefix: prefix, Count: 10, Keys: fakeAK, IMAPolicyJSON: []byte(testIMAPolicy), IMAGenerator: 2}
+		if i == 1 {
+			plan.MBPolicy = []byte(testMBPolicy) // a measured-boot run: its mbpolicies row holds the reference state
+		}
+		e, err := enroll.Enroll(ctx, pool, plan)
 		if err != nil {
 			t.Fatal(err)
+		}
+		var mb *string
+		if err := pool.QueryRow(ctx, `SELECT mb_policy FROM mbpolicies WHERE id = $1 AND name = $2`, e.MBPolicyID,
+			e.MBPolicyName).Scan(&mb); err != nil {
+			t.Fatal(err)
+		}
+		if (mb != nil) != (i == 1) || (mb != nil && *mb != testMBPolicy) {
+			t.Fatalf("run %d: mbpolicies.mb_policy %v, want the reference state only for the measured-boot run", i, mb)
 		}
 		addVerifierRows(t, pool, e.AgentIDs[3], 2, 1)
 		runs = append(runs, e.RunID)

@@ -31,3 +31,6 @@ func fakeAK(i int) string {
 }
 
 const testIMAPolicy = `{"meta": {"version": 1, "generator": 2}, "release": 0, "digests": {}, "excludes": [], "keyrings": {}, "ima": {"ignored_keyrings": [], "log_hash_alg": "sha1", "dm_policy": null}, "ima-buf": {}, "verification-keys": ""}`
+
+// testMBPolicy is a measured-boot reference state (the shape of keylime's mb_refstate, shortened).
+const testMBPolicy = `{"has_secureboot": false, "scrtm_and_bios": [{"scrtm": {"sha256": "0x9449171f10bdd73ea99c5df8651579f698b4caa1c53542126b6b56ffbffeea01"}}]}`

@@ -9,6 +9,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/attestload/attestload/attestation/measuredboot"
 )
 
 // Profile names.
@@ -35,6 +37,8 @@ type Profile interface {
 	NewAgentLog() *AgentLog
 	// StaticPCRs are PCR values the agent's TPM must hold besides PCR 10 (e.g. 0 and 7 for quote-only).
 	StaticPCRs() map[int][]byte
+	// MeasuredBoot is the boot the agents show with a UEFI event log (WithMeasuredBoot), nil without.
+	MeasuredBoot() *measuredboot.Boot
 }
 
 // source is the shared, read-only line store behind AgentLogs of one profile.
@@ -177,13 +181,14 @@ func newSynthetic(prefix string, initial, grow, universe int) (*synthetic, error
 	return s, nil
 }
 
-func (s *synthetic) Name() string                   { return ProfileIMA }
-func (s *synthetic) HasIMA() bool                   { return true }
-func (s *synthetic) PolicyJSON() []byte             { return bytes.Clone(s.policy) }
-func (s *synthetic) Generator() int                 { return GeneratorCompatible }
-func (s *synthetic) TPMPolicy() map[string][]string { return map[string][]string{} }
-func (s *synthetic) NewAgentLog() *AgentLog         { return newAgentLog(&s.src) }
-func (s *synthetic) StaticPCRs() map[int][]byte     { return map[int][]byte{} }
+func (s *synthetic) Name() string                     { return ProfileIMA }
+func (s *synthetic) HasIMA() bool                     { return true }
+func (s *synthetic) PolicyJSON() []byte               { return bytes.Clone(s.policy) }
+func (s *synthetic) Generator() int                   { return GeneratorCompatible }
+func (s *synthetic) TPMPolicy() map[string][]string   { return map[string][]string{} }
+func (s *synthetic) NewAgentLog() *AgentLog           { return newAgentLog(&s.src) }
+func (s *synthetic) StaticPCRs() map[int][]byte       { return map[int][]byte{} }
+func (s *synthetic) MeasuredBoot() *measuredboot.Boot { return nil }
 
 type quoteOnly struct {
 	src        source
@@ -218,6 +223,7 @@ func (q *quoteOnly) NewAgentLog() *AgentLog { return newAgentLog(&q.src) }
 func (q *quoteOnly) StaticPCRs() map[int][]byte {
 	return map[int][]byte{0: bytes.Clone(q.pcr0), 7: bytes.Clone(q.pcr7)}
 }
+func (q *quoteOnly) MeasuredBoot() *measuredboot.Boot { return nil }
 
 type captured struct {
 	src     source
@@ -273,10 +279,11 @@ func LoadCaptured(path string) (Profile, error) {
 	return c, nil
 }
 
-func (c *captured) Name() string                   { return ProfileCaptured }
-func (c *captured) HasIMA() bool                   { return true }
-func (c *captured) PolicyJSON() []byte             { return bytes.Clone(c.policy) }
-func (c *captured) Generator() int                 { return GeneratorCompatible }
-func (c *captured) TPMPolicy() map[string][]string { return map[string][]string{} }
-func (c *captured) NewAgentLog() *AgentLog         { return newAgentLog(&c.src) }
-func (c *captured) StaticPCRs() map[int][]byte     { return map[int][]byte{} }
+func (c *captured) Name() string                     { return ProfileCaptured }
+func (c *captured) HasIMA() bool                     { return true }
+func (c *captured) PolicyJSON() []byte               { return bytes.Clone(c.policy) }
+func (c *captured) Generator() int                   { return GeneratorCompatible }
+func (c *captured) TPMPolicy() map[string][]string   { return map[string][]string{} }
+func (c *captured) NewAgentLog() *AgentLog           { return newAgentLog(&c.src) }
+func (c *captured) StaticPCRs() map[int][]byte       { return map[int][]byte{} }
+func (c *captured) MeasuredBoot() *measuredboot.Boot { return nil }
