@@ -131,6 +131,10 @@ type EvidenceConfig struct {
 	IMAGrow     int    `key:"ima_grow"`
 	IMAUniverse int    `key:"ima_universe"`
 	CapturedLog string `key:"captured_log"`
+	// MeasuredBoot adds measured boot to the profile: the run's mbpolicies row holds the captured reference state
+	// and every attestation sends the captured UEFI event log (compiled into the binary), with the TPM's PCRs 0-15
+	// as that log leaves them.
+	MeasuredBoot bool `key:"measured_boot"`
 	// Reboot simulation: before a cycle, an agent reboots (new boot_time, TPM reset count + 1, IMA log back to
 	// its first entries) every RebootEvery cycles and/or with probability RebootProbability.
 	RebootEvery       int     `key:"reboot_every"`

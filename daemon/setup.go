@@ -24,6 +24,7 @@ import (
 	"github.com/attestload/attestload/attestation/client"
 	"github.com/attestload/attestload/attestation/enroll"
 	"github.com/attestload/attestload/attestation/evidence"
+	"github.com/attestload/attestload/attestation/measuredboot"
 	"github.com/attestload/attestload/attestation/record"
 	"github.com/attestload/attestload/attestation/simverifier"
 	"github.com/attestload/attestload/attestation/softtpm"
@@ -187,7 +188,8 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...engine.Opti
 		t0 := time.Now()
 		en, err := enroll.Enroll(ctx, pool, enroll.Plan{Prefix: cfg.Database.Prefix, RunID: r.runID, Count: n,
 			FirstIndex: cfg.Run.FirstIndex, Keys: func(i int) string { return keys[i-cfg.Run.FirstIndex].PublicBase64() },
-			TPMPolicy: profile.TPMPolicy(), IMAPolicyJSON: profile.PolicyJSON(), IMAGenerator: profile.Generator()})
+			TPMPolicy: profile.TPMPolicy(), IMAPolicyJSON: profile.PolicyJSON(), IMAGenerator: profile.Generator(),
+			MBPolicy: mbPolicy(profile)})
 		if err != nil {
 			return nil, fmt.Errorf("enroll agents: %w", err)
 		}
@@ -215,7 +217,8 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...engine.Opti
 	} else if r.sim != nil {
 		for _, a := range agents {
 			if err := r.sim.EnrollAgent(simverifier.AgentSpec{ID: a.ID, AKPublic: a.TPM.Key().Public,
-				TPMPolicy: profile.TPMPolicy(), IMAPolicyJSON: profile.PolicyJSON(), IMAGenerator: profile.Generator()}); err != nil {
+				TPMPolicy: profile.TPMPolicy(), IMAPolicyJSON: profile.PolicyJSON(), IMAGenerator: profile.Generator(),
+				MBPolicy: mbPolicyText(profile)}); err != nil {
 				return nil, fmt.Errorf("simulated verifier: enroll %s: %w", a.ID, err)
 			}
 		}
@@ -251,7 +254,7 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...engine.Opti
 
 	r.info = report.RunInfo{Schema: record.SchemaVersion, RunID: r.runID, Instance: cfg.Run.Instance,
 		Model: cfg.Scheduler.Model, StartTime: unixSeconds(r.start), Agents: n, Workers: cfg.Run.Workers,
-		KeyTypes: keyCounts}
+		KeyTypes: keyCounts, Profile: profile.Name(), MeasuredBoot: profile.MeasuredBoot() != nil}
 	if err := results.WriteSidecar(r.writer.Path(), r.info); err != nil {
 		return nil, err
 	}
@@ -299,6 +302,35 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...engine.Opti
 func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
 func newProfile(c EvidenceConfig) (evidence.Profile, error) {
+	p, err := baseProfile(c)
+	if err != nil || !c.MeasuredBoot {
+		return p, err
+	}
+	b, err := measuredboot.Captured()
+	if err != nil {
+		return nil, keyErr("evidence.measured_boot", "%v", err)
+	}
+	return evidence.WithMeasuredBoot(p, b), nil
+}
+
+// mbPolicy is the mbpolicies.mb_policy of the profile's agents: the reference state with measured boot, nil (NULL,
+// measured boot off) without.
+func mbPolicy(p evidence.Profile) []byte {
+	if b := p.MeasuredBoot(); b != nil {
+		return b.Refstate()
+	}
+	return nil
+}
+
+func mbPolicyText(p evidence.Profile) *string {
+	if b := mbPolicy(p); b != nil {
+		s := string(b)
+		return &s
+	}
+	return nil
+}
+
+func baseProfile(c EvidenceConfig) (evidence.Profile, error) {
 	switch c.Profile {
 	case "quote-only":
 		return evidence.NewQuoteOnly(), nil

@@ -118,10 +118,15 @@ func writeCAFile(t testing.TB, pem []byte) string {
 // enroll registers an agent with the verifier as the enrol package would: its AK and its profile's policies.
 func (e *simEnv) enroll(t testing.TB, id string, key *softtpm.Key, p evidence.Profile) {
 	t.Helper()
-	err := e.v.EnrollAgent(simverifier.AgentSpec{
+	spec := simverifier.AgentSpec{
 		ID: id, AKPublic: key.Public, TPMPolicy: p.TPMPolicy(),
 		IMAPolicyJSON: p.PolicyJSON(), IMAGenerator: p.Generator(),
-	})
+	}
+	if b := p.MeasuredBoot(); b != nil {
+		ref := string(b.Refstate())
+		spec.MBPolicy = &ref
+	}
+	err := e.v.EnrollAgent(spec)
 	if err != nil {
 		t.Fatal(err)
 	}

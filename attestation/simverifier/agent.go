@@ -38,7 +38,7 @@ type agent struct {
 	tpmPolicy map[int][]string // non-empty lists of lowercase hex values
 	ima       *sharedPolicy    // nil: IMA not requested
 	imaKey    [32]byte
-	mb        bool
+	mb        mbPolicyState
 
 	attestationCount    int
 	consecutiveFailures int
@@ -145,8 +145,8 @@ func (a *agent) requiredPCRs() []int {
 	for n := range a.tpmPolicy {
 		set[n] = true
 	}
-	if a.mb {
-		for _, n := range []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15} {
+	if a.mb.requested {
+		for _, n := range measuredBootPCRs {
 			set[n] = true
 		}
 	}

@@ -187,7 +187,7 @@ func (v *Verifier) negotiate(a *agent, attrs map[string]any, passed *passedState
 		}
 		att.items = append(att.items, item)
 	}
-	if a.mb {
+	if a.mb.requested {
 		if uefiAt < 0 {
 			return nil, invalid(self, evidencePointer, "evidence_supported must include a uefi_log")
 		}

@@ -45,6 +45,9 @@ type Verifier struct {
 	agents   map[string]*agent
 	policies map[[32]byte]*sharedPolicy
 
+	mbPolicies mbPolicies // parsed measured-boot reference states (measuredboot.go)
+	uefiLogs   uefiLogs   // the last UEFI log's replay
+
 	sessions sessionStore
 	limitIP  *rateLimiter
 	limitAg  *rateLimiter
@@ -76,7 +79,7 @@ type AgentSpec struct {
 	AcceptSignAlgs []string            // default ["rsassa"]
 	IMAPolicyJSON  []byte              // runtime policy (allowlists.ima_policy); used when IMAGenerator > 1
 	IMAGenerator   int                 // allowlists.generator: IMA is requested only when > 1
-	MBPolicy       *string             // mbpolicies.mb_policy: nil = no measured boot
+	MBPolicy       *string             // mbpolicies.mb_policy: nil or "" = no measured boot
 }
 
 // New builds a Verifier. In TLS mode it generates a CA, a server certificate and an admin client certificate (and
@@ -275,7 +278,7 @@ func (v *Verifier) newAgent(spec AgentSpec) (*agent, error) {
 		hashAlgs:  spec.AcceptHashAlgs,
 		signAlgs:  spec.AcceptSignAlgs,
 		tpmPolicy: map[int][]string{},
-		mb:        spec.MBPolicy != nil,
+		mb:        v.mbPolicies.state(spec.MBPolicy),
 		accept:    true,
 	}
 	if len(a.hashAlgs) == 0 {

@@ -87,16 +87,20 @@ func fail(reason, format string, args ...any) outcome {
 }
 
 // evaluate runs the checks of TPMEngine.verify_evidence in the real order: quote signature, nonce, PCR digest,
-// clock (failures: broken_evidence_chain); then IMA replay (a PCR 10 mismatch is broken_evidence_chain, entries
-// outside the policy are policy_violation) and the PCR policy (policy_violation). Called with a.mu held.
+// clock (failures: broken_evidence_chain); then the measured-boot PCRs against the UEFI log (broken_evidence_chain,
+// which outranks any other failure), IMA replay (a PCR 10 mismatch is broken_evidence_chain, entries outside the
+// policy are policy_violation), the PCR policy and the measured-boot policy (policy_violation). Called with a.mu
+// held.
 func (v *Verifier) evaluate(a *agent, att *attestation, q *quoteData) outcome {
-	var quoteItem, imaItem *evidenceItem
+	var quoteItem, imaItem, uefiItem *evidenceItem
 	for _, it := range att.items {
 		switch it.typ {
 		case "tpm_quote":
 			quoteItem = it
 		case "ima_log":
 			imaItem = it
+		case "uefi_log":
+			uefiItem = it
 		}
 	}
 	if quoteItem == nil || q == nil {
@@ -111,6 +115,10 @@ func (v *Verifier) evaluate(a *agent, att *attestation, q *quoteData) outcome {
 		o.clock, o.authed = ci, true
 		return o
 	}
+	mb := v.checkMeasuredBoot(a, uefiItem, q)
+	if mb.broken != "" {
+		return failAuthed(fail(FailureBrokenEvidenceChain, "%s", mb.broken))
+	}
 	if a.ima != nil && imaItem != nil {
 		pcr10, certified, bad := v.replayIMA(a, imaItem, q)
 		if bad != nil {
@@ -121,6 +129,9 @@ func (v *Verifier) evaluate(a *agent, att *attestation, q *quoteData) outcome {
 	}
 	if bad := checkPCRPolicy(a, q); bad != nil {
 		return failAuthed(*bad)
+	}
+	if mb.violation != "" {
+		return failAuthed(fail(FailurePolicyViolation, "%s", mb.violation))
 	}
 	return out
 }

@@ -39,6 +39,7 @@ var runFlagKeys = map[string]string{
 	"rate-start":           "scheduler.rate.start",
 	"rate-stages":          "scheduler.rate.stages",
 	"profile":              "evidence.profile",
+	"measured-boot":        "evidence.measured_boot",
 	"results-dir":          "results.dir",
 	"verifier-ca":          "verifier.ca_file",
 	"insecure-skip-verify": "verifier.insecure_skip_verify",
@@ -131,6 +132,7 @@ crossed.`,
 	f.Float64("rate-start", 0, "rate model: cycles per second at the start (default 10)")
 	f.String("rate-stages", "", "rate model: ramp stages DURATION:TARGET,... e.g. 1m:10,5m:200,30m:200")
 	f.String("profile", "", "evidence: ima, quote-only or captured (default ima)")
+	f.Bool("measured-boot", false, "also send a UEFI event log with every attestation, against an mbpolicies reference state (any profile)")
 	f.String("results-dir", "", "directory of results files (default results)")
 	f.String("verifier-ca", "", "CA certificate file of the verifier (default: the system roots)")
 	f.Bool("insecure-skip-verify", false, "do not verify the verifier's certificate (testing only)")

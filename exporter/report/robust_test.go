@@ -458,3 +458,19 @@ func TestKeyTypesLine(t *testing.T) {
 		t.Fatalf("without key types: %q, want no line", got)
 	}
 }
+
+// The sidecars' profiles, with or without measured boot, make one line; older sidecars leave the section out.
+func TestEvidenceLine(t *testing.T) {
+	runs := []RunInfo{{Profile: "ima", MeasuredBoot: true}, {}, {Profile: "ima", MeasuredBoot: true}}
+	want := "Evidence profile: ima with measured boot (a UEFI event log with every attestation, checked against an " +
+		"mbpolicies reference state)."
+	if got := evidenceLine(runs); got != want {
+		t.Fatalf("%q, want %q", got, want)
+	}
+	if got := evidenceLine([]RunInfo{{Profile: "quote-only"}}); got != "Evidence profile: quote-only without measured boot." {
+		t.Fatalf("without measured boot: %q", got)
+	}
+	if got := evidenceLine([]RunInfo{{}}); got != "" {
+		t.Fatalf("older sidecar: %q, want no line", got)
+	}
+}

@@ -218,6 +218,10 @@ type RunInfo struct {
 	Outages []OutageInfo `json:"outages,omitempty"`
 	// KeyTypes counts the run's agents by attestation-key type (rsa2048, ecc-p256); absent in older sidecars.
 	KeyTypes map[string]int `json:"key_types,omitempty"`
+	// Profile is the evidence profile (ima, quote-only, captured) and MeasuredBoot whether the agents also sent a
+	// UEFI event log against an mbpolicies reference state; absent in older sidecars.
+	Profile      string `json:"profile,omitempty"`
+	MeasuredBoot bool   `json:"measured_boot,omitempty"`
 }
 
 // OutageInfo is one outage of the verifier: Unix seconds, the error class that opened it, and whether the run

@@ -118,11 +118,38 @@ func keyTypesLine(runs []RunInfo) string {
 	return "Agents by key type: " + strings.Join(parts, ", ") + "."
 }
 
+// evidenceLine names the runs' evidence profiles and whether they included measured boot, from the sidecars (""
+// when none says).
+func evidenceLine(runs []RunInfo) string {
+	var names []string
+	for _, r := range runs {
+		if r.Profile == "" {
+			continue
+		}
+		n := r.Profile
+		if r.MeasuredBoot {
+			n += " with measured boot (a UEFI event log with every attestation, checked against an mbpolicies reference state)"
+		} else {
+			n += " without measured boot"
+		}
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return "Evidence profile: " + strings.Join(names, "; ") + "."
+}
+
 // offsetLabel prints a bucket's offset from the first bucket as H:MM:SS (days past a day).
 func offsetLabel(sec float64) string { return "+" + formatTimedelta(sec) }
 
 func buildSections(s *Summary) []section {
 	var out []section
+	if ev := evidenceLine(s.Runs); ev != "" {
+		out = append(out, section{title: "Evidence", lines: []string{ev}})
+	}
 	if keys := keyTypesLine(s.Runs); keys != "" {
 		out = append(out, section{title: "Attestation keys", lines: []string{keys}})
 	}
