@@ -64,7 +64,7 @@ func TestMetricsAgreeWithResultsAndVerdicts(t *testing.T) {
 	sum := executeAndClose(t, t.Context(), r)
 
 	recs := readRecords(t, sum.ResultsPath)
-	byOutcome := map[string]float64{}
+	byOutcome := map[record.Outcome]float64{}
 	byVerdict := map[string]float64{}
 	for _, rec := range recs {
 		byOutcome[rec.Outcome]++
@@ -86,7 +86,7 @@ func TestMetricsAgreeWithResultsAndVerdicts(t *testing.T) {
 		t.Fatalf("%s by outcome %v, results file %v", metrics.NameCycles, got, byOutcome)
 	}
 	for o, n := range byOutcome {
-		if got[o] != n {
+		if got[string(o)] != n {
 			t.Fatalf("%s by outcome %v, results file %v", metrics.NameCycles, got, byOutcome)
 		}
 	}

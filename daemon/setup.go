@@ -699,7 +699,7 @@ func writeVerbose(w io.Writer, rec *record.Record) {
 					why = append(why, fmt.Sprintf("status %d", *a.Status))
 				}
 				if a.Error != nil {
-					why = append(why, "error "+*a.Error)
+					why = append(why, "error "+a.Error.String())
 				}
 				if a.Code != "" {
 					why = append(why, "code "+a.Code)

@@ -269,7 +269,7 @@ func (r *response) release() {
 
 // do makes one HTTP request and fills an Attempt with everything but the protocol judgement. A nil response means
 // the request failed before a complete answer (att.Error is set); so does a body over the limit.
-func (c *Client) do(ctx context.Context, action, method, rawURL string, body []byte, token string) (record.Attempt, *response) {
+func (c *Client) do(ctx context.Context, action record.Action, method, rawURL string, body []byte, token string) (record.Attempt, *response) {
 	att := record.Attempt{Action: action, Method: method, URL: rawURL, RequestID: newRequestID(), BytesSent: int64(len(body))}
 	rctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -278,7 +278,7 @@ func (c *Client) do(ctx context.Context, action, method, rawURL string, body []b
 	att.StartTime = unixSeconds(start)
 	if err != nil {
 		// Only a malformed URL gets here (the agent id is path-escaped, the base validated).
-		finish(&att, start, c.now(), record.ErrLocal)
+		finish(&att, start, c.now(), record.ClassLocal)
 		return att, nil
 	}
 	req.Header.Set("Content-Type", "application/vnd.api+json")
@@ -309,7 +309,7 @@ func (c *Client) do(ctx context.Context, action, method, rawURL string, body []b
 		return att, nil
 	case n > c.maxBody:
 		r.release()
-		finish(&att, start, end, record.ErrBadResponse)
+		finish(&att, start, end, record.ClassBadResponse)
 		return att, nil
 	}
 	finish(&att, start, end, "")
@@ -319,8 +319,8 @@ func (c *Client) do(ctx context.Context, action, method, rawURL string, body []b
 // warnFirst logs the first transport error of each class (but canceled, which is the run stopping) at warning
 // level with the error's text, e.g. which certificate check failed; later ones of the class go to the per-attempt
 // debug line only.
-func (c *Client) warnFirst(class, method string, err error) {
-	if class == record.ErrCanceled {
+func (c *Client) warnFirst(class record.ErrorClass, method string, err error) {
+	if class == record.ClassCanceled {
 		return
 	}
 	if _, seen := c.warned.LoadOrStore(class, true); seen {
@@ -331,7 +331,7 @@ func (c *Client) warnFirst(class, method string, err error) {
 }
 
 // finish sets the end time and duration, and the error class when class is not empty.
-func finish(att *record.Attempt, start, end time.Time, class string) {
+func finish(att *record.Attempt, start, end time.Time, class record.ErrorClass) {
 	att.EndTime = unixSeconds(end)
 	d := end.Sub(start).Seconds()
 	if d < 0 {
@@ -343,7 +343,7 @@ func finish(att *record.Attempt, start, end time.Time, class string) {
 	}
 }
 
-func setFailed(att *record.Attempt, class string) {
+func setFailed(att *record.Attempt, class record.ErrorClass) {
 	f := false
 	att.OK = &f
 	att.Error = &class
@@ -367,35 +367,35 @@ func newRequestID() string {
 
 // classifyErr maps a transport error to a record error class. parent is the cycle's context: if it is done, the run
 // is shutting down and the attempt was canceled, whatever the error looks like.
-func classifyErr(parent, reqCtx context.Context, err error) string {
+func classifyErr(parent, reqCtx context.Context, err error) record.ErrorClass {
 	if parent.Err() != nil {
-		return record.ErrCanceled
+		return record.ClassCanceled
 	}
 	if errors.Is(err, context.DeadlineExceeded) || reqCtx.Err() != nil {
-		return record.ErrTimeout
+		return record.ClassTimeout
 	}
 	if errors.Is(err, context.Canceled) {
-		return record.ErrCanceled
+		return record.ClassCanceled
 	}
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {
-		return record.ErrDNS
+		return record.ClassDNS
 	}
 	if isTLSErr(err) {
-		return record.ErrTLS
+		return record.ClassTLS
 	}
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return record.ErrConnRefused
+		return record.ClassConnRefused
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, io.EOF),
 		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
-		return record.ErrConnReset
+		return record.ClassConnReset
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return record.ErrTimeout
+		return record.ClassTimeout
 	}
-	return record.ErrNetwork
+	return record.ClassNetwork
 }
 
 func isTLSErr(err error) bool {

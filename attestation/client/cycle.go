@@ -37,8 +37,8 @@ type cycle struct {
 	a        *Agent
 	rec      *record.Record
 	urls     *agentURLs
-	reauthed bool   // the one re-authentication a cycle may do after a 401 has been used
-	failure  string // error class that ended the cycle
+	reauthed bool              // the one re-authentication a cycle may do after a 401 has been used
+	failure  record.ErrorClass // error class that ended the cycle
 }
 
 // Cycle runs one attestation cycle for a and returns its Record; it never fails, failures are data in the Record.
@@ -85,13 +85,13 @@ func (c *Client) Cycle(ctx context.Context, a *Agent, task, worker int) *record.
 		rec.Outcome = record.OutcomeSuccess
 	case ctx.Err() != nil:
 		rec.Outcome = record.OutcomeAborted
-		cls := record.ErrCanceled
+		cls := record.ClassCanceled
 		rec.Error = &cls
 	default:
 		rec.Outcome = record.OutcomeFail
 		cls := cy.failure
 		if cls == "" {
-			cls = record.ErrLocal
+			cls = record.ClassLocal
 		}
 		rec.Error = &cls
 	}
@@ -111,11 +111,11 @@ func sumDurations(atts []record.Attempt) float64 {
 
 func (cy *cycle) run(ctx context.Context) {
 	if ctx.Err() != nil {
-		cy.failure = record.ErrCanceled
+		cy.failure = record.ClassCanceled
 		return
 	}
 	if cy.a.setupErr != nil {
-		cy.failure = record.ErrLocal
+		cy.failure = record.ClassLocal
 		cy.c.log.Debug("agent setup failed", "agent", cy.a.ID, "err", cy.a.setupErr)
 		return
 	}
@@ -149,7 +149,7 @@ func (cy *cycle) wait(ctx context.Context, d time.Duration) bool {
 		return ctx.Err() == nil
 	}
 	if err := cy.c.sleep(ctx, d); err != nil {
-		cy.failure = record.ErrCanceled
+		cy.failure = record.ClassCanceled
 		return false
 	}
 	return true
@@ -200,7 +200,7 @@ func (cy *cycle) judge(att *record.Attempt, r *response, patch bool, retries int
 	e := parseAPIError(r.body)
 	att.Code = e.Code
 	ra, hasRA := retryAfter(r.header, cy.c.now())
-	limited := func(class string) (decision, time.Duration, string) {
+	limited := func(class record.ErrorClass) (decision, time.Duration, string) {
 		setFailed(att, class)
 		if !hasRA {
 			return cy.backoff(retries, e.Detail)
@@ -217,41 +217,41 @@ func (cy *cycle) judge(att *record.Attempt, r *response, patch bool, retries int
 	}
 	switch s := r.status; {
 	case s == http.StatusUnauthorized:
-		setFailed(att, record.ErrAuth)
+		setFailed(att, record.ClassAuth)
 		return decReauth, 0, e.Detail
 	case s == http.StatusTooManyRequests:
-		return limited(record.ErrRateLimited)
+		return limited(record.ClassRateLimited)
 	case s == http.StatusServiceUnavailable:
-		return limited(record.ErrUnavailable)
+		return limited(record.ClassUnavailable)
 	case s == http.StatusConflict:
-		setFailed(att, record.ErrConflict)
+		setFailed(att, record.ClassConflict)
 		t := true
 		att.Conflicts = &t
 		return decRetry, conflictWait, e.Detail
 	case s == http.StatusForbidden:
-		setFailed(att, record.ErrForbidden)
+		setFailed(att, record.ClassForbidden)
 		if patch && (e.Code == "challenges_expired" || e.Code == "evidence_immutable") {
 			return decRenegotiate, 0, e.Detail
 		}
 		return decFail, 0, e.Detail
 	case s == http.StatusNotFound:
-		setFailed(att, record.ErrNotFound)
+		setFailed(att, record.ClassNotFound)
 		return decFail, 0, e.Detail
 	case s == http.StatusUnprocessableEntity:
 		if strings.Contains(e.Detail, "same order as the evidence requested") {
-			setFailed(att, record.ErrEvidenceOrder)
+			setFailed(att, record.ClassEvidenceOrder)
 		} else {
-			setFailed(att, record.ErrInvalidData)
+			setFailed(att, record.ClassInvalidData)
 		}
 		return decFail, 0, e.Detail
 	case s >= 500:
-		setFailed(att, record.ErrHTTPStatus)
+		setFailed(att, record.ClassHTTPStatus)
 		if hasRA {
-			return limited(record.ErrHTTPStatus)
+			return limited(record.ClassHTTPStatus)
 		}
 		return cy.backoff(retries, e.Detail)
 	default:
-		setFailed(att, record.ErrHTTPStatus)
+		setFailed(att, record.ClassHTTPStatus)
 		return decFail, 0, e.Detail
 	}
 }
@@ -280,26 +280,26 @@ func (cy *cycle) retry(att *record.Attempt, retries *int, d time.Duration) bool 
 // session on any PoP failure.
 func (cy *cycle) session(ctx context.Context) bool {
 	c, a := cy.c, cy.a
-	pctx, end := c.hooks.PhaseStart(ctx, PhaseSession)
+	pctx, end := c.hooks.PhaseStart(ctx, record.PhaseSession)
 	ok := false
 	defer func() { end(ok) }()
 	if a.TPM == nil {
-		cy.failure = record.ErrLocal
+		cy.failure = record.ClassLocal
 		return false
 	}
 	createBody, err := sessionCreateBody(a.ID)
 	if err != nil {
-		cy.failure = record.ErrLocal
+		cy.failure = record.ClassLocal
 		return false
 	}
 	retries := 0
 	for {
 		var sess sessionCreated
 		create := call{action: record.ActionSessionCreate, method: http.MethodPost, url: cy.urls.sessions,
-			body: createBody, want: http.StatusOK, accept: func(r *response) (string, string) {
+			body: createBody, want: http.StatusOK, accept: func(r *response) (record.ErrorClass, string) {
 				var err error
 				if sess, err = parseSessionCreated(r.body); err != nil {
-					return record.ErrBadResponse, err.Error()
+					return record.ClassBadResponse, err.Error()
 				}
 				return "", ""
 			}}
@@ -332,25 +332,25 @@ func (cy *cycle) proveSession(pctx context.Context, sess sessionCreated, retries
 	c, a := cy.c, cy.a
 	msg, sig, err := a.TPM.Certify(sess.Challenge)
 	if err != nil {
-		cy.failure = record.ErrLocal
+		cy.failure = record.ClassLocal
 		c.log.Debug("certify failed", "agent", a.ID, "err", err)
 		return decFail, 0
 	}
 	popBody, err := sessionPoPBody(a.ID, sess.ID, msg, sig)
 	if err != nil {
-		cy.failure = record.ErrLocal
+		cy.failure = record.ClassLocal
 		return decFail, 0
 	}
 	pop := call{action: record.ActionSessionPoP, method: http.MethodPatch,
 		url: cy.urls.sessions + "/" + url.PathEscape(sess.ID), body: popBody, want: http.StatusOK,
-		accept: func(r *response) (string, string) {
+		accept: func(r *response) (record.ErrorClass, string) {
 			res, err := parsePoPResult(r.body)
 			switch {
 			case err != nil:
-				return record.ErrBadResponse, err.Error()
+				return record.ClassBadResponse, err.Error()
 			case !res.Pass:
 				// 200 "fail": nonce expired or agent unknown to the verifier.
-				return record.ErrPoPRejected, ""
+				return record.ClassPoPRejected, ""
 			}
 			a.setToken(res.Token, res.Expires, c.now())
 			return "", ""
@@ -359,7 +359,7 @@ func (cy *cycle) proveSession(pctx context.Context, sess sessionCreated, retries
 			if r == nil || r.status != http.StatusUnauthorized {
 				return false
 			}
-			setFailed(att, record.ErrPoPRejected)
+			setFailed(att, record.ClassPoPRejected)
 			att.Code = parseAPIError(r.body).Code
 			return true
 		}}
@@ -379,14 +379,15 @@ func (cy *cycle) sessionStep(pctx context.Context, req *call, retries *int) (dec
 
 // call is one request of a phase and how its answer is read.
 type call struct {
-	action, method, url string
-	body                []byte
-	auth                bool // send the agent's current token (read at each attempt: a re-authentication renews it)
-	want                int  // the status that means the verifier took the request
-	patch               bool // the evidence PATCH: 403 challenges_expired or evidence_immutable renegotiates
+	action      record.Action
+	method, url string
+	body        []byte
+	auth        bool // send the agent's current token (read at each attempt: a re-authentication renews it)
+	want        int  // the status that means the verifier took the request
+	patch       bool // the evidence PATCH: 403 challenges_expired or evidence_immutable renegotiates
 	// accept reads a response with status want. An empty class makes the attempt successful (a detail is then only
 	// logged); otherwise the attempt fails with class and detail.
-	accept func(r *response) (class, detail string)
+	accept func(r *response) (class record.ErrorClass, detail string)
 	// refuse, if set, may judge a response other than want (or a transport failure, r == nil) before judge does:
 	// true means it set the attempt's error and the step fails.
 	refuse func(att *record.Attempt, r *response) bool
@@ -395,7 +396,7 @@ type call struct {
 // step makes one attempt of req: it sends the request, classifies the answer (accept, refuse, judge), turns a retry
 // the phase's budget cannot pay for into a failure, and records the attempt in list. It returns the decision, the
 // wait before a retry, and the attempt's error class when it failed.
-func (cy *cycle) step(pctx context.Context, list *[]record.Attempt, req *call, retries *int) (decision, time.Duration, string) {
+func (cy *cycle) step(pctx context.Context, list *[]record.Attempt, req *call, retries *int) (decision, time.Duration, record.ErrorClass) {
 	token := ""
 	if req.auth {
 		token = cy.a.token
@@ -406,7 +407,7 @@ func (cy *cycle) step(pctx context.Context, list *[]record.Attempt, req *call, r
 	var detail string
 	switch {
 	case r != nil && r.status == req.want:
-		var class string
+		var class record.ErrorClass
 		if class, detail = req.accept(r); class != "" {
 			setFailed(&att, class)
 			dec = decFail
@@ -424,7 +425,7 @@ func (cy *cycle) step(pctx context.Context, list *[]record.Attempt, req *call, r
 		dec = decFail
 	}
 	cy.add(pctx, list, att, detail)
-	class := ""
+	var class record.ErrorClass
 	if att.Error != nil {
 		class = *att.Error
 	}
@@ -435,7 +436,7 @@ func (cy *cycle) step(pctx context.Context, list *[]record.Attempt, req *call, r
 func (cy *cycle) reauth(ctx context.Context) bool {
 	cy.a.DropToken()
 	if cy.reauthed {
-		cy.failure = record.ErrAuth
+		cy.failure = record.ClassAuth
 		return false
 	}
 	cy.reauthed = true
@@ -445,7 +446,7 @@ func (cy *cycle) reauth(ctx context.Context) bool {
 // negotiate sends the capabilities and returns what the verifier asks for.
 func (cy *cycle) negotiate(ctx context.Context) (negotiation, bool) {
 	c, a := cy.c, cy.a
-	pctx, end := c.hooks.PhaseStart(ctx, PhaseNegotiate)
+	pctx, end := c.hooks.PhaseStart(ctx, record.PhaseNegotiate)
 	ok := false
 	defer func() { end(ok) }()
 	hasIMA := a.Log != nil
@@ -459,15 +460,15 @@ func (cy *cycle) negotiate(ctx context.Context) (negotiation, bool) {
 	}
 	body, err := capabilitiesBody(a.ak, hasIMA, entries, uefiEvents, a.BootTime)
 	if err != nil || a.ak.public == "" {
-		cy.failure = record.ErrLocal
+		cy.failure = record.ClassLocal
 		return negotiation{}, false
 	}
 	var neg negotiation
 	req := call{action: record.ActionCreate, method: http.MethodPost, url: cy.urls.create, body: body, auth: true,
-		want: http.StatusCreated, accept: func(r *response) (string, string) {
+		want: http.StatusCreated, accept: func(r *response) (record.ErrorClass, string) {
 			var err error
 			if neg, err = parseNegotiation(r.body, r.header.Get("Location")); err != nil {
-				return record.ErrBadResponse, err.Error()
+				return record.ClassBadResponse, err.Error()
 			}
 			return "", ""
 		}}
@@ -484,18 +485,18 @@ func (cy *cycle) negotiate(ctx context.Context) (negotiation, bool) {
 // evidence builds the evidence the verifier asked for, in its order, and sends it.
 func (cy *cycle) evidence(ctx context.Context, neg negotiation) decision {
 	c, a := cy.c, cy.a
-	pctx, end := c.hooks.PhaseStart(ctx, PhaseEvidence)
+	pctx, end := c.hooks.PhaseStart(ctx, record.PhaseEvidence)
 	ok := false
 	defer func() { end(ok) }()
 	body, err := cy.buildEvidence(neg)
 	if err != nil {
-		cy.failure = record.ErrLocal
+		cy.failure = record.ClassLocal
 		c.log.Debug("building evidence failed", "agent", a.ID, "err", err)
 		return decFail
 	}
 	var next *float64
 	req := call{action: record.ActionUpdate, method: http.MethodPatch, url: cy.urls.update, body: body, auth: true,
-		want: http.StatusAccepted, patch: true, accept: func(r *response) (string, string) {
+		want: http.StatusAccepted, patch: true, accept: func(r *response) (record.ErrorClass, string) {
 			var err error
 			if next, err = parseAccepted(r.body); err != nil {
 				// The evidence was accepted whatever the body says; only the hint for the next POST is lost.

@@ -75,14 +75,14 @@ func newFakeClient(t testing.TB, f *fakeVerifier, mod func(*Config)) (*Client, *
 	return c, clk
 }
 
-func errOf(r *record.Record) string {
+func errOf(r *record.Record) record.ErrorClass {
 	if r.Error == nil {
 		return ""
 	}
 	return *r.Error
 }
 
-func attErr(a record.Attempt) string {
+func attErr(a record.Attempt) record.ErrorClass {
 	if a.Error == nil {
 		return ""
 	}
@@ -313,8 +313,8 @@ func TestCycleRetries(t *testing.T) {
 		name       string
 		setup      func(f *fakeVerifier)
 		mod        func(*Config)
-		outcome    string
-		err        string
+		outcome    record.Outcome
+		err        record.ErrorClass
 		creates    int
 		updates    int
 		sessions   int
@@ -329,7 +329,7 @@ func TestCycleRetries(t *testing.T) {
 			slept: []time.Duration{2 * time.Second},
 			check: func(t *testing.T, r *record.Record, _ *Agent) {
 				a := r.CreateAttempts[0]
-				if attErr(a) != record.ErrRateLimited || a.Code != "premature_attestation" || intp(a.RetryAfter) != "2" || *a.OK {
+				if attErr(a) != record.ClassRateLimited || a.Code != "premature_attestation" || intp(a.RetryAfter) != "2" || *a.OK {
 					t.Errorf("429 attempt: %+v", a)
 				}
 				if r.CreateDuration > 1 {
@@ -341,7 +341,7 @@ func TestCycleRetries(t *testing.T) {
 			name:    "429 longer than MaxRetryAfter fails without sleeping",
 			setup:   func(f *fakeVerifier) { f.push("create", premature("3600")) },
 			mod:     func(c *Config) { c.MaxRetryAfter = time.Minute },
-			outcome: record.OutcomeFail, err: record.ErrRateLimited, creates: 1, updates: 0, sessions: 2,
+			outcome: record.OutcomeFail, err: record.ClassRateLimited, creates: 1, updates: 0, sessions: 2,
 			check: func(t *testing.T, r *record.Record, a *Agent) {
 				if r.CreateAttempts[0].RetryAfter != nil {
 					t.Error("retry_after set though no retry happened")
@@ -358,7 +358,7 @@ func TestCycleRetries(t *testing.T) {
 			slept: []time.Duration{time.Second},
 			check: func(t *testing.T, r *record.Record, _ *Agent) {
 				a := r.CreateAttempts[0]
-				if a.Conflicts == nil || !*a.Conflicts || intp(a.RetryAfter) != "1" || attErr(a) != record.ErrConflict {
+				if a.Conflicts == nil || !*a.Conflicts || intp(a.RetryAfter) != "1" || attErr(a) != record.ClassConflict {
 					t.Errorf("409 attempt: %+v", a)
 				}
 			},
@@ -368,7 +368,7 @@ func TestCycleRetries(t *testing.T) {
 			setup:   func(f *fakeVerifier) { f.push("update", apiErr(403, "challenges_expired", "expired")) },
 			outcome: record.OutcomeSuccess, creates: 2, updates: 2, sessions: 2,
 			check: func(t *testing.T, r *record.Record, _ *Agent) {
-				if attErr(r.UpdateAttempts[0]) != record.ErrForbidden || r.UpdateAttempts[0].Code != "challenges_expired" {
+				if attErr(r.UpdateAttempts[0]) != record.ClassForbidden || r.UpdateAttempts[0].Code != "challenges_expired" {
 					t.Errorf("403 attempt: %+v", r.UpdateAttempts[0])
 				}
 			},
@@ -381,19 +381,19 @@ func TestCycleRetries(t *testing.T) {
 				}
 			},
 			mod:     func(c *Config) { c.MaxRetries = 2 },
-			outcome: record.OutcomeFail, err: record.ErrForbidden, creates: 3, updates: 3, sessions: 2,
+			outcome: record.OutcomeFail, err: record.ClassForbidden, creates: 3, updates: 3, sessions: 2,
 		},
 		{
 			name:    "403 other code fails",
 			setup:   func(f *fakeVerifier) { f.push("update", apiErr(403, "old_attestation", "old")) },
-			outcome: record.OutcomeFail, err: record.ErrForbidden, creates: 1, updates: 1, sessions: 2,
+			outcome: record.OutcomeFail, err: record.ClassForbidden, creates: 1, updates: 1, sessions: 2,
 		},
 		{
 			name:    "401 on POST re-authenticates once",
 			setup:   func(f *fakeVerifier) { f.push("create", apiErr(401, "", "Invalid authentication token")) },
 			outcome: record.OutcomeSuccess, creates: 2, updates: 1, sessions: 4,
 			check: func(t *testing.T, r *record.Record, _ *Agent) {
-				if attErr(r.CreateAttempts[0]) != record.ErrAuth {
+				if attErr(r.CreateAttempts[0]) != record.ClassAuth {
 					t.Errorf("401 attempt: %+v", r.CreateAttempts[0])
 				}
 			},
@@ -408,21 +408,21 @@ func TestCycleRetries(t *testing.T) {
 			setup: func(f *fakeVerifier) {
 				f.push("create", apiErr(401, "", "bad"), apiErr(401, "", "bad"))
 			},
-			outcome: record.OutcomeFail, err: record.ErrAuth, creates: 2, updates: 0, sessions: 4,
+			outcome: record.OutcomeFail, err: record.ClassAuth, creates: 2, updates: 0, sessions: 4,
 		},
 		{
 			name: "422 evidence order is the verifier's bug",
 			setup: func(f *fakeVerifier) {
 				f.push("update", apiErr(422, "invalid_resource_data", "Evidence items must appear in the same order as the evidence requested"))
 			},
-			outcome: record.OutcomeFail, err: record.ErrEvidenceOrder, creates: 1, updates: 1, sessions: 2,
+			outcome: record.OutcomeFail, err: record.ClassEvidenceOrder, creates: 1, updates: 1, sessions: 2,
 		},
 		{
 			name: "422 other is invalid data",
 			setup: func(f *fakeVerifier) {
 				f.push("update", apiErr(422, "invalid_resource_data", "subject_data lacks PCR 10"))
 			},
-			outcome: record.OutcomeFail, err: record.ErrInvalidData, creates: 1, updates: 1, sessions: 2,
+			outcome: record.OutcomeFail, err: record.ClassInvalidData, creates: 1, updates: 1, sessions: 2,
 		},
 		{
 			name: "503 without Retry-After backs off then fails",
@@ -430,7 +430,7 @@ func TestCycleRetries(t *testing.T) {
 				f.push("create", canned{status: 503}, canned{status: 503}, canned{status: 503})
 			},
 			mod:     func(c *Config) { c.MaxRetries = 2 },
-			outcome: record.OutcomeFail, err: record.ErrUnavailable, creates: 3, sessions: 2,
+			outcome: record.OutcomeFail, err: record.ClassUnavailable, creates: 3, sessions: 2,
 			slept: []time.Duration{time.Second, 2 * time.Second},
 			check: func(t *testing.T, r *record.Record, _ *Agent) {
 				if intp(r.CreateAttempts[0].RetryAfter) != "1" || intp(r.CreateAttempts[1].RetryAfter) != "2" || r.CreateAttempts[2].RetryAfter != nil {
@@ -457,26 +457,26 @@ func TestCycleRetries(t *testing.T) {
 		{
 			name:    "415 fails as http_status",
 			setup:   func(f *fakeVerifier) { f.push("create", canned{status: 415}) },
-			outcome: record.OutcomeFail, err: record.ErrHTTPStatus, creates: 1, sessions: 2,
+			outcome: record.OutcomeFail, err: record.ClassHTTPStatus, creates: 1, sessions: 2,
 		},
 		{
 			name:    "404 agent unknown",
 			setup:   func(f *fakeVerifier) { f.push("create", apiErr(404, "not_found", "agent not found")) },
-			outcome: record.OutcomeFail, err: record.ErrNotFound, creates: 1, sessions: 2,
+			outcome: record.OutcomeFail, err: record.ClassNotFound, creates: 1, sessions: 2,
 		},
 		{
 			name: "PoP 401 is pop_rejected",
 			setup: func(f *fakeVerifier) {
 				f.push("session_pop", canned{status: 401, body: `{"data":{"type":"session","attributes":{"evaluation":"fail"}}}`})
 			},
-			outcome: record.OutcomeFail, err: record.ErrPoPRejected, sessions: 2,
+			outcome: record.OutcomeFail, err: record.ClassPoPRejected, sessions: 2,
 		},
 		{
 			name: "PoP 200 fail is pop_rejected",
 			setup: func(f *fakeVerifier) {
 				f.push("session_pop", canned{status: 200, body: `{"data":{"type":"session","attributes":{"evaluation":"fail","token_expires_at":null}}}`})
 			},
-			outcome: record.OutcomeFail, err: record.ErrPoPRejected, sessions: 2,
+			outcome: record.OutcomeFail, err: record.ClassPoPRejected, sessions: 2,
 		},
 		{
 			name:    "session POST 429 honoured",
@@ -487,14 +487,14 @@ func TestCycleRetries(t *testing.T) {
 		{
 			name:    "session POST garbage is bad_response",
 			setup:   func(f *fakeVerifier) { f.push("session_create", canned{status: 200, body: `{"data":{"id":"x"}}`}) },
-			outcome: record.OutcomeFail, err: record.ErrBadResponse, sessions: 1,
+			outcome: record.OutcomeFail, err: record.ClassBadResponse, sessions: 1,
 		},
 		{
 			name: "201 without challenge is bad_response",
 			setup: func(f *fakeVerifier) {
 				f.push("create", canned{status: 201, body: `{"data":{"attributes":{"evidence_requested":[]}}}`})
 			},
-			outcome: record.OutcomeFail, err: record.ErrBadResponse, creates: 1, sessions: 2,
+			outcome: record.OutcomeFail, err: record.ClassBadResponse, creates: 1, sessions: 2,
 		},
 		{
 			name: "huge body is bounded",
@@ -502,7 +502,7 @@ func TestCycleRetries(t *testing.T) {
 				f.push("create", canned{status: 201, body: `{"x":"` + strings.Repeat("a", 3<<20) + `"}`})
 			},
 			mod:     func(c *Config) { c.MaxBodyBytes = 1 << 20 },
-			outcome: record.OutcomeFail, err: record.ErrBadResponse, creates: 1, sessions: 2,
+			outcome: record.OutcomeFail, err: record.ClassBadResponse, creates: 1, sessions: 2,
 			check: func(t *testing.T, r *record.Record, _ *Agent) {
 				if got := r.CreateAttempts[0].BytesRecv; got != 1<<20+1 {
 					t.Errorf("bytes received %d, want the bound + 1", got)
@@ -548,7 +548,7 @@ func TestCycleAbortedOnCancel(t *testing.T) {
 	}
 	a := newIMAAgent(t, "vec-agent-1", 0, 4)
 	r := c.Cycle(ctx, a, 0, 0)
-	if r.Outcome != record.OutcomeAborted || errOf(r) != record.ErrCanceled {
+	if r.Outcome != record.OutcomeAborted || errOf(r) != record.ClassCanceled {
 		t.Fatalf("outcome %s error %q", r.Outcome, errOf(r))
 	}
 	if len(r.CreateAttempts) != 1 || len(r.UpdateAttempts) != 0 {
@@ -564,7 +564,7 @@ func TestCycleAbortedOnCancel(t *testing.T) {
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel2()
 	r2 := c2.Cycle(ctx2, newIMAAgent(t, "vec-agent-1", 0, 4), 0, 0)
-	if r2.Outcome != record.OutcomeAborted || len(r2.SessionAttempts) != 1 || attErr(r2.SessionAttempts[0]) != record.ErrCanceled {
+	if r2.Outcome != record.OutcomeAborted || len(r2.SessionAttempts) != 1 || attErr(r2.SessionAttempts[0]) != record.ClassCanceled {
 		t.Fatalf("in-flight cancel: outcome %s attempts %+v", r2.Outcome, r2.SessionAttempts)
 	}
 }
@@ -579,7 +579,7 @@ func TestCycleTransportErrors(t *testing.T) {
 		defer tr.CloseIdleConnections()
 		c, _ := newFakeClient(t, f, func(c *Config) { c.HTTPClient, c.Transport = nil, tr })
 		r := c.Cycle(context.Background(), newIMAAgent(t, "vec-agent-1", 0, 4), 0, 0)
-		if r.Outcome != record.OutcomeFail || errOf(r) != record.ErrTLS || len(r.SessionAttempts) != 1 || r.SessionAttempts[0].Status != nil {
+		if r.Outcome != record.OutcomeFail || errOf(r) != record.ClassTLS || len(r.SessionAttempts) != 1 || r.SessionAttempts[0].Status != nil {
 			t.Fatalf("outcome %s error %q attempts %+v", r.Outcome, errOf(r), r.SessionAttempts)
 		}
 	})
@@ -588,7 +588,7 @@ func TestCycleTransportErrors(t *testing.T) {
 		f.srv.Close()
 		c, _ := newFakeClient(t, f, nil)
 		r := c.Cycle(context.Background(), newIMAAgent(t, "vec-agent-1", 0, 4), 0, 0)
-		if errOf(r) != record.ErrConnRefused {
+		if errOf(r) != record.ClassConnRefused {
 			t.Fatalf("error %q, want conn_refused", errOf(r))
 		}
 	})
@@ -599,7 +599,7 @@ func TestCycleTransportErrors(t *testing.T) {
 		defer close(block)
 		c, _ := newFakeClient(t, f, func(c *Config) { c.RequestTimeout = 30 * time.Millisecond })
 		r := c.Cycle(context.Background(), newIMAAgent(t, "vec-agent-1", 0, 4), 0, 0)
-		if r.Outcome != record.OutcomeFail || errOf(r) != record.ErrTimeout {
+		if r.Outcome != record.OutcomeFail || errOf(r) != record.ClassTimeout {
 			t.Fatalf("outcome %s error %q, want fail timeout", r.Outcome, errOf(r))
 		}
 	})
@@ -613,7 +613,7 @@ func TestCycleTransportErrors(t *testing.T) {
 		})
 		c, _ := newFakeClient(t, f, nil)
 		r := c.Cycle(context.Background(), newIMAAgent(t, "vec-agent-1", 0, 4), 0, 0)
-		if errOf(r) != record.ErrConnReset {
+		if errOf(r) != record.ClassConnReset {
 			t.Fatalf("error %q, want conn_reset", errOf(r))
 		}
 	})
@@ -644,11 +644,11 @@ func (h *hookLog) CycleStart(ctx context.Context, a *Agent, task int) context.Co
 	h.add(fmt.Sprintf("cycle %s %d", a.ID, task))
 	return context.WithValue(ctx, hookKey{}, "span")
 }
-func (h *hookLog) PhaseStart(ctx context.Context, phase string) (context.Context, func(bool)) {
+func (h *hookLog) PhaseStart(ctx context.Context, phase record.Phase) (context.Context, func(bool)) {
 	if ctx.Value(hookKey{}) != "span" {
 		h.add("phase without cycle context")
 	}
-	h.add("start " + phase)
+	h.add("start " + string(phase))
 	return ctx, func(ok bool) { h.add(fmt.Sprintf("end %s %v", phase, ok)) }
 }
 func (h *hookLog) Request(_ context.Context, att *record.Attempt) {
@@ -657,7 +657,7 @@ func (h *hookLog) Request(_ context.Context, att *record.Attempt) {
 func (h *hookLog) CycleEnd(_ context.Context, r *record.Record) {
 	id := "trace"
 	r.TraceID = &id
-	h.add("end cycle " + r.Outcome)
+	h.add("end cycle " + r.Outcome.String())
 }
 
 type hookKey struct{}
@@ -720,7 +720,7 @@ func TestLogsCarryNoToken(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	c, _ := newFakeClient(t, f, func(c *Config) { c.Logger = logger })
 	r := c.Cycle(context.Background(), newIMAAgent(t, "vec-agent-1", 0, 4), 0, 0)
-	if errOf(r) != record.ErrAuth {
+	if errOf(r) != record.ClassAuth {
 		t.Fatalf("error %q", errOf(r))
 	}
 	out := buf.String()

@@ -6,13 +6,6 @@ import (
 	"github.com/attestload/attestload/attestation/record"
 )
 
-// Phase names passed to Hooks.PhaseStart.
-const (
-	PhaseSession   = "session"
-	PhaseNegotiate = "negotiate"
-	PhaseEvidence  = "evidence"
-)
-
 // Hooks lets tracing and metrics observe a cycle without this package importing them. Implementations must be
 // safe for concurrent use: many agents run cycles at once.
 type Hooks interface {
@@ -21,7 +14,7 @@ type Hooks interface {
 	CycleStart(ctx context.Context, a *Agent, task int) context.Context
 	// PhaseStart is called when a phase begins; HTTP requests of the phase are made with the returned context, so
 	// a wrapping transport can create child spans. The returned func is called once when the phase ends.
-	PhaseStart(ctx context.Context, phase string) (context.Context, func(ok bool))
+	PhaseStart(ctx context.Context, phase record.Phase) (context.Context, func(ok bool))
 	// Request is called after each HTTP attempt, with the attempt as it will appear in the Record.
 	Request(ctx context.Context, att *record.Attempt)
 	// CycleEnd is called with the finished Record before Cycle returns it; it may set r.TraceID.
@@ -31,7 +24,7 @@ type Hooks interface {
 type nopHooks struct{}
 
 func (nopHooks) CycleStart(ctx context.Context, _ *Agent, _ int) context.Context { return ctx }
-func (nopHooks) PhaseStart(ctx context.Context, _ string) (context.Context, func(bool)) {
+func (nopHooks) PhaseStart(ctx context.Context, _ record.Phase) (context.Context, func(bool)) {
 	return ctx, func(bool) {}
 }
 func (nopHooks) Request(context.Context, *record.Attempt) {}

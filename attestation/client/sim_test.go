@@ -256,7 +256,7 @@ func TestSimFixedExpiryLearnedFrom401(t *testing.T) {
 	reauths := 0
 	for k, r := range e.tokenRun(t, "fixed", 1, 20, 3*time.Second, false) {
 		if k > 0 && len(r.SessionAttempts) > 0 {
-			if len(r.CreateAttempts) < 2 || attErr(r.CreateAttempts[0]) != record.ErrAuth {
+			if len(r.CreateAttempts) < 2 || attErr(r.CreateAttempts[0]) != record.ClassAuth {
 				t.Errorf("cycle %d: new session without a 401 first: %+v", k, r.CreateAttempts)
 			}
 			reauths++
@@ -286,7 +286,7 @@ func TestSimUnexpected401ReAuthenticates(t *testing.T) {
 	if r.Outcome != record.OutcomeSuccess {
 		t.Fatalf("outcome %s %s", r.Outcome, errOf(r))
 	}
-	if len(r.CreateAttempts) != 2 || attErr(r.CreateAttempts[0]) != record.ErrAuth || len(r.SessionAttempts) != 2 {
+	if len(r.CreateAttempts) != 2 || attErr(r.CreateAttempts[0]) != record.ClassAuth || len(r.SessionAttempts) != 2 {
 		t.Errorf("create attempts %+v, %d session attempts", r.CreateAttempts, len(r.SessionAttempts))
 	}
 	if ev, reason := e.verdict(t, "reauth", r); ev != "pass" {
@@ -310,7 +310,7 @@ func TestSimPremature429(t *testing.T) {
 		t.Fatalf("outcome %s, %d create attempts", r.Outcome, len(r.CreateAttempts))
 	}
 	first := r.CreateAttempts[0]
-	if attErr(first) != record.ErrRateLimited || first.Code != "premature_attestation" || intp(first.RetryAfter) != "2" || *first.Status != 429 {
+	if attErr(first) != record.ClassRateLimited || first.Code != "premature_attestation" || intp(first.RetryAfter) != "2" || *first.Status != 429 {
 		t.Errorf("premature attempt: %+v", first)
 	}
 	if ev, _ := e.verdict(t, "early", r); ev != "pass" {
@@ -326,8 +326,8 @@ type expireOnce struct {
 	once sync.Once
 }
 
-func (h *expireOnce) PhaseStart(ctx context.Context, phase string) (context.Context, func(bool)) {
-	if phase == PhaseEvidence {
+func (h *expireOnce) PhaseStart(ctx context.Context, phase record.Phase) (context.Context, func(bool)) {
+	if phase == record.PhaseEvidence {
 		h.once.Do(func() { h.clk.Advance(h.d) })
 	}
 	return ctx, func(bool) {}
@@ -364,7 +364,7 @@ func TestSimWrongKeyPoP(t *testing.T) {
 	e.enroll(t, "impostor", testKey(t, 4), p)
 	a := NewAgent("impostor", 4, softtpm.NewTPM(testKey(t, 5)), p)
 	r := e.c.Cycle(context.Background(), a, 0, 0)
-	if r.Outcome != record.OutcomeFail || errOf(r) != record.ErrPoPRejected || len(r.SessionAttempts) != 2 {
+	if r.Outcome != record.OutcomeFail || errOf(r) != record.ClassPoPRejected || len(r.SessionAttempts) != 2 {
 		t.Fatalf("outcome %s %s, %d session attempts", r.Outcome, errOf(r), len(r.SessionAttempts))
 	}
 	if s := r.SessionAttempts[1].Status; s == nil || *s != 401 {
@@ -539,7 +539,7 @@ func TestSimHugeBodyBounded(t *testing.T) {
 	e.enroll(t, "huge", testKey(t, 10), p)
 	a := NewAgent("huge", 10, softtpm.NewTPM(testKey(t, 10)), p)
 	r := e.c.Cycle(context.Background(), a, 0, 0)
-	if r.Outcome != record.OutcomeFail || errOf(r) != record.ErrBadResponse {
+	if r.Outcome != record.OutcomeFail || errOf(r) != record.ClassBadResponse {
 		t.Fatalf("outcome %s %s", r.Outcome, errOf(r))
 	}
 	if got := r.CreateAttempts[0].BytesRecv; got != 64<<10+1 {
@@ -597,17 +597,17 @@ func TestSimFaults(t *testing.T) {
 		name    string
 		sim     func(*simverifier.Config)
 		client  func(*Config)
-		outcome string
-		err     string
+		outcome record.Outcome
+		err     record.ErrorClass
 	}{
 		{"wrong content type tolerated", rule(simverifier.EndpointAll, simverifier.FaultRule{WrongContentTypeRate: 1}), nil, record.OutcomeSuccess, ""},
-		{"invalid JSON", rule(simverifier.EndpointCreate, simverifier.FaultRule{InvalidJSONRate: 1}), nil, record.OutcomeFail, record.ErrBadResponse},
-		{"connection closed", rule(simverifier.EndpointUpdate, simverifier.FaultRule{CloseRate: 1}), nil, record.OutcomeFail, record.ErrConnReset},
-		{"Keylime's evidence-order 422", rule(simverifier.EndpointUpdate, simverifier.FaultRule{EvidenceOrderRate: 1}), nil, record.OutcomeFail, record.ErrEvidenceOrder},
+		{"invalid JSON", rule(simverifier.EndpointCreate, simverifier.FaultRule{InvalidJSONRate: 1}), nil, record.OutcomeFail, record.ClassBadResponse},
+		{"connection closed", rule(simverifier.EndpointUpdate, simverifier.FaultRule{CloseRate: 1}), nil, record.OutcomeFail, record.ClassConnReset},
+		{"Keylime's evidence-order 422", rule(simverifier.EndpointUpdate, simverifier.FaultRule{EvidenceOrderRate: 1}), nil, record.OutcomeFail, record.ClassEvidenceOrder},
 		{"503 with Retry-After until out of retries", rule(simverifier.EndpointCreate, simverifier.FaultRule{ErrorRate: 1, ErrorRetryAfter: 1}),
-			func(c *Config) { c.MaxRetries = 1 }, record.OutcomeFail, record.ErrUnavailable},
+			func(c *Config) { c.MaxRetries = 1 }, record.OutcomeFail, record.ClassUnavailable},
 		{"stall", rule(simverifier.EndpointSessionCreate, simverifier.FaultRule{StallRate: 1, StallFor: 300 * time.Millisecond}),
-			func(c *Config) { c.RequestTimeout = 50 * time.Millisecond }, record.OutcomeFail, record.ErrTimeout},
+			func(c *Config) { c.RequestTimeout = 50 * time.Millisecond }, record.OutcomeFail, record.ClassTimeout},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := startSim(t, false, tc.sim, tc.client)

@@ -14,50 +14,11 @@ import "time"
 // "schema" key; a decoder reports them as schema 0.
 const SchemaVersion = 1
 
-// Action names the kind of an HTTP attempt. "create" and "update" are the v0 names for the attestation POST and
-// PATCH; the session actions are new and only ever appear in SessionAttempts.
-const (
-	ActionSessionCreate = "session_create" // POST /v3/sessions
-	ActionSessionPoP    = "session_pop"    // PATCH /v3/sessions/{id}
-	ActionCreate        = "create"         // POST /v3/agents/{id}/attestations (negotiation)
-	ActionUpdate        = "update"         // PATCH /v3/agents/{id}/attestations/{latest|n} (evidence)
-)
-
-// Outcome of a cycle.
-const (
-	OutcomeSuccess = "success" // evidence was accepted (202); the verdict is separate
-	OutcomeFail    = "fail"    // the cycle gave up (a phase failed after its bounded retries)
-	OutcomeAborted = "aborted" // interrupted by shutdown before it finished
-)
-
 // Verdict evaluations.
 const (
 	EvaluationPass    = "pass"
 	EvaluationFail    = "fail"
 	EvaluationUnknown = "unknown"
-)
-
-// Error classes for Attempt.Error. They form a small closed set so that they can be counted; details go to logs.
-const (
-	ErrTimeout       = "timeout"        // the per-request deadline passed
-	ErrConnRefused   = "conn_refused"   // nothing listening
-	ErrConnReset     = "conn_reset"     // connection reset or closed mid-exchange
-	ErrTLS           = "tls"            // handshake or certificate failure
-	ErrDNS           = "dns"            // name resolution
-	ErrNetwork       = "network"        // any other transport error
-	ErrCanceled      = "canceled"       // the run was shut down while the request was in flight
-	ErrHTTPStatus    = "http_status"    // an unexpected HTTP status (see Status and Code)
-	ErrBadResponse   = "bad_response"   // the body could not be understood (invalid JSON, missing fields, too large)
-	ErrAuth          = "auth"           // 401: token missing, invalid or expired
-	ErrPoPRejected   = "pop_rejected"   // the session PATCH answered evaluation "fail"
-	ErrRateLimited   = "rate_limited"   // 429 (Retry-After honoured)
-	ErrUnavailable   = "unavailable"    // 503 (Retry-After honoured)
-	ErrConflict      = "conflict"       // 409
-	ErrEvidenceOrder = "evidence_order" // 422 "same order as the evidence requested": a verifier bug (spec §12)
-	ErrInvalidData   = "invalid_data"   // any other 422
-	ErrForbidden     = "forbidden"      // 403 (code in Code)
-	ErrNotFound      = "not_found"      // 404
-	ErrLocal         = "local"          // the client itself failed (e.g. building evidence)
 )
 
 // Attempt is one HTTP request of a cycle.
@@ -67,7 +28,7 @@ const (
 // to the seconds it waited before the next attempt whenever it retried (so a 409 retried after 1 s has
 // retry_after 1), keeping that classification meaningful.
 type Attempt struct {
-	Action     string   `json:"action"`
+	Action     Action   `json:"action"`
 	Method     string   `json:"method"`
 	URL        string   `json:"url"`
 	StartTime  float64  `json:"start_time"`
@@ -78,12 +39,12 @@ type Attempt struct {
 	RetryAfter *int     `json:"retry_after"`
 
 	// New in schema 1.
-	Status    *int    `json:"status"`         // HTTP status, nil when no response arrived
-	Error     *string `json:"error"`          // error class (Err* constants), nil when ok
-	Code      string  `json:"code,omitempty"` // the verifier's errors[].code, e.g. "premature_attestation"
-	RequestID string  `json:"request_id"`     // the X-Request-ID sent
-	BytesSent int64   `json:"bytes_sent"`     // request body bytes
-	BytesRecv int64   `json:"bytes_received"` // response body bytes read
+	Status    *int        `json:"status"`         // HTTP status, nil when no response arrived
+	Error     *ErrorClass `json:"error"`          // error class, nil when ok
+	Code      string      `json:"code,omitempty"` // the verifier's errors[].code, e.g. "premature_attestation"
+	RequestID string      `json:"request_id"`     // the X-Request-ID sent
+	BytesSent int64       `json:"bytes_sent"`     // request body bytes
+	BytesRecv int64       `json:"bytes_received"` // response body bytes read
 }
 
 // Verdict is the verifier's judgement of a cycle's evidence, learned after the fact (the agent never sees it).
@@ -107,23 +68,23 @@ type Record struct {
 	UpdateAttempts   []Attempt `json:"update_attempts"`
 
 	// Schema 1 keys.
-	Schema           int       `json:"schema"`
-	RunID            string    `json:"run_id"`
-	Instance         string    `json:"instance"`
-	AgentID          string    `json:"agent_id"`
-	Outcome          string    `json:"outcome"`
-	Verdict          Verdict   `json:"verdict"`
-	SessionAttempts  []Attempt `json:"session_attempts"`
-	SessionDuration  float64   `json:"session_duration"` // sum of the session attempts' durations
-	TraceID          *string   `json:"trace_id"`
-	AttestationIndex *int      `json:"attestation_index"`  // server-assigned index from the 201's Location
-	StartTime        float64   `json:"start_time"`         // cycle start (Unix s), including any session phase
-	EndTime          float64   `json:"end_time"`           // cycle end (Unix s)
-	Error            *string   `json:"error"`              // why the cycle failed or was aborted (class), nil on success
-	Profile          string    `json:"profile,omitempty"`  // evidence profile: ima, quote-only, captured
-	IMAOffset        *int      `json:"ima_offset"`         // starting_offset the verifier chose, nil without IMA
-	IMAEntriesSent   *int      `json:"ima_entries_sent"`   // IMA lines sent in the PATCH
-	Rebooted         bool      `json:"rebooted,omitempty"` // the agent simulated a reboot just before this cycle
+	Schema           int         `json:"schema"`
+	RunID            string      `json:"run_id"`
+	Instance         string      `json:"instance"`
+	AgentID          string      `json:"agent_id"`
+	Outcome          Outcome     `json:"outcome"`
+	Verdict          Verdict     `json:"verdict"`
+	SessionAttempts  []Attempt   `json:"session_attempts"`
+	SessionDuration  float64     `json:"session_duration"` // sum of the session attempts' durations
+	TraceID          *string     `json:"trace_id"`
+	AttestationIndex *int        `json:"attestation_index"`  // server-assigned index from the 201's Location
+	StartTime        float64     `json:"start_time"`         // cycle start (Unix s), including any session phase
+	EndTime          float64     `json:"end_time"`           // cycle end (Unix s)
+	Error            *ErrorClass `json:"error"`              // why the cycle failed or was aborted (class), nil on success
+	Profile          string      `json:"profile,omitempty"`  // evidence profile: ima, quote-only, captured
+	IMAOffset        *int        `json:"ima_offset"`         // starting_offset the verifier chose, nil without IMA
+	IMAEntriesSent   *int        `json:"ima_entries_sent"`   // IMA lines sent in the PATCH
+	Rebooted         bool        `json:"rebooted,omitempty"` // the agent simulated a reboot just before this cycle
 	// Scheduling: when the cycle was due (fleet and rate models) and how late it started. Lateness is the tool's
 	// own queueing and is never part of any phase duration.
 	ScheduledTime *float64 `json:"scheduled_time"`

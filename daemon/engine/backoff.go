@@ -44,7 +44,7 @@ func newBackoffs(n int, cfg Backoff, seed uint64) *backoffs {
 }
 
 // note records a finished cycle of agent and reports the new number of agents backing off, and whether it changed.
-func (b *backoffs) note(agent int, outcome string, now time.Time) (int, bool) {
+func (b *backoffs) note(agent int, outcome record.Outcome, now time.Time) (int, bool) {
 	a := &b.agents[agent]
 	switch outcome {
 	case record.OutcomeSuccess:

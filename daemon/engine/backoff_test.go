@@ -47,7 +47,7 @@ func (d *downRunner) Cycle(ctx context.Context, agent, task, worker int) *record
 	}
 	att.EndTime = unixSeconds(time.Now())
 	if down {
-		class := record.ErrConnRefused
+		class := record.ClassConnRefused
 		att.Error = &class
 		r.Outcome, r.Error = record.OutcomeFail, &class
 	} else {
@@ -133,7 +133,7 @@ func TestOutageBacksOffInEveryModel(t *testing.T) {
 				}
 				o := st.Outages[0]
 				from, to := o.Start-unixSeconds(dr.start), o.End-unixSeconds(dr.start)
-				if from < 10 || from > 11 || to < 70 || to > 135 || o.Ongoing || o.Error != record.ErrConnRefused {
+				if from < 10 || from > 11 || to < 70 || to > 135 || o.Ongoing || o.Error != record.ClassConnRefused {
 					t.Fatalf("outage %+v is %.1f..%.1f s into the run; want from 10 s to after 70 s", o, from, to)
 				}
 				l := logs.String()
@@ -178,7 +178,7 @@ func TestNoBackoffRetriesBackToBack(t *testing.T) {
 func TestSporadicFailuresAreNoOutage(t *testing.T) {
 	var logs bytes.Buffer
 	tr := newOutageTracker(slog.New(slog.NewTextHandler(&logs, nil)), nil, nil, 100)
-	refused := record.ErrConnRefused
+	refused := record.ClassConnRefused
 	st := 202
 	for i := range 100 {
 		r := &record.Record{StartTime: float64(i), Outcome: record.OutcomeSuccess,

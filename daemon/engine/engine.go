@@ -197,7 +197,7 @@ func (e *Engine) launch(agent, task, worker int, due *time.Time, release func())
 		r := e.runner.Cycle(e.abortCtx, agent, task, worker)
 		if r == nil {
 			// A runner must always return a record; make the failure visible instead of losing the cycle.
-			msg := record.ErrLocal
+			msg := record.ClassLocal
 			r = &record.Record{AgentIndex: agent, TaskIndex: task, WorkerIndex: worker, Outcome: record.OutcomeFail,
 				Error: &msg, Schema: record.SchemaVersion}
 		}

@@ -11,10 +11,10 @@ import (
 // Outage is a time range during which the verifier could not be reached at all: every cycle failed before any
 // HTTP answer. Times are Unix seconds, as in the records; Ongoing marks an outage the run ended in.
 type Outage struct {
-	Start   float64 `json:"start"`
-	End     float64 `json:"end"`
-	Error   string  `json:"error"` // the error class that opened it (conn_refused, tls, ...)
-	Ongoing bool    `json:"ongoing,omitempty"`
+	Start   float64           `json:"start"`
+	End     float64           `json:"end"`
+	Error   record.ErrorClass `json:"error"` // the error class that opened it (conn_refused, tls, ...)
+	Ongoing bool              `json:"ongoing,omitempty"`
 }
 
 // outageAfter is how many cycles in a row must fail to reach the verifier before it counts as unreachable, so that
@@ -31,7 +31,7 @@ type outageTracker struct {
 	down     bool
 	streak   int
 	first    float64 // start time of the first cycle of the current streak
-	firstErr string
+	firstErr record.ErrorClass
 	lastUp   float64 // latest start time of a cycle that got an answer
 	seenUp   bool
 	outages  []Outage
@@ -46,13 +46,13 @@ func newOutageTracker(log *slog.Logger, obs Observer, detail func() string, agen
 
 // transportClasses are the error classes of a request that got no HTTP answer because the verifier could not be
 // reached or spoken to.
-var transportClasses = map[string]bool{
-	record.ErrConnRefused: true, record.ErrConnReset: true, record.ErrTLS: true, record.ErrDNS: true,
-	record.ErrNetwork: true, record.ErrTimeout: true,
+var transportClasses = map[record.ErrorClass]bool{
+	record.ClassConnRefused: true, record.ClassConnReset: true, record.ClassTLS: true, record.ClassDNS: true,
+	record.ClassNetwork: true, record.ClassTimeout: true,
 }
 
 // reachability says what a record tells of the verifier: +1 it answered, -1 it could not be reached, 0 nothing.
-func reachability(r *record.Record) (int, string) {
+func reachability(r *record.Record) (int, record.ErrorClass) {
 	var last *record.Attempt
 	for _, list := range [][]record.Attempt{r.SessionAttempts, r.CreateAttempts, r.UpdateAttempts} {
 		for i := range list {
@@ -137,16 +137,16 @@ func unixTime(s float64) string {
 	return time.Unix(0, int64(s*1e9)).UTC().Format(time.RFC3339Nano)
 }
 
-func outageHint(class string) string {
+func outageHint(class record.ErrorClass) string {
 	switch class {
-	case record.ErrTLS:
+	case record.ClassTLS:
 		return "the TLS handshake failed: give the verifier's CA with --verifier-ca (verifier.ca_file), and the client " +
 			"certificate with verifier.cert_file and verifier.key_file if the verifier asks for one"
-	case record.ErrConnRefused:
+	case record.ClassConnRefused:
 		return "nothing listens at verifier.url: is the verifier running, and on that host and port?"
-	case record.ErrDNS:
+	case record.ClassDNS:
 		return "the host name in verifier.url does not resolve"
-	case record.ErrTimeout:
+	case record.ClassTimeout:
 		return "requests time out: is the host reachable (firewall, route), or the verifier stuck? see verifier.connect_timeout and verifier.request_timeout"
 	default:
 		return "check verifier.url and the network path to the verifier"

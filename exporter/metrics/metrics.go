@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -17,14 +16,6 @@ import (
 // Buckets are the classic histogram bounds of every duration histogram: from a millisecond to five minutes,
 // because the verifier's tails under load reach tens of seconds and verdict timeouts reach minutes.
 var Buckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}
-
-// Phase label values.
-const (
-	PhaseSession   = "session"
-	PhaseNegotiate = "negotiate"
-	PhaseEvidence  = "evidence"
-	PhaseVerdict   = "verdict"
-)
 
 // Request result label values, with the old report's classification of an attempt.
 const (
@@ -39,13 +30,6 @@ const Other = "other"
 // Reasons is the closed set of verdict failure reasons that get their own label value; "none" is used when the
 // verdict carries no reason and Other for anything else.
 var Reasons = []string{"broken_evidence_chain", "policy_violation"}
-
-var errorClasses = []string{
-	record.ErrTimeout, record.ErrConnRefused, record.ErrConnReset, record.ErrTLS, record.ErrDNS, record.ErrNetwork,
-	record.ErrCanceled, record.ErrHTTPStatus, record.ErrBadResponse, record.ErrAuth, record.ErrPoPRejected,
-	record.ErrRateLimited, record.ErrUnavailable, record.ErrConflict, record.ErrEvidenceOrder,
-	record.ErrInvalidData, record.ErrForbidden, record.ErrNotFound, record.ErrLocal,
-}
 
 // Options describe the process for build_info and run_info.
 type Options struct {
@@ -74,19 +58,18 @@ type Metrics struct {
 	sessions      *prometheus.CounterVec
 	verdicts      *prometheus.CounterVec
 
-	inFlight     prometheus.Gauge
-	started      prometheus.Counter
-	late         prometheus.Counter
-	lateness     prometheus.Histogram
-	dropped      prometheus.Counter
-	agents       *prometheus.GaugeVec
-	targetRate   prometheus.Gauge
-	scheduleLag  prometheus.Gauge
-	verifierUp   prometheus.Gauge
-	backingOff   prometheus.Gauge
-	outages      prometheus.Counter
-	errorClasses map[string]bool
-	reasons      map[string]bool
+	inFlight    prometheus.Gauge
+	started     prometheus.Counter
+	late        prometheus.Counter
+	lateness    prometheus.Histogram
+	dropped     prometheus.Counter
+	agents      *prometheus.GaugeVec
+	targetRate  prometheus.Gauge
+	scheduleLag prometheus.Gauge
+	verifierUp  prometheus.Gauge
+	backingOff  prometheus.Gauge
+	outages     prometheus.Counter
+	reasons     map[string]bool
 
 	mu          sync.Mutex
 	seenAgents  map[string]struct{}
@@ -180,16 +163,12 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 		outages: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: NameOutages, Help: "Times the verifier became unreachable (every cycle failing without an answer).",
 		}),
-		errorClasses: map[string]bool{},
-		reasons:      map[string]bool{},
-		seenAgents:   map[string]struct{}{},
-		maxSessions:  opts.MaxSessionAgents,
+		reasons:     map[string]bool{},
+		seenAgents:  map[string]struct{}{},
+		maxSessions: opts.MaxSessionAgents,
 	}
 	if m.maxSessions <= 0 {
 		m.maxSessions = 1_000_000
-	}
-	for _, c := range errorClasses {
-		m.errorClasses[c] = true
 	}
 	for _, r := range Reasons {
 		m.reasons[r] = true
@@ -212,20 +191,21 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 
 	// Pre-create the series dashboards and alerts rely on so that rate() works from the first scrape and a
 	// missing outcome reads as 0 rather than as absent.
-	for _, o := range []string{record.OutcomeSuccess, record.OutcomeFail, record.OutcomeAborted} {
-		m.cycles.WithLabelValues(o)
+	for _, o := range record.Outcomes() {
+		m.cycles.WithLabelValues(string(o))
 	}
 	for _, s := range []string{"idle", "busy", "waiting"} {
 		m.agents.WithLabelValues(s)
 	}
 	// The error and retry counters too, for every request phase and error class: in a clean run they would
 	// otherwise never appear, and their dashboard panels read "No data" instead of 0.
-	for _, phase := range []string{PhaseSession, PhaseNegotiate, PhaseEvidence} {
-		for _, class := range append(slices.Clone(errorClasses), Other) {
-			m.reqErrors.WithLabelValues(phase, class)
+	for _, phase := range record.RequestPhases() {
+		for _, class := range record.ErrorClasses() {
+			m.reqErrors.WithLabelValues(string(phase), string(class))
 		}
-		m.retries.WithLabelValues(phase)
-		m.retryAfter.WithLabelValues(phase)
+		m.reqErrors.WithLabelValues(string(phase), Other)
+		m.retries.WithLabelValues(string(phase))
+		m.retryAfter.WithLabelValues(string(phase))
 	}
 
 	for _, c := range []prometheus.Collector{
@@ -250,10 +230,9 @@ func (m *Metrics) Observe(r *record.Record) {
 	if r.TraceID != nil && validTraceID(*r.TraceID) {
 		exemplar = prometheus.Labels{"trace_id": *r.TraceID}
 	}
-	outcome := r.Outcome
-	switch outcome {
-	case record.OutcomeSuccess, record.OutcomeFail, record.OutcomeAborted:
-	default:
+	// A record read back from a file, or built by a test, may carry a value outside the set.
+	outcome := string(r.Outcome)
+	if !r.Outcome.Known() {
 		outcome = Other
 	}
 	addCounter(m.cycles.WithLabelValues(outcome), 1, exemplar)
@@ -261,9 +240,9 @@ func (m *Metrics) Observe(r *record.Record) {
 		observe(m.cycleDuration.WithLabelValues(outcome), r.EndTime-r.StartTime, exemplar)
 	}
 
-	m.observePhase(PhaseSession, r.SessionAttempts, r.SessionDuration, lastOK(r.SessionAttempts), exemplar)
-	m.observePhase(PhaseNegotiate, r.CreateAttempts, r.CreateDuration, r.CreateSuccessful, exemplar)
-	m.observePhase(PhaseEvidence, r.UpdateAttempts, r.UpdateDuration, r.UpdateSuccessful, exemplar)
+	m.observePhase(record.PhaseSession, r.SessionAttempts, r.SessionDuration, lastOK(r.SessionAttempts), exemplar)
+	m.observePhase(record.PhaseNegotiate, r.CreateAttempts, r.CreateDuration, r.CreateSuccessful, exemplar)
+	m.observePhase(record.PhaseEvidence, r.UpdateAttempts, r.UpdateDuration, r.UpdateSuccessful, exemplar)
 
 	for i := range r.SessionAttempts {
 		a := &r.SessionAttempts[i]
@@ -297,15 +276,16 @@ func (m *Metrics) Observe(r *record.Record) {
 			if ev != record.EvaluationPass && ev != record.EvaluationFail {
 				res = ResultFail
 			}
-			observe(m.phaseDuration.WithLabelValues(PhaseVerdict, res), *r.Verdict.Seconds, exemplar)
+			observe(m.phaseDuration.WithLabelValues(string(record.PhaseVerdict), res), *r.Verdict.Seconds, exemplar)
 		}
 	}
 }
 
-func (m *Metrics) observePhase(phase string, attempts []record.Attempt, dur float64, ok bool, ex prometheus.Labels) {
+func (m *Metrics) observePhase(p record.Phase, attempts []record.Attempt, dur float64, ok bool, ex prometheus.Labels) {
 	if len(attempts) == 0 {
 		return
 	}
+	phase := string(p)
 	res := ResultFail
 	if ok {
 		res = ResultOK
@@ -324,8 +304,8 @@ func (m *Metrics) observeAttempt(phase string, a *record.Attempt) {
 	}
 	if res != ResultOK {
 		class := Other
-		if a.Error != nil && m.errorClasses[*a.Error] {
-			class = *a.Error
+		if a.Error != nil && a.Error.Known() {
+			class = string(*a.Error)
 		}
 		m.reqErrors.WithLabelValues(phase, class).Inc()
 	}

@@ -19,7 +19,7 @@ import (
 
 func ptr[T any](v T) *T { return &v }
 
-func attempt(action string, status int, ok bool, dur float64, retryAfter int, errClass string) record.Attempt {
+func attempt(action record.Action, status int, ok bool, dur float64, retryAfter int, errClass record.ErrorClass) record.Attempt {
 	a := record.Attempt{Action: action, Duration: ptr(dur), OK: ptr(ok), RetryAfter: ptr(retryAfter),
 		BytesSent: 100, BytesRecv: 10}
 	if status != 0 {
@@ -47,7 +47,7 @@ func knownRecords() []*record.Record {
 			SessionDuration:  0.25,
 			CreateSuccessful: true, CreateDuration: 0.3,
 			CreateAttempts: []record.Attempt{
-				attempt(record.ActionCreate, 429, false, 0.1, 2, record.ErrRateLimited),
+				attempt(record.ActionCreate, 429, false, 0.1, 2, record.ClassRateLimited),
 				attempt(record.ActionCreate, 201, true, 0.2, 0, ""),
 			},
 			UpdateSuccessful: true, UpdateDuration: 0.2,
@@ -59,7 +59,7 @@ func knownRecords() []*record.Record {
 			AgentID: "lt-agent-2", Outcome: record.OutcomeFail, StartTime: 200, EndTime: 230,
 			CreateDuration: 30,
 			CreateAttempts: []record.Attempt{{Action: record.ActionCreate, Duration: ptr(30.0), OK: ptr(false),
-				RetryAfter: ptr(0), Error: ptr(record.ErrTimeout)}},
+				RetryAfter: ptr(0), Error: ptr(record.ClassTimeout)}},
 			Verdict: record.Verdict{Evaluation: record.EvaluationUnknown},
 			TraceID: ptr("not-a-trace-id"),
 		},
@@ -510,8 +510,11 @@ func zeroFilled(values map[string]float64) string {
 	line := func(series string) {
 		b.WriteString(series + " " + strconv.FormatFloat(values[series], 'g', -1, 64) + "\n")
 	}
-	phases := []string{PhaseEvidence, PhaseNegotiate, PhaseSession}
-	classes := append(slices.Clone(errorClasses), Other)
+	phases := []string{string(record.PhaseEvidence), string(record.PhaseNegotiate), string(record.PhaseSession)}
+	classes := []string{Other}
+	for _, c := range record.ErrorClasses() {
+		classes = append(classes, string(c))
+	}
 	slices.Sort(classes)
 	b.WriteString("# HELP attestload_request_errors_total HTTP requests that did not succeed, by phase and error class.\n" +
 		"# TYPE attestload_request_errors_total counter\n")

@@ -12,7 +12,7 @@ import (
 var phaseNames = [...]string{"session", "negotiate", "evidence", "cycle"}
 
 // Request kinds, in report order.
-var requestKinds = [...]string{record.ActionSessionCreate, record.ActionSessionPoP, record.ActionCreate,
+var requestKinds = [...]record.Action{record.ActionSessionCreate, record.ActionSessionPoP, record.ActionCreate,
 	record.ActionUpdate}
 
 // maxLabels bounds every map keyed by a value read from the files (error classes, failure reasons): a file with
@@ -182,7 +182,7 @@ func (a *aggregator) add(c *cycleLine) {
 		a.outcomes.Fail++
 	}
 	if outcome != record.OutcomeSuccess {
-		reason := c.errClass
+		reason := string(c.errClass)
 		if reason == "" {
 			reason = "unrecorded"
 		}
@@ -296,7 +296,7 @@ func (a *aggregator) requestsOf(at []attempt, kind int, schema int) {
 			a.statuses.inc("none")
 		}
 		if x.errClass != "" {
-			a.errors.inc(x.errClass)
+			a.errors.inc(string(x.errClass))
 		}
 	}
 }
@@ -362,8 +362,8 @@ func (a *aggregator) summary(inputs []string, skipped int64, runs []RunInfo) *Su
 	s.Phases = append(s.Phases, latencyOf("verdict", a.verdict, s.Track.Seconds))
 	for i, n := range requestKinds {
 		r := a.requests[i]
-		s.Requests = append(s.Requests, RequestKind{Name: n, OK: r.ok, Retry: r.retry, Fail: r.fail,
-			All: r.ok + r.retry + r.fail, Latency: latencyOf(n, r.lat, s.Track.Seconds)})
+		s.Requests = append(s.Requests, RequestKind{Name: string(n), OK: r.ok, Retry: r.retry, Fail: r.fail,
+			All: r.ok + r.retry + r.fail, Latency: latencyOf(string(n), r.lat, s.Track.Seconds)})
 	}
 	s.Outcomes = a.outcomes
 	s.Outcomes.ByError = a.outcomeErrs.sorted()
@@ -400,8 +400,8 @@ func (a *aggregator) summary(inputs []string, skipped int64, runs []RunInfo) *Su
 }
 
 // defects counts the cycles that met a known verifier defect.
-func (a *aggregator) defects(c *cycleLine, outcome string) {
-	if outcome != record.OutcomeSuccess && c.errClass == record.ErrEvidenceOrder {
+func (a *aggregator) defects(c *cycleLine, outcome record.Outcome) {
+	if outcome != record.OutcomeSuccess && c.errClass == record.ClassEvidenceOrder {
 		a.evidenceOrder++
 	}
 	if outcome == record.OutcomeSuccess && c.schema >= 1 && c.evaluation == record.EvaluationUnknown {
@@ -530,7 +530,7 @@ func (t *timeline) coarsen() {
 	t.buckets = merged
 }
 
-func (t *timeline) add(ts float64, outcome string, phase *[len(phaseNames)]float64, has *[len(phaseNames)]bool) {
+func (t *timeline) add(ts float64, outcome record.Outcome, phase *[len(phaseNames)]float64, has *[len(phaseNames)]bool) {
 	if math.IsNaN(ts) || math.IsInf(ts, 0) || math.Abs(ts) > 1e15 {
 		return
 	}

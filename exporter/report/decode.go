@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/attestload/attestload/attestation/record"
 )
 
 // The results file is read with a hand-written decoder because it is the report's hot path: encoding/json spends
@@ -23,7 +25,7 @@ const maxDepth = 10000
 
 // attempt is the part of a record.Attempt the report uses.
 type attempt struct {
-	action      string
+	action      record.Action
 	start, end  float64
 	duration    float64
 	hasDuration bool
@@ -31,7 +33,7 @@ type attempt struct {
 	retryAfter  int
 	status      int
 	hasStatus   bool
-	errClass    string
+	errClass    record.ErrorClass
 }
 
 // cycleLine is the part of a record.Record the report uses.
@@ -45,7 +47,7 @@ type cycleLine struct {
 	updateDur      float64
 	create, update []attempt
 	session        []attempt
-	outcome        string
+	outcome        record.Outcome
 	evaluation     string
 	failureReason  string
 	hasReason      bool
@@ -53,7 +55,7 @@ type cycleLine struct {
 	hasVerdictSecs bool
 	sessionDur     float64
 	start, end     float64
-	errClass       string
+	errClass       record.ErrorClass
 	lateSeconds    float64
 	hasLate        bool
 	scheduled      bool
@@ -293,7 +295,10 @@ func isHex(b byte) bool {
 }
 
 // str decodes a string field; null leaves it unchanged, as encoding/json does for a non-pointer string.
-func (d *decoder) str(dst *string) error {
+func (d *decoder) str(dst *string) error { return str(d, dst) }
+
+// str decodes a field of a string type.
+func str[T ~string](d *decoder, dst *T) error {
 	if d.null() {
 		return nil
 	}
@@ -304,16 +309,19 @@ func (d *decoder) str(dst *string) error {
 	if err != nil {
 		return err
 	}
-	*dst = d.internBytes(b)
+	*dst = T(d.internBytes(b))
 	return nil
 }
 
 // strPtr decodes an optional string field: null clears it and has.
-func (d *decoder) strPtr(dst *string, has *bool) error {
+func (d *decoder) strPtr(dst *string, has *bool) error { return strPtr(d, dst, has) }
+
+// strPtr decodes an optional field of a string type.
+func strPtr[T ~string](d *decoder, dst *T, has *bool) error {
 	if !present(d, dst, has) {
 		return nil
 	}
-	return d.str(dst)
+	return str(d, dst)
 }
 
 // internBytes returns a string for b without allocating when the value has been seen before. The table is
@@ -655,7 +663,7 @@ func (d *decoder) recordField(key []byte, c *cycleLine) error {
 	case "run_id", "instance", "profile", "trace_id":
 		return d.checked('s')
 	case "outcome":
-		return d.str(&c.outcome)
+		return str(d, &c.outcome)
 	case "verdict":
 		if d.null() {
 			return nil
@@ -687,7 +695,7 @@ func (d *decoder) recordField(key []byte, c *cycleLine) error {
 		return d.float(&c.end)
 	case "error":
 		var has bool
-		return d.strPtr(&c.errClass, &has)
+		return strPtr(d, &c.errClass, &has)
 	case "scheduled_time":
 		var x float64
 		return d.floatPtr(&x, &c.scheduled)
@@ -728,7 +736,7 @@ func (d *decoder) attempts(dst *[]attempt) error {
 func (d *decoder) attemptField(key []byte, a *attempt) error {
 	switch string(key) {
 	case "action":
-		return d.str(&a.action)
+		return str(d, &a.action)
 	case "method", "url", "code", "request_id":
 		return d.checked('s')
 	case "start_time":
@@ -752,7 +760,7 @@ func (d *decoder) attemptField(key []byte, a *attempt) error {
 		return d.intPtr(&a.status, &a.hasStatus)
 	case "error":
 		var has bool
-		return d.strPtr(&a.errClass, &has)
+		return strPtr(d, &a.errClass, &has)
 	case "bytes_sent", "bytes_received":
 		return d.checked('i')
 	}

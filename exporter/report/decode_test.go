@@ -126,7 +126,7 @@ func checkEquivalent(t *testing.T, line []byte) {
 func sampleV1Line(t testing.TB) []byte {
 	dur, ok, ra, st := 0.25, true, 0, 202
 	reason, secs, late, sched := "policy_violation", 1.5, 0.02, 1.7e9
-	errc := "timeout"
+	errc := record.ErrorClass("timeout")
 	rec := record.Record{
 		AgentIndex: 3, TaskIndex: 9, WorkerIndex: 1, CreateSuccessful: true, UpdateSuccessful: true,
 		CreateDuration: 0.125, UpdateDuration: 0.25,

@@ -13,7 +13,7 @@ import (
 // verdict never came while others were judged.
 func TestVerifierDefectsNamed(t *testing.T) {
 	var b strings.Builder
-	add := func(agent, outcome, errClass, eval, reason string, rebooted bool) {
+	add := func(agent string, outcome record.Outcome, errClass record.ErrorClass, eval, reason string, rebooted bool) {
 		r := record.Record{Schema: 1, AgentID: agent, Outcome: outcome, StartTime: 1000, EndTime: 1001,
 			Verdict: record.Verdict{Evaluation: eval}, Rebooted: rebooted}
 		if errClass != "" {
@@ -28,8 +28,8 @@ func TestVerifierDefectsNamed(t *testing.T) {
 		}
 		b.Write(append(line, '\n'))
 	}
-	add("a", record.OutcomeFail, record.ErrEvidenceOrder, record.EvaluationUnknown, "", false)
-	add("b", record.OutcomeFail, record.ErrEvidenceOrder, record.EvaluationUnknown, "", false)
+	add("a", record.OutcomeFail, record.ClassEvidenceOrder, record.EvaluationUnknown, "", false)
+	add("b", record.OutcomeFail, record.ClassEvidenceOrder, record.EvaluationUnknown, "", false)
 	add("c", record.OutcomeSuccess, "", record.EvaluationPass, "", false)
 	add("c", record.OutcomeSuccess, "", record.EvaluationFail, "broken_evidence_chain", true)
 	add("c", record.OutcomeSuccess, "", record.EvaluationFail, "broken_evidence_chain", false)

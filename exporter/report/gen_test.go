@@ -19,7 +19,8 @@ func genRecords(t testing.TB, seed uint64, n int, start, span float64) []byte {
 	pi := func(v int) *int { return &v }
 	pb := func(v bool) *bool { return &v }
 	ps := func(v string) *string { return &v }
-	attemptAt := func(action, method string, at, dur float64, ok bool, status int, errc string, retry int) record.Attempt {
+	pc := func(v record.ErrorClass) *record.ErrorClass { return &v }
+	attemptAt := func(action record.Action, method string, at, dur float64, ok bool, status int, errc record.ErrorClass, retry int) record.Attempt {
 		a := record.Attempt{Action: action, Method: method, URL: "https://127.0.0.1:8881/v3/x", StartTime: at,
 			EndTime: at + dur, Duration: p(dur), OK: pb(ok), Conflicts: pb(status == 409), RetryAfter: pi(retry),
 			RequestID: "req", BytesSent: 600, BytesRecv: 300}
@@ -27,7 +28,7 @@ func genRecords(t testing.TB, seed uint64, n int, start, span float64) []byte {
 			a.Status = pi(status)
 		}
 		if errc != "" {
-			a.Error = ps(errc)
+			a.Error = &errc
 		}
 		return a
 	}
@@ -53,23 +54,23 @@ func genRecords(t testing.TB, seed uint64, n int, start, span float64) []byte {
 		cd := lat
 		if r.IntN(12) == 0 { // a 409 retried after 1 s
 			rec.CreateAttempts = append(rec.CreateAttempts, attemptAt(record.ActionCreate, "POST", at, cd/4, false, 409,
-				record.ErrConflict, 1))
+				record.ClassConflict, 1))
 			rec.CreateDuration += cd / 4
 			at += cd/4 + 1
 		}
 		switch k := r.IntN(60); {
 		case k == 0: // create times out, the cycle fails
 			rec.CreateAttempts = append(rec.CreateAttempts, attemptAt(record.ActionCreate, "POST", at, 5, false, 0,
-				record.ErrTimeout, 0))
+				record.ClassTimeout, 0))
 			rec.CreateDuration += 5
-			rec.Outcome, rec.Error = record.OutcomeFail, ps(record.ErrTimeout)
+			rec.Outcome, rec.Error = record.OutcomeFail, pc(record.ClassTimeout)
 			rec.Verdict = record.Verdict{Evaluation: record.EvaluationUnknown}
 			rec.EndTime = at + 5
 		case k == 1: // shutdown during create
 			rec.CreateAttempts = append(rec.CreateAttempts, attemptAt(record.ActionCreate, "POST", at, 0.2, false, 0,
-				record.ErrCanceled, 0))
+				record.ClassCanceled, 0))
 			rec.CreateDuration += 0.2
-			rec.Outcome, rec.Error = record.OutcomeAborted, ps(record.ErrCanceled)
+			rec.Outcome, rec.Error = record.OutcomeAborted, pc(record.ClassCanceled)
 			rec.Verdict = record.Verdict{Evaluation: record.EvaluationUnknown}
 			rec.EndTime = at + 0.2
 		default:
@@ -80,15 +81,15 @@ func genRecords(t testing.TB, seed uint64, n int, start, span float64) []byte {
 			ud := lat * 2
 			if k == 2 { // 503 retried, then accepted
 				rec.UpdateAttempts = append(rec.UpdateAttempts, attemptAt(record.ActionUpdate, "PATCH", at, 0.05,
-					false, 503, record.ErrUnavailable, 2))
+					false, 503, record.ClassUnavailable, 2))
 				rec.UpdateDuration += 0.05
 				at += 2.05
 			}
 			if k == 3 { // evidence rejected as invalid: the cycle fails
 				rec.UpdateAttempts = append(rec.UpdateAttempts, attemptAt(record.ActionUpdate, "PATCH", at, ud, false,
-					422, record.ErrInvalidData, 0))
+					422, record.ClassInvalidData, 0))
 				rec.UpdateDuration += ud
-				rec.Outcome, rec.Error = record.OutcomeFail, ps(record.ErrInvalidData)
+				rec.Outcome, rec.Error = record.OutcomeFail, pc(record.ClassInvalidData)
 				rec.Verdict = record.Verdict{Evaluation: record.EvaluationUnknown}
 				rec.EndTime = at + ud
 				break

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/attestload/attestload/attestation/record"
 )
 
 // v0Line builds an old-layout line with one create and one update attempt.
@@ -335,7 +337,7 @@ func TestBoundedState(t *testing.T) {
 	for i := range 300000 {
 		c.reset()
 		c.schema, c.end, c.outcome = 1, float64(i+1), "fail" // three and a half days, one cycle per second
-		c.errClass = fmt.Sprintf("class-%d", i)
+		c.errClass = record.ErrorClass(fmt.Sprintf("class-%d", i))
 		a.add(&c)
 	}
 	if n := len(a.timeline.buckets); n > maxBuckets {

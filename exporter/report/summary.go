@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 
+	"github.com/attestload/attestload/attestation/record"
 	"github.com/attestload/attestload/exporter/threshold"
 )
 
@@ -227,10 +228,10 @@ type RunInfo struct {
 // OutageInfo is one outage of the verifier: Unix seconds, the error class that opened it, and whether the run
 // ended during it.
 type OutageInfo struct {
-	Start   float64 `json:"start"`
-	End     float64 `json:"end"`
-	Error   string  `json:"error"`
-	Ongoing bool    `json:"ongoing,omitempty"`
+	Start   float64           `json:"start"`
+	End     float64           `json:"end"`
+	Error   record.ErrorClass `json:"error"`
+	Ongoing bool              `json:"ongoing,omitempty"`
 }
 
 // Metric implements threshold.Source.

@@ -369,7 +369,7 @@ func outageSection(runs []RunInfo) *section {
 				to += " (run ended)"
 			}
 			length := o.End - o.Start
-			t.rows = append(t.rows, []string{utcTime(o.Start), to, fmtSeconds(&length), o.Error})
+			t.rows = append(t.rows, []string{utcTime(o.Start), to, fmtSeconds(&length), string(o.Error)})
 		}
 	}
 	if len(t.rows) == 0 {

@@ -46,7 +46,7 @@ func BenchmarkHooksAndObserve(b *testing.B) {
 				ctx := h.StartCycle(context.Background(), "lt-agent-1", 1, 1)
 				r := &record.Record{Outcome: record.OutcomeSuccess, StartTime: now, EndTime: now + 0.05,
 					CreateSuccessful: true, UpdateSuccessful: true}
-				for _, ph := range []string{"session", "negotiate", "evidence"} {
+				for _, ph := range record.RequestPhases() {
 					pctx, end := h.PhaseStart(ctx, ph)
 					h.Request(pctx, &att)
 					end(true)

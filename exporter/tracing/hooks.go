@@ -19,7 +19,7 @@ const (
 )
 
 // PhaseSpanName is the span name of a client phase ("session", "negotiate", "evidence").
-func PhaseSpanName(phase string) string { return "attestation." + phase }
+func PhaseSpanName(phase record.Phase) string { return "attestation." + string(phase) }
 
 // Sampling reasons, the value of attestload.sampling.reason on kept roots.
 const (
@@ -53,14 +53,14 @@ func (h *Hooks) StartCycle(ctx context.Context, agentID string, agentIndex, task
 }
 
 // PhaseStart opens a child span for a phase; the returned func ends it, marking it as an error when !ok.
-func (h *Hooks) PhaseStart(ctx context.Context, phase string) (context.Context, func(ok bool)) {
+func (h *Hooks) PhaseStart(ctx context.Context, phase record.Phase) (context.Context, func(ok bool)) {
 	if !h.p.enabled {
 		return ctx, func(bool) {}
 	}
 	ctx, span := h.p.tracer.Start(ctx, PhaseSpanName(phase), trace.WithSpanKind(trace.SpanKindInternal))
 	return ctx, func(ok bool) {
 		if !ok {
-			span.SetStatus(codes.Error, phase+" failed")
+			span.SetStatus(codes.Error, string(phase)+" failed")
 		}
 		span.End()
 	}
@@ -77,13 +77,13 @@ func (h *Hooks) Request(ctx context.Context, att *record.Attempt) {
 		return
 	}
 	attrs := make([]attribute.KeyValue, 0, 6)
-	attrs = append(attrs, attribute.String("attestload.action", att.Action),
+	attrs = append(attrs, attribute.String("attestload.action", att.Action.String()),
 		attribute.String("attestload.request_id", att.RequestID))
 	if att.Status != nil {
 		attrs = append(attrs, attribute.Int("http.response.status_code", *att.Status))
 	}
 	if att.Error != nil {
-		attrs = append(attrs, attribute.String("error.type", *att.Error))
+		attrs = append(attrs, attribute.String("error.type", att.Error.String()))
 	}
 	if att.Code != "" {
 		attrs = append(attrs, attribute.String("attestload.verifier_code", att.Code))
@@ -104,12 +104,12 @@ func (h *Hooks) CycleEnd(ctx context.Context, r *record.Record) {
 		return
 	}
 	sc := root.SpanContext()
-	attrs := []attribute.KeyValue{attribute.String("attestload.outcome", r.Outcome)}
+	attrs := []attribute.KeyValue{attribute.String("attestload.outcome", r.Outcome.String())}
 	if r.AttestationIndex != nil {
 		attrs = append(attrs, attribute.Int("attestload.attestation_index", *r.AttestationIndex))
 	}
 	if r.Error != nil {
-		attrs = append(attrs, attribute.String("error.type", *r.Error))
+		attrs = append(attrs, attribute.String("error.type", r.Error.String()))
 	}
 	if r.Profile != "" {
 		attrs = append(attrs, attribute.String("attestload.profile", r.Profile))
@@ -118,7 +118,7 @@ func (h *Hooks) CycleEnd(ctx context.Context, r *record.Record) {
 	attrs = append(attrs, attribute.String(attrDecision, reason))
 	root.SetAttributes(attrs...)
 	if r.Outcome != record.OutcomeSuccess {
-		root.SetStatus(codes.Error, "cycle "+r.Outcome)
+		root.SetStatus(codes.Error, "cycle "+r.Outcome.String())
 	}
 	root.End()
 	if !h.p.tail.takeDecision(sc.TraceID()) {

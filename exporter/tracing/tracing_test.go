@@ -80,16 +80,16 @@ func attr(kvs []attribute.KeyValue, key string) (attribute.Value, bool) {
 
 // runCycle drives the hooks the way the client does: a root, phases, one HTTP request per phase through the
 // wrapped transport, then CycleEnd with a record of the given outcome and duration.
-func runCycle(t *testing.T, p *Provider, url string, outcome string, dur float64) *record.Record {
+func runCycle(t *testing.T, p *Provider, url string, outcome record.Outcome, dur float64) *record.Record {
 	t.Helper()
 	h := p.Hooks()
 	ctx := h.StartCycle(context.Background(), "lt-agent-1", 1, 3)
 	client := &http.Client{Transport: p.WrapTransport(http.DefaultTransport)}
-	for i, phase := range []string{"session", "negotiate", "evidence"} {
+	for i, phase := range record.RequestPhases() {
 		pctx, end := h.PhaseStart(ctx, phase)
 		if url != "" {
 			req, _ := http.NewRequestWithContext(pctx, http.MethodPost, url, nil)
-			req.Header.Set("X-Request-ID", "req-"+phase)
+			req.Header.Set("X-Request-ID", "req-"+string(phase))
 			resp, err := client.Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -97,14 +97,14 @@ func runCycle(t *testing.T, p *Provider, url string, outcome string, dur float64
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 		}
-		h.Request(pctx, &record.Attempt{Action: phase, RequestID: "req-" + phase, Status: ptr(200)})
+		h.Request(pctx, &record.Attempt{Action: record.Action(phase), RequestID: "req-" + string(phase), Status: ptr(200)})
 		end(!(outcome == record.OutcomeFail && i == 2))
 	}
 	r := &record.Record{Outcome: outcome, StartTime: 1000, EndTime: 1000 + dur, AttestationIndex: ptr(4),
 		UpdateSuccessful: outcome == record.OutcomeSuccess,
 		UpdateAttempts:   []record.Attempt{{EndTime: 1000 + dur}}}
 	if outcome == record.OutcomeFail {
-		r.Error = ptr(record.ErrTimeout)
+		r.Error = ptr(record.ClassTimeout)
 	}
 	h.CycleEnd(ctx, r)
 	return r
@@ -155,12 +155,12 @@ func TestFailedCycleTraceShape(t *testing.T) {
 		}
 	}
 	phaseIDs := map[trace.SpanID]string{}
-	for _, ph := range []string{"session", "negotiate", "evidence"} {
+	for _, ph := range record.RequestPhases() {
 		s := byName[PhaseSpanName(ph)]
 		if len(s) != 1 || s[0].Parent.SpanID() != root[0].SpanContext.SpanID() {
 			t.Fatalf("phase %s: want one child of the root, got %+v", ph, s)
 		}
-		phaseIDs[s[0].SpanContext.SpanID()] = ph
+		phaseIDs[s[0].SpanContext.SpanID()] = string(ph)
 		if len(s[0].Events) != 1 || s[0].Events[0].Name != "attestation.request" {
 			t.Errorf("phase %s events %+v", ph, s[0].Events)
 		}
@@ -248,7 +248,7 @@ func TestBounds(t *testing.T) {
 	for range 3 {
 		ctxs = append(ctxs, h.StartCycle(context.Background(), "a", 0, 0))
 	}
-	for _, ph := range []string{"session", "negotiate", "evidence"} {
+	for _, ph := range record.RequestPhases() {
 		_, end := h.PhaseStart(ctxs[0], ph)
 		end(true)
 	}

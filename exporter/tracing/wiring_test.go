@@ -149,7 +149,7 @@ func TestWiringWithClientAndSimulator(t *testing.T) {
 	}
 	var outcomes []string
 	for _, r := range out.got {
-		outcomes = append(outcomes, r.Outcome+"/"+r.Verdict.Evaluation)
+		outcomes = append(outcomes, r.Outcome.String()+"/"+r.Verdict.Evaluation)
 		if r.TraceID == nil {
 			t.Fatalf("%s cycle %d: no trace id at ratio 1", r.AgentID, r.TaskIndex)
 		}

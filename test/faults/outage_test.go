@@ -79,7 +79,7 @@ func TestClosedPortOutageCostsNothing(t *testing.T) {
 	per := map[int]int{}
 	for _, r := range recs {
 		per[r.AgentIndex]++
-		if r.Outcome != record.OutcomeFail || r.Error == nil || *r.Error != record.ErrConnRefused {
+		if r.Outcome != record.OutcomeFail || r.Error == nil || *r.Error != record.ClassConnRefused {
 			t.Fatalf("record %+v: want a refused connection", r)
 		}
 	}
@@ -99,7 +99,7 @@ func TestClosedPortOutageCostsNothing(t *testing.T) {
 		t.Fatalf("report: %v", err)
 	}
 	if !strings.Contains(string(out), "Verifier outages") || !strings.Contains(string(out), "(run ended)") ||
-		!strings.Contains(string(out), record.ErrConnRefused) {
+		!strings.Contains(string(out), record.ClassConnRefused.String()) {
 		t.Errorf("the report does not list the outage:\n%s", out)
 	}
 	js, err := exec.Command(harness.Binary(t), "report", "--format", "json", results).Output()
@@ -114,7 +114,7 @@ func TestClosedPortOutageCostsNothing(t *testing.T) {
 		t.Fatalf("runs %+v; want one run with one outage", s.Runs)
 	}
 	o := s.Runs[0].Outages[0]
-	if !o.Ongoing || o.Error != record.ErrConnRefused || o.End-o.Start < runFor.Seconds()-5 {
+	if !o.Ongoing || o.Error != record.ClassConnRefused || o.End-o.Start < runFor.Seconds()-5 {
 		t.Errorf("outage %+v; want an ongoing conn_refused outage over the whole run", o)
 	}
 	w.checkClean()

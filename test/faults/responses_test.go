@@ -18,7 +18,7 @@ type responseFault struct {
 	rule     simverifier.FaultRule
 	// want are the attempt error classes the fault must produce (at least one of them must appear); allowed
 	// are further classes it may produce. Anything else is a misclassification.
-	want, allowed []string
+	want, allowed []record.ErrorClass
 	// mustPass is set when the client must accept the answer as it is (a wrong Content-Type on valid JSON, the
 	// body being what counts): every cycle of the window succeeds without a failed attempt.
 	mustPass bool
@@ -34,29 +34,29 @@ var responseFaults = []responseFault{
 	// retries, a longer one fails the cycles caught in it.
 	{name: "5xx burst", endpoint: simverifier.EndpointAll,
 		rule: simverifier.FaultRule{ErrorRate: 1, ErrorStatus: 500},
-		want: []string{record.ErrHTTPStatus}, window: 9 * time.Second},
+		want: []record.ErrorClass{record.ClassHTTPStatus}, window: 9 * time.Second},
 	{name: "503 with Retry-After", endpoint: simverifier.EndpointCreate,
 		rule: simverifier.FaultRule{ErrorRate: 0.7, ErrorStatus: 503, ErrorRetryAfter: 1},
-		want: []string{record.ErrUnavailable}},
+		want: []record.ErrorClass{record.ClassUnavailable}},
 	{name: "stall beyond the request timeout", endpoint: simverifier.EndpointUpdate,
 		rule: simverifier.FaultRule{StallRate: 1, StallFor: 10 * time.Second},
-		want: []string{record.ErrTimeout}},
+		want: []record.ErrorClass{record.ClassTimeout}},
 	{name: "connection closed without an answer", endpoint: simverifier.EndpointCreate,
 		rule: simverifier.FaultRule{CloseRate: 0.7},
-		want: []string{record.ErrConnReset, record.ErrNetwork}},
+		want: []record.ErrorClass{record.ClassConnReset, record.ClassNetwork}},
 	{name: "truncated body", endpoint: simverifier.EndpointCreate,
 		rule: simverifier.FaultRule{TruncateRate: 0.7},
-		want: []string{record.ErrConnReset, record.ErrBadResponse, record.ErrNetwork}},
+		want: []record.ErrorClass{record.ClassConnReset, record.ClassBadResponse, record.ClassNetwork}},
 	{name: "invalid JSON", endpoint: simverifier.EndpointCreate,
 		rule: simverifier.FaultRule{InvalidJSONRate: 0.7},
-		want: []string{record.ErrBadResponse}},
+		want: []record.ErrorClass{record.ClassBadResponse}},
 	// The client reads the body whatever the Content-Type says (the verifier's JSON is the contract); 70 % of
 	// some 30 creates in the window answer text/plain, so all of them passing cannot be luck.
 	{name: "wrong content type", endpoint: simverifier.EndpointCreate,
 		rule: simverifier.FaultRule{WrongContentTypeRate: 0.7}, mustPass: true},
 	{name: "trickled body", endpoint: simverifier.EndpointCreate,
 		rule: simverifier.FaultRule{TrickleRate: 1, TrickleChunk: 8, TrickleDelay: 100 * time.Millisecond},
-		want: []string{record.ErrTimeout}},
+		want: []record.ErrorClass{record.ClassTimeout}},
 	// 48 MiB bodies: a client that read one whole would grow its peak memory by at least 64 MiB (a bytes.Buffer
 	// doubles past the body, holding the old buffer while it copies); the client stops after max_body_bytes
 	// (1 MiB) and calls the answer bad. The bound leaves room for what the bounded reads of 8 agents and the GC's
@@ -65,7 +65,7 @@ var responseFaults = []responseFault{
 	// Producing such a body takes the simulator a while, so some requests may time out first.
 	{name: "huge body", endpoint: simverifier.EndpointCreate,
 		rule: simverifier.FaultRule{HugeBodyRate: 0.7, HugeBodyBytes: 48 << 20},
-		want: []string{record.ErrBadResponse}, allowed: []string{record.ErrTimeout}, maxPeakGrowthMiB: 56},
+		want: []record.ErrorClass{record.ClassBadResponse}, allowed: []record.ErrorClass{record.ClassTimeout}, maxPeakGrowthMiB: 56},
 }
 
 // Each fault is switched on for a few seconds of a running fleet and off again: failed cycles are recorded with
@@ -121,7 +121,7 @@ func TestBrokenResponses(t *testing.T) {
 			if !found {
 				t.Errorf("no attempt with error class in %v while the fault was on; errors: %s", f.want, describe(errs))
 			}
-			known := map[string]bool{}
+			known := map[record.ErrorClass]bool{}
 			for _, c := range append(f.want, f.allowed...) {
 				known[c] = true
 			}
@@ -157,7 +157,7 @@ func TestBrokenResponses(t *testing.T) {
 }
 
 // attemptsWithError describes up to n attempts that failed with class, for a failure message.
-func attemptsWithError(recs []record.Record, class string, n int) string {
+func attemptsWithError(recs []record.Record, class record.ErrorClass, n int) string {
 	var out []string
 	for _, r := range recs {
 		for _, a := range harness.Attempts(r) {

@@ -56,7 +56,7 @@ func TestWrongCAFailsClearly(t *testing.T) {
 				t.Fatalf("%d records, want 2", len(recs))
 			}
 			for _, r := range recs {
-				if r.Outcome != record.OutcomeFail || r.Error == nil || *r.Error != record.ErrTLS {
+				if r.Outcome != record.OutcomeFail || r.Error == nil || *r.Error != record.ClassTLS {
 					t.Errorf("cycle outcome %s error %s, want fail/tls", r.Outcome, deref(r.Error))
 				}
 			}

@@ -80,7 +80,7 @@ func (w *world) start(env []string, args ...string) *daemon {
 }
 
 // waitCycles waits until /metrics counts at least n cycles with the outcome (any outcome when empty).
-func (d *daemon) waitCycles(t *testing.T, outcome string, n int, timeout time.Duration) harness.Metrics {
+func (d *daemon) waitCycles(t *testing.T, outcome record.Outcome, n int, timeout time.Duration) harness.Metrics {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -90,7 +90,7 @@ func (d *daemon) waitCycles(t *testing.T, outcome string, n int, timeout time.Du
 			if outcome == "" {
 				c = m.Sum("attestload_cycles_total")
 			} else {
-				c = m.Sum("attestload_cycles_total", "outcome="+outcome)
+				c = m.Sum("attestload_cycles_total", "outcome="+outcome.String())
 			}
 			if int(c) >= n {
 				return m
@@ -205,7 +205,7 @@ func fdFloor(t *testing.T, p *harness.Proc) int {
 }
 
 // errorsIn counts the attempt error classes of records that started at or after from (Unix seconds).
-func errorsIn(recs []record.Record, from float64) map[string]int {
+func errorsIn(recs []record.Record, from float64) map[record.ErrorClass]int {
 	var sel []record.Record
 	for _, r := range recs {
 		if r.StartTime >= from {
@@ -215,7 +215,7 @@ func errorsIn(recs []record.Record, from float64) map[string]int {
 	return harness.AttemptErrors(sel)
 }
 
-func describe(m map[string]int) string {
+func describe(m map[record.ErrorClass]int) string {
 	var b strings.Builder
 	for k, v := range m {
 		fmt.Fprintf(&b, "%s=%d ", k, v)

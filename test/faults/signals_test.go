@@ -81,8 +81,8 @@ func TestDoubleSignalAborts(t *testing.T) {
 	for _, r := range recs {
 		if r.Outcome == record.OutcomeAborted {
 			aborted++
-			if r.Error == nil || *r.Error != record.ErrCanceled {
-				t.Errorf("aborted cycle with error %v, want %s", deref(r.Error), record.ErrCanceled)
+			if r.Error == nil || *r.Error != record.ClassCanceled {
+				t.Errorf("aborted cycle with error %v, want %s", deref(r.Error), record.ClassCanceled)
 			}
 		}
 	}
@@ -92,7 +92,7 @@ func TestDoubleSignalAborts(t *testing.T) {
 	w.checkClean()
 }
 
-func deref(s *string) string {
+func deref[T ~string](s *T) T {
 	if s == nil {
 		return "<nil>"
 	}

@@ -43,12 +43,12 @@ func TestVerifierKilledAndRestarted(t *testing.T) {
 
 	qm, recs := w.quiesce(d)
 	errs := errorsIn(recs, killed)
-	if errs[record.ErrConnRefused]+errs[record.ErrConnReset] == 0 {
+	if errs[record.ClassConnRefused]+errs[record.ClassConnReset] == 0 {
 		t.Errorf("no conn_refused or conn_reset attempts after the kill; errors: %s", describe(errs))
 	}
 	for class := range errs {
 		switch class {
-		case record.ErrConnRefused, record.ErrConnReset, record.ErrAuth, record.ErrNetwork, record.ErrTimeout:
+		case record.ClassConnRefused, record.ClassConnReset, record.ClassAuth, record.ClassNetwork, record.ClassTimeout:
 		default:
 			t.Errorf("unexpected error class %q after a verifier restart (%s)", class, describe(errs))
 		}

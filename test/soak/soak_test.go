@@ -62,31 +62,31 @@ type Sample struct {
 
 // Figures summarise a soak for the issue's closing note.
 type Figures struct {
-	Duration            string         `json:"duration"`
-	Agents              int            `json:"agents"`
-	Interval            string         `json:"interval"`
-	RSSStartKiB         int64          `json:"rss_start_kib"`
-	RSSWarmKiB          int64          `json:"rss_after_warmup_kib"`
-	RSS5MinKiB          int64          `json:"rss_after_5min_kib"`
-	RSSEndKiB           int64          `json:"rss_end_kib"`
-	RSSPeakKiB          int64          `json:"rss_peak_kib"`
-	ThreadsMax          int64          `json:"threads_max"`
-	FDsWarm             int            `json:"fds_after_warmup"`
-	FDsMaxWarmup        int            `json:"fds_max_during_warmup"` // connections come and go; this is the reference
-	FDsMax              int            `json:"fds_max_after_warmup"`
-	GoroutinesMaxWarmup float64        `json:"goroutines_max_during_warmup"` // -1 when /metrics has no go_goroutines
-	GoroutinesMax       float64        `json:"goroutines_max_after_warmup"`
-	GoroutinesEnd       float64        `json:"goroutines_end"`
-	Records             int            `json:"records"`
-	Parts               []Part         `json:"parts"`
-	ReportRecords       int64          `json:"report_records"` // attestload report over every part of the run
-	DiskBytes           int64          `json:"disk_bytes"`
-	BytesPerCycle       float64        `json:"bytes_per_cycle"`
-	Outcomes            map[string]int `json:"outcomes"`
-	AttemptErrors       map[string]int `json:"attempt_errors"`
-	PartialLastLine     bool           `json:"partial_last_line"`
-	ExitCode            int            `json:"exit_code"`
-	Samples             []Sample       `json:"samples"`
+	Duration            string                    `json:"duration"`
+	Agents              int                       `json:"agents"`
+	Interval            string                    `json:"interval"`
+	RSSStartKiB         int64                     `json:"rss_start_kib"`
+	RSSWarmKiB          int64                     `json:"rss_after_warmup_kib"`
+	RSS5MinKiB          int64                     `json:"rss_after_5min_kib"`
+	RSSEndKiB           int64                     `json:"rss_end_kib"`
+	RSSPeakKiB          int64                     `json:"rss_peak_kib"`
+	ThreadsMax          int64                     `json:"threads_max"`
+	FDsWarm             int                       `json:"fds_after_warmup"`
+	FDsMaxWarmup        int                       `json:"fds_max_during_warmup"` // connections come and go; this is the reference
+	FDsMax              int                       `json:"fds_max_after_warmup"`
+	GoroutinesMaxWarmup float64                   `json:"goroutines_max_during_warmup"` // -1 when /metrics has no go_goroutines
+	GoroutinesMax       float64                   `json:"goroutines_max_after_warmup"`
+	GoroutinesEnd       float64                   `json:"goroutines_end"`
+	Records             int                       `json:"records"`
+	Parts               []Part                    `json:"parts"`
+	ReportRecords       int64                     `json:"report_records"` // attestload report over every part of the run
+	DiskBytes           int64                     `json:"disk_bytes"`
+	BytesPerCycle       float64                   `json:"bytes_per_cycle"`
+	Outcomes            map[record.Outcome]int    `json:"outcomes"`
+	AttemptErrors       map[record.ErrorClass]int `json:"attempt_errors"`
+	PartialLastLine     bool                      `json:"partial_last_line"`
+	ExitCode            int                       `json:"exit_code"`
+	Samples             []Sample                  `json:"samples"`
 }
 
 func envDur(t *testing.T, key string, def time.Duration) time.Duration {

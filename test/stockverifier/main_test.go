@@ -99,11 +99,11 @@ func (w *world) start(env []string, args ...string) *daemon {
 }
 
 // waitCycles waits until /metrics counts at least n cycles with the outcome.
-func (d *daemon) waitCycles(t *testing.T, outcome string, n int, timeout time.Duration) {
+func (d *daemon) waitCycles(t *testing.T, outcome record.Outcome, n int, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		if m, err := harness.TryScrape(d.addr); err == nil && int(m.Sum("attestload_cycles_total", "outcome="+outcome)) >= n {
+		if m, err := harness.TryScrape(d.addr); err == nil && int(m.Sum("attestload_cycles_total", "outcome="+outcome.String())) >= n {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -232,7 +232,7 @@ func checkVerdicts(t *testing.T, recs []record.Record) (orderDefects int) {
 	for _, r := range recs {
 		switch {
 		case r.Outcome == record.OutcomeSuccess && r.Verdict.Evaluation == "pass":
-		case r.Outcome == record.OutcomeFail && r.Error != nil && *r.Error == record.ErrEvidenceOrder:
+		case r.Outcome == record.OutcomeFail && r.Error != nil && *r.Error == record.ClassEvidenceOrder:
 			orderDefects++
 			if r.Verdict.Evaluation != "unknown" {
 				t.Errorf("%s task %d: evidence-order 422 with verdict %s", r.AgentID, r.TaskIndex, r.Verdict.Evaluation)
@@ -261,7 +261,7 @@ func noSession429(t *testing.T, recs []record.Record) (sessions int) {
 	return sessions
 }
 
-func deref(s *string) string {
+func deref[T ~string](s *T) T {
 	if s == nil {
 		return "<nil>"
 	}

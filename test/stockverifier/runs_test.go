@@ -174,7 +174,7 @@ func TestWrongCA(t *testing.T) {
 		t.Errorf("%d records, want 6", len(recs))
 	}
 	for _, r := range recs {
-		if r.Outcome != record.OutcomeFail || r.Error == nil || *r.Error != record.ErrTLS {
+		if r.Outcome != record.OutcomeFail || r.Error == nil || *r.Error != record.ClassTLS {
 			t.Errorf("%s task %d: outcome %s, error %s, want fail/tls", r.AgentID, r.TaskIndex, r.Outcome, deref(r.Error))
 		}
 	}
@@ -239,7 +239,7 @@ func TestECCRefusedByTheVerifierDefect(t *testing.T) {
 	}
 	for _, r := range recs {
 		if r.Outcome != record.OutcomeFail || len(r.SessionAttempts) == 0 ||
-			deref(r.SessionAttempts[len(r.SessionAttempts)-1].Error) != record.ErrPoPRejected {
+			deref(r.SessionAttempts[len(r.SessionAttempts)-1].Error) != record.ClassPoPRejected {
 			t.Fatalf("agent %d task %d: outcome %s, session attempts %d; want every ECC cycle refused at the PoP",
 				r.AgentIndex, r.TaskIndex, r.Outcome, len(r.SessionAttempts))
 		}

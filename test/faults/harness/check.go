@@ -96,8 +96,8 @@ func ReadResults(t testing.TB, path string) (b []byte, cut bool) {
 }
 
 // Outcomes counts records by outcome.
-func Outcomes(recs []record.Record) map[string]int {
-	out := map[string]int{}
+func Outcomes(recs []record.Record) map[record.Outcome]int {
+	out := map[record.Outcome]int{}
 	for _, r := range recs {
 		out[r.Outcome]++
 	}
@@ -110,13 +110,13 @@ func Attempts(r record.Record) []record.Attempt {
 }
 
 // AttemptErrors counts the failed attempts of recs by error class.
-func AttemptErrors(recs []record.Record) map[string]int {
+func AttemptErrors(recs []record.Record) map[record.ErrorClass]int {
 	return AttemptErrorsBefore(recs, math.Inf(1))
 }
 
 // AttemptErrorsBefore counts, by error class, the failed attempts of recs that started before until (Unix s).
-func AttemptErrorsBefore(recs []record.Record, until float64) map[string]int {
-	out := map[string]int{}
+func AttemptErrorsBefore(recs []record.Record, until float64) map[record.ErrorClass]int {
+	out := map[record.ErrorClass]int{}
 	for _, r := range recs {
 		for _, a := range Attempts(r) {
 			if a.Error != nil && a.StartTime < until {
@@ -156,11 +156,11 @@ func CheckRecords(t testing.TB, recs []record.Record) {
 	}
 }
 
-func deref(s *string) string {
+func deref[T ~string](s *T) string {
 	if s == nil {
 		return "<nil>"
 	}
-	return *s
+	return string(*s)
 }
 
 // Metrics is a scraped exposition: series value by "name{l1="v1",...}" with labels sorted.
@@ -269,8 +269,8 @@ func (m Metrics) Sum(name string, match ...string) float64 {
 func CheckMetricsMatchRecords(t testing.TB, m Metrics, recs []record.Record) {
 	t.Helper()
 	got := Outcomes(recs)
-	for _, o := range []string{record.OutcomeSuccess, record.OutcomeFail, record.OutcomeAborted} {
-		if c := m.Sum("attestload_cycles_total", "outcome="+o); int(c) != got[o] {
+	for _, o := range record.Outcomes() {
+		if c := m.Sum("attestload_cycles_total", "outcome="+string(o)); int(c) != got[o] {
 			t.Errorf("attestload_cycles_total{outcome=%q} = %v, the JSONL has %d", o, c, got[o])
 		}
 	}
