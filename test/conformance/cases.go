@@ -261,6 +261,59 @@ var Cases = []Case{
 			return x.evidence(evidenceMods{})
 		},
 	},
+	{
+		Name: "measured-boot",
+		Checks: "The agent's mbpolicies row holds the captured reference state and it sends the captured UEFI event " +
+			"log (attestation/measuredboot/captured) with its IMA log; its quote covers PCRs 0-15, those of the " +
+			"boot as the log replays them (PCRs the log does not extend are zero).",
+		Want:  Answer{Status: 202, Evaluation: "pass"},
+		agent: agentOptions{measuredBoot: true},
+		run: func(x *exchange) (Answer, error) {
+			if err := then(x, x.mustSession, x.mustCreate); err != nil {
+				return Answer{}, err
+			}
+			return x.evidence(evidenceMods{})
+		},
+	},
+	{
+		Name: "measured-boot-log-tampered",
+		Checks: "As measured-boot, but one byte of a PCR 4 event's sha256 digest in the sent log is changed: the " +
+			"log still parses, and no longer replays to the quoted PCR 4.",
+		Want:  Answer{Status: 202, Evaluation: "fail", FailureReason: "broken_evidence_chain"},
+		agent: agentOptions{measuredBoot: true},
+		run: func(x *exchange) (Answer, error) {
+			if err := then(x, x.mustSession, x.mustCreate, x.tamperUEFILog); err != nil {
+				return Answer{}, err
+			}
+			return x.evidence(evidenceMods{})
+		},
+	},
+	{
+		Name: "measured-boot-log-unparsable",
+		Checks: "As measured-boot, but the sent log is cut short inside its last event, so the verifier's parser " +
+			"(tpm2_eventlog) rejects it.",
+		Want:  Answer{Status: 202, Evaluation: "fail", FailureReason: "policy_violation"},
+		agent: agentOptions{measuredBoot: true},
+		run: func(x *exchange) (Answer, error) {
+			if err := then(x, x.mustSession, x.mustCreate, x.cutUEFILog); err != nil {
+				return Answer{}, err
+			}
+			return x.evidence(evidenceMods{})
+		},
+	},
+	{
+		Name:   "measured-boot-log-not-offered",
+		Checks: "The agent has a measured-boot reference state but its capabilities offer no UEFI log.",
+		Want:   Answer{Status: 422, Code: "invalid_resource_data"},
+		agent:  agentOptions{measuredBoot: true},
+		run: func(x *exchange) (Answer, error) {
+			x.offerUEFI = false
+			if err := x.mustSession(); err != nil {
+				return Answer{}, err
+			}
+			return x.create()
+		},
+	},
 }
 
 // rebootDefect is the stock verifier's reboot defect as a user sees it.

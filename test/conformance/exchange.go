@@ -20,6 +20,7 @@ import (
 	"github.com/attestload/attestload/attestation/client"
 	"github.com/attestload/attestload/attestation/enroll"
 	"github.com/attestload/attestload/attestation/evidence"
+	"github.com/attestload/attestload/attestation/measuredboot"
 	"github.com/attestload/attestload/attestation/softtpm"
 )
 
@@ -87,6 +88,11 @@ type exchange struct {
 
 	bootTime time.Time
 	log      *imaLog
+	// Measured boot: the boot the agent's TPM went through (nil without), the UEFI log it sends (base64, a case
+	// may change it) and whether its capabilities offer that log.
+	boot      *measuredboot.Boot
+	uefiLog   string
+	offerUEFI bool
 
 	// The open negotiation.
 	index     int
@@ -144,8 +150,9 @@ func runtimePolicy() []byte {
 
 // agentOptions shape an enrolled agent.
 type agentOptions struct {
-	noIMA     bool                // an agent without IMA (then a PCR policy makes the verifier ask for a quote)
-	tpmPolicy map[string][]string // verifiermain.tpm_policy
+	noIMA        bool                // an agent without IMA (then a PCR policy makes the verifier ask for a quote)
+	tpmPolicy    map[string][]string // verifiermain.tpm_policy
+	measuredBoot bool                // the captured reference state in mbpolicies, the captured UEFI log sent
 }
 
 // newExchange enrolls an agent in the target's database (removed when ctx's case ends, by the returned cleanup)
@@ -173,6 +180,14 @@ func newExchange(ctx context.Context, t Target, prefix string, o agentOptions) (
 	if o.noIMA {
 		plan.IMAPolicyJSON, plan.IMAGenerator = []byte(`{}`), evidence.GeneratorEmpty
 		x.log = nil
+	}
+	if o.measuredBoot {
+		if x.boot, err = measuredboot.Captured(); err != nil {
+			tr.CloseIdleConnections()
+			return nil, nil, err
+		}
+		plan.MBPolicy, x.uefiLog, x.offerUEFI = x.boot.Refstate(), x.boot.LogBase64(), true
+		x.bootPCRs()
 	}
 	en, err := enroll.Enroll(ctx, t.Pool, plan)
 	if err != nil {
@@ -329,6 +344,11 @@ func (x *exchange) capabilities(entryCount int) map[string]any {
 			"capabilities": map[string]any{"entry_count": entryCount, "supports_partial_access": true, "appendable": true,
 				"formats": []string{"text/plain"}}})
 	}
+	if x.offerUEFI {
+		supported = append(supported, map[string]any{"evidence_class": "log", "evidence_type": "uefi_log",
+			"capabilities": map[string]any{"entry_count": x.boot.Events(), "supports_partial_access": false,
+				"appendable": false, "formats": []string{"application/octet-stream"}}})
+	}
 	return map[string]any{"data": map[string]any{"type": "attestation", "attributes": map[string]any{
 		"evidence_supported": supported, "system_info": map[string]any{"boot_time": x.bootTime.Format(time.RFC3339)}}}}
 }
@@ -446,6 +466,9 @@ func (x *exchange) evidence(m evidenceMods) (Answer, error) {
 			from := min(x.offset, len(x.log.lines))
 			items = append(items, map[string]any{"evidence_class": "log", "evidence_type": "ima_log",
 				"data": map[string]any{"entry_count": len(x.log.lines) - from, "entries": strings.Join(x.log.lines[from:], "")}})
+		case "uefi_log":
+			items = append(items, map[string]any{"evidence_class": "log", "evidence_type": "uefi_log",
+				"data": map[string]any{"entries": x.uefiLog}})
 		default:
 			return Answer{}, fmt.Errorf("the verifier requested %s, which the exchange cannot provide", typ)
 		}
@@ -534,8 +557,52 @@ func (x *exchange) reboot(n int) {
 	for i := range x.pcrs {
 		x.pcrs[i] = make([]byte, sha256.Size)
 	}
+	x.bootPCRs()
 	x.log = &imaLog{}
 	for i := range n {
 		x.log.add(fileName(i))
 	}
+}
+
+// bootPCRs sets the PCRs a measured boot leaves behind: the values the UEFI log replays to.
+func (x *exchange) bootPCRs() {
+	if x.boot == nil {
+		return
+	}
+	for n, v := range x.boot.PCRs() {
+		x.pcrs[n] = v
+	}
+}
+
+// tamperUEFILog changes one byte of the sha256 digest of the log's first PCR 4 event (a boot application): the log
+// still parses but no longer replays to the quoted PCR 4.
+func (x *exchange) tamperUEFILog() error {
+	raw, err := base64.StdEncoding.DecodeString(x.uefiLog)
+	if err != nil {
+		return err
+	}
+	l, err := measuredboot.Parse(raw)
+	if err != nil {
+		return err
+	}
+	for _, e := range l.Events {
+		if e.PCR == 4 {
+			if i := bytes.Index(raw, e.Digests[measuredboot.AlgSHA256]); i >= 0 {
+				raw[i] ^= 0x01
+				x.uefiLog = base64.StdEncoding.EncodeToString(raw)
+				return nil
+			}
+		}
+	}
+	return errors.New("the UEFI log has no PCR 4 event")
+}
+
+// cutUEFILog drops the last bytes of the log, inside its last event: tpm2_eventlog cannot parse it.
+func (x *exchange) cutUEFILog() error {
+	raw, err := base64.StdEncoding.DecodeString(x.uefiLog)
+	if err != nil {
+		return err
+	}
+	x.uefiLog = base64.StdEncoding.EncodeToString(raw[:len(raw)-9])
+	return nil
 }
