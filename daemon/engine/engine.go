@@ -19,7 +19,7 @@ type Stats struct {
 	Fail     uint64
 	Aborted  uint64
 	Dropped  uint64 // rate model ticks that found no idle agent
-	Late     uint64 // fleet/rate cycles that started more than LateTolerance after their due time
+	Late     uint64 // fleet/rate cycles that started more than record.LateTolerance after their due time
 	Blocked  uint64 // records that waited for room in the fan-out (results writer stalled)
 	// Outages are the time ranges during which the verifier could not be reached.
 	Outages []Outage

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/attestload/attestload/attestation/record"
 )
 
 // Scheduling models.
@@ -14,10 +12,6 @@ const (
 	ModelFleet  = "fleet"  // every agent once per Interval, like a real fleet
 	ModelRate   = "rate"   // a global arrival rate following the pacer; no idle agent → dropped
 )
-
-// LateTolerance is how late a fleet or rate cycle may start before it counts as late (record.LateTolerance, the
-// definition every count of late cycles shares).
-const LateTolerance = record.LateTolerance
 
 // Schedule says which cycles the engine runs and when.
 type Schedule struct {
