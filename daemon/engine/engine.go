@@ -43,7 +43,6 @@ type Engine struct {
 
 	abortCtx context.Context
 	abort    context.CancelFunc
-	aborted  atomic.Bool
 
 	inflight sync.WaitGroup
 	started  atomic.Uint64
@@ -84,10 +83,7 @@ func New(r Runner, s Schedule, opts ...Option) (*Engine, error) {
 }
 
 // Abort cancels every running cycle at once (the second signal); they end as aborted. Run then returns promptly.
-func (e *Engine) Abort() {
-	e.aborted.Store(true)
-	e.abort()
-}
+func (e *Engine) Abort() { e.abort() }
 
 // Run runs the schedule until it is complete, Duration passes or ctx is cancelled (the first signal), then drains:
 // in-flight cycles get DrainTimeout to finish before they are aborted. Every record is delivered and every sink
