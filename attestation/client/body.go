@@ -149,42 +149,40 @@ func evidenceBody(items []evidenceItem) ([]byte, error) {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		if q := it.quote; q != nil {
-			b = append(b, `{"evidence_class":`...)
-			b = appendJSONString(b, q.class)
-			b = append(b, `,"evidence_type":`...)
-			b = appendJSONString(b, q.typ)
-			b = append(b, `,"data":{"subject_data":`...)
+		switch {
+		case it.quote != nil:
+			q := it.quote
+			b = appendItemStart(b, q.class, q.typ)
+			b = append(b, `"subject_data":`...)
 			b = appendBase64String(b, q.subject)
 			b = append(b, `,"message":`...)
 			b = appendBase64String(b, q.message)
 			b = append(b, `,"signature":`...)
 			b = appendBase64String(b, q.signature)
-			b = append(b, `}}`...)
-			continue
+		case it.uefi != nil:
+			b = appendItemStart(b, it.uefi.class, it.uefi.typ)
+			b = append(b, `"entries":`...)
+			b = appendJSONString(b, it.uefi.entries)
+		default:
+			m := it.ima
+			b = appendItemStart(b, m.class, m.typ)
+			b = append(b, `"entry_count":`...)
+			b = strconv.AppendInt(b, int64(m.count), 10)
+			b = append(b, `,"entries":`...)
+			b = appendJSONString(b, m.entries)
 		}
-		if u := it.uefi; u != nil {
-			b = append(b, `{"evidence_class":`...)
-			b = appendJSONString(b, u.class)
-			b = append(b, `,"evidence_type":`...)
-			b = appendJSONString(b, u.typ)
-			b = append(b, `,"data":{"entries":`...)
-			b = appendJSONString(b, u.entries)
-			b = append(b, `}}`...)
-			continue
-		}
-		m := it.ima
-		b = append(b, `{"evidence_class":`...)
-		b = appendJSONString(b, m.class)
-		b = append(b, `,"evidence_type":`...)
-		b = appendJSONString(b, m.typ)
-		b = append(b, `,"data":{"entry_count":`...)
-		b = strconv.AppendInt(b, int64(m.count), 10)
-		b = append(b, `,"entries":`...)
-		b = appendJSONString(b, m.entries)
 		b = append(b, `}}`...)
 	}
 	return append(b, `]}}}`...), nil
+}
+
+// appendItemStart writes an evidence item's class and type and opens its data object.
+func appendItemStart(b []byte, class, typ string) []byte {
+	b = append(b, `{"evidence_class":`...)
+	b = appendJSONString(b, class)
+	b = append(b, `,"evidence_type":`...)
+	b = appendJSONString(b, typ)
+	return append(b, `,"data":{`...)
 }
 
 // evidenceItem is one collected item of an evidence body.
