@@ -45,17 +45,17 @@ type Config struct {
 	Verdict    VerdictConfig    `key:"verdict"`
 	PGActivity PGActivityConfig `key:"pgactivity"`
 	Simulator  SimulatorConfig  `key:"simulator"`
-	Thresholds []string         `key:"thresholds"`
+	Thresholds []string         `key:"thresholds" flag:"threshold" usage:"pass/fail check on the summary, e.g. 'evidence.p99<2s' (repeatable; durations need a unit); crossed → a line on stderr and exit 99. Metrics: "`
 }
 
 // VerifierConfig is where the load goes and how the client talks to it.
 type VerifierConfig struct {
 	URL                string        `key:"url"` // empty: start the simulated verifier in-process
 	APIPrefix          string        `key:"api_prefix"`
-	CAFile             string        `key:"ca_file"`
+	CAFile             string        `key:"ca_file" flag:"verifier-ca" usage:"CA certificate file of the verifier (default: the system roots)"`
 	CertFile           string        `key:"cert_file"`
 	KeyFile            string        `key:"key_file"`
-	InsecureSkipVerify bool          `key:"insecure_skip_verify"`
+	InsecureSkipVerify bool          `key:"insecure_skip_verify" flag:"insecure-skip-verify" usage:"do not verify the verifier's certificate (testing only)"`
 	RequestTimeout     time.Duration `key:"request_timeout"`
 	ConnectTimeout     time.Duration `key:"connect_timeout"`
 	MaxRetries         int           `key:"max_retries"`
@@ -71,29 +71,31 @@ type VerifierConfig struct {
 // DatabaseConfig is the verifier's PostgreSQL, where mock agents are enrolled.
 type DatabaseConfig struct {
 	URL              string `key:"url"`
-	Prefix           string `key:"prefix"`
-	CleanupLeftovers bool   `key:"cleanup_leftovers"`
+	Prefix           string `key:"prefix" flag:"prefix" usage:"agent id prefix in the database (default attestload-)"`
+	CleanupLeftovers bool   `key:"cleanup_leftovers" flag:"cleanup-leftovers" usage:"remove rows of earlier crashed runs with the same prefix before starting"`
 }
 
 // RunConfig sizes and bounds the run.
 type RunConfig struct {
-	Workers        int           `key:"workers"` // 0: one per CPU thread (the old tool's default)
-	Agents         int           `key:"agents"`  // 0: as many as workers
-	Tasks          int           `key:"tasks"`   // cycles per agent; 0: unlimited
-	Duration       time.Duration `key:"duration"`
-	DrainTimeout   time.Duration `key:"drain_timeout"`
-	Instance       string        `key:"instance"` // empty: the host name
-	Verbose        bool          `key:"verbose"`
-	KeyPool        string        `key:"key_pool"`      // "": DefaultKeyPool(); KeyPoolNone: in memory only
-	DistinctKeys   int           `key:"distinct_keys"` // RSA agents share this many AKs round-robin
-	KeyType        string        `key:"key_type"`      // rsa2048, ecc-p256 or a mix by share (ParseKeyType)
+	Workers      int           `key:"workers" flag:"workers,w" usage:"most cycles in flight (default: one per CPU thread)"`
+	Agents       int           `key:"agents" flag:"agents,a" usage:"number of mock agents (default: as many as workers)"`
+	Tasks        int           `key:"tasks" flag:"tasks,t" usage:"attestations per agent (default: until stopped)"`
+	Duration     time.Duration `key:"duration" flag:"duration" usage:"stop starting cycles after this long, e.g. 30s or 1h (default: no limit)"`
+	DrainTimeout time.Duration `key:"drain_timeout" flag:"drain-timeout" usage:"after stopping, how long running cycles may finish (default 30s)"`
+	Instance     string        `key:"instance" flag:"instance" usage:"instance name written into every record (default: host name)"`
+	Verbose      bool          `key:"verbose" flag:"verbose,v" usage:"log every request"`
+	// KeyPool "" is DefaultKeyPool(); KeyPoolNone keeps the keys in memory only.
+	KeyPool      string `key:"key_pool" flag:"key-pool" usage:"file of reusable RSA attestation keys, or none to keep them in memory (default: ak-pool.bin in the user cache directory, ~/.cache/attestload)"`
+	DistinctKeys int    `key:"distinct_keys"` // RSA agents share this many AKs round-robin
+	// KeyType is rsa2048, ecc-p256 or a mix by share (ParseKeyType).
+	KeyType        string        `key:"key_type" flag:"key-type" usage:"attestation keys: rsa2048, ecc-p256, or a mix such as rsa2048=30%,ecc-p256=70% (default rsa2048)"`
 	FirstIndex     int           `key:"first_index"`
 	StatusInterval time.Duration `key:"status_interval"`
 }
 
 // SchedulerConfig chooses the model and its parameters.
 type SchedulerConfig struct {
-	Model   string        `key:"model"`
+	Model   string        `key:"model" flag:"model" usage:"scheduler: closed, fleet or rate (default closed)"`
 	Fleet   FleetConfig   `key:"fleet"`
 	Rate    RateConfig    `key:"rate"`
 	Backoff BackoffConfig `key:"backoff"`
@@ -108,14 +110,14 @@ type BackoffConfig struct {
 
 // FleetConfig is the fleet model: every agent once per interval.
 type FleetConfig struct {
-	Interval time.Duration `key:"interval"`
+	Interval time.Duration `key:"interval" flag:"interval" usage:"fleet model: each agent's attestation interval (default 60s)"`
 	Jitter   float64       `key:"jitter"`
 }
 
 // RateConfig is the rate model: a global arrival rate with ramp stages.
 type RateConfig struct {
-	Start  float64       `key:"start"`
-	Stages []StageConfig `key:"stages"`
+	Start  float64       `key:"start" flag:"rate-start" usage:"rate model: cycles per second at the start (default 10)"`
+	Stages []StageConfig `key:"stages" flag:"rate-stages" usage:"rate model: ramp stages DURATION:TARGET,... e.g. 1m:10,5m:200,30m:200"`
 }
 
 // StageConfig is one ramp stage: reach Target cycles per second linearly over Duration.
@@ -126,7 +128,7 @@ type StageConfig struct {
 
 // EvidenceConfig chooses what the agents send.
 type EvidenceConfig struct {
-	Profile     string `key:"profile"` // ima, quote-only or captured
+	Profile     string `key:"profile" flag:"profile" usage:"evidence: ima, quote-only or captured (default ima)"`
 	IMAInitial  int    `key:"ima_initial"`
 	IMAGrow     int    `key:"ima_grow"`
 	IMAUniverse int    `key:"ima_universe"`
@@ -134,7 +136,7 @@ type EvidenceConfig struct {
 	// MeasuredBoot adds measured boot to the profile: the run's mbpolicies row holds the captured reference state
 	// and every attestation sends the captured UEFI event log (compiled into the binary), with the TPM's PCRs 0-15
 	// as that log leaves them.
-	MeasuredBoot bool `key:"measured_boot"`
+	MeasuredBoot bool `key:"measured_boot" flag:"measured-boot" usage:"also send a UEFI event log with every attestation, against an mbpolicies reference state (any profile)"`
 	// Reboot simulation: before a cycle, an agent reboots (new boot_time, TPM reset count + 1, IMA log back to
 	// its first entries) every RebootEvery cycles and/or with probability RebootProbability.
 	RebootEvery       int     `key:"reboot_every"`
@@ -143,7 +145,7 @@ type EvidenceConfig struct {
 
 // ResultsConfig is the results file.
 type ResultsConfig struct {
-	Dir           string        `key:"dir"`
+	Dir           string        `key:"dir" flag:"results-dir" usage:"directory of results files (default results)"`
 	FlushInterval time.Duration `key:"flush_interval"`
 	OnError       string        `key:"on_error"` // stop or continue
 	Buffer        int           `key:"buffer"`   // fan-out input bound, in records
@@ -204,13 +206,14 @@ type SimulatorConfig struct {
 
 // MetricsConfig is the Prometheus endpoint.
 type MetricsConfig struct {
-	Listen string `key:"listen"` // default DefaultMetricsListen; empty: no endpoint
+	// Listen is where /metrics is served (default DefaultMetricsListen); empty: no endpoint.
+	Listen string `key:"listen" flag:"metrics-listen,default" usage:"serve Prometheus /metrics, /healthz and /readyz on this address; '' serves nothing"`
 	// FinalScrapeWait is how long the run waits, after its last record, for one more scrape, so that Prometheus
 	// holds the final counts (its sums then equal the results file); 0 does not wait.
 	FinalScrapeWait time.Duration `key:"final_scrape_wait"`
 	// Pprof also serves Go's net/http/pprof profiles under /debug/pprof/ on the metrics listener (off by default:
 	// profiles show the process's internals to whoever reaches the listener).
-	Pprof bool `key:"pprof"`
+	Pprof bool `key:"pprof" flag:"pprof" usage:"also serve Go's profiles (net/http/pprof) under /debug/pprof/ on the metrics listener"`
 }
 
 // TracingConfig is the OpenTelemetry trace export. With Endpoint empty the exporter reads the standard
@@ -329,10 +332,11 @@ func keyErr(key, format string, args ...any) error {
 	return &ConfigError{Key: key, Msg: fmt.Sprintf(format, args...)}
 }
 
-// leaf is one settable config key and the field it fills.
+// leaf is one settable config key, the field it fills and the field's tags.
 type leaf struct {
 	key   string
 	field reflect.Value
+	tag   reflect.StructTag
 }
 
 func leaves(prefix string, v reflect.Value, out *[]leaf) {
@@ -348,7 +352,7 @@ func leaves(prefix string, v reflect.Value, out *[]leaf) {
 			leaves(k, fv, out)
 			continue
 		}
-		*out = append(*out, leaf{key: k, field: fv})
+		*out = append(*out, leaf{key: k, field: fv, tag: f.Tag})
 	}
 }
 
@@ -375,7 +379,7 @@ type Loader struct {
 	File    string            // YAML config file; empty for none
 	Environ []string          // os.Environ() form; only ATTESTLOAD_ entries are read
 	Flags   *pflag.FlagSet    // parsed flags; only flags the user set override
-	FlagKey map[string]string // flag name → config key
+	FlagKey map[string]string // flag name → config key; nil: FlagKeys(), the flags BindFlags defines
 	// Override, when set, changes the decoded configuration before it is validated: the command line's positional
 	// arguments (VERIFIER_URL, DB_URL) outrank every other source, and checks that depend on them (e.g.
 	// pgactivity.enabled needs database.url) must see them.
@@ -428,7 +432,7 @@ func (l Loader) Load() (*Config, error) {
 		}
 	}
 	if l.Flags != nil {
-		for name, key := range l.FlagKey {
+		for name, key := range l.flagKeys() {
 			f := l.Flags.Lookup(name)
 			if f == nil {
 				return nil, fmt.Errorf("flag --%s is not defined", name)
@@ -522,7 +526,7 @@ func (l Loader) attribute(err error) error {
 		key = key[:i] // thresholds[0]
 	}
 	if ce.Source == "" && l.Flags != nil {
-		for name, k := range l.FlagKey {
+		for name, k := range l.flagKeys() {
 			if f := l.Flags.Lookup(name); k == key && f != nil && f.Changed {
 				ce.Source = "flag --" + name
 			}

@@ -20,35 +20,7 @@ import (
 	"github.com/attestload/attestload/daemon/engine"
 	"github.com/attestload/attestload/daemon/shard"
 	"github.com/attestload/attestload/exporter/report"
-	"github.com/attestload/attestload/exporter/threshold"
 )
-
-// runFlagKeys binds each run flag to its config key (flags > environment > file > defaults).
-var runFlagKeys = map[string]string{
-	"workers":              "run.workers",
-	"agents":               "run.agents",
-	"tasks":                "run.tasks",
-	"verbose":              "run.verbose",
-	"duration":             "run.duration",
-	"drain-timeout":        "run.drain_timeout",
-	"instance":             "run.instance",
-	"key-pool":             "run.key_pool",
-	"key-type":             "run.key_type",
-	"model":                "scheduler.model",
-	"interval":             "scheduler.fleet.interval",
-	"rate-start":           "scheduler.rate.start",
-	"rate-stages":          "scheduler.rate.stages",
-	"profile":              "evidence.profile",
-	"measured-boot":        "evidence.measured_boot",
-	"results-dir":          "results.dir",
-	"verifier-ca":          "verifier.ca_file",
-	"insecure-skip-verify": "verifier.insecure_skip_verify",
-	"prefix":               "database.prefix",
-	"cleanup-leftovers":    "database.cleanup_leftovers",
-	"metrics-listen":       "metrics.listen",
-	"pprof":                "metrics.pprof",
-	"threshold":            "thresholds",
-}
 
 // Close deadlines: the normal one leaves time to delete a large run's rows; after a second signal the user wants
 // out, so cleanup gets a short, best-effort deadline.
@@ -91,7 +63,7 @@ crossed.`,
 					c.Database.URL = args[1]
 				}
 			}
-			cfg, err := daemon.Loader{File: configFile, Environ: os.Environ(), Flags: cmd.Flags(), FlagKey: runFlagKeys,
+			cfg, err := daemon.Loader{File: configFile, Environ: os.Environ(), Flags: cmd.Flags(),
 				Override: positional}.Load()
 			if err != nil {
 				if _, ok := errors.AsType[*daemon.ConfigError](err); ok {
@@ -118,30 +90,8 @@ crossed.`,
 	f := cmd.Flags()
 	f.StringVar(&configFile, "config", "", "YAML configuration file (see config.example.yaml)")
 	f.StringVar(&shardFlag, "shard", "", "drive only the i-th of n equal parts of the agents, as i/n")
-	f.IntP("workers", "w", 0, "most cycles in flight (default: one per CPU thread)")
-	f.IntP("agents", "a", 0, "number of mock agents (default: as many as workers)")
-	f.IntP("tasks", "t", 0, "attestations per agent (default: until stopped)")
-	f.BoolP("verbose", "v", false, "log every request")
-	f.Duration("duration", 0, "stop starting cycles after this long, e.g. 30s or 1h (default: no limit)")
-	f.Duration("drain-timeout", 0, "after stopping, how long running cycles may finish (default 30s)")
-	f.String("instance", "", "instance name written into every record (default: host name)")
-	f.String("key-pool", "", "file of reusable RSA attestation keys, or none to keep them in memory (default: ak-pool.bin in the user cache directory, ~/.cache/attestload)")
-	f.String("key-type", "", "attestation keys: rsa2048, ecc-p256, or a mix such as rsa2048=30%,ecc-p256=70% (default rsa2048)")
-	f.String("model", "", "scheduler: closed, fleet or rate (default closed)")
-	f.Duration("interval", 0, "fleet model: each agent's attestation interval (default 60s)")
-	f.Float64("rate-start", 0, "rate model: cycles per second at the start (default 10)")
-	f.String("rate-stages", "", "rate model: ramp stages DURATION:TARGET,... e.g. 1m:10,5m:200,30m:200")
-	f.String("profile", "", "evidence: ima, quote-only or captured (default ima)")
-	f.Bool("measured-boot", false, "also send a UEFI event log with every attestation, against an mbpolicies reference state (any profile)")
-	f.String("results-dir", "", "directory of results files (default results)")
-	f.String("verifier-ca", "", "CA certificate file of the verifier (default: the system roots)")
-	f.Bool("insecure-skip-verify", false, "do not verify the verifier's certificate (testing only)")
-	f.String("prefix", "", "agent id prefix in the database (default attestload-)")
-	f.Bool("cleanup-leftovers", false, "remove rows of earlier crashed runs with the same prefix before starting")
-	f.String("metrics-listen", daemon.DefaultMetricsListen, "serve Prometheus /metrics, /healthz and /readyz on this address; '' serves nothing")
-	f.Bool("pprof", false, "also serve Go's profiles (net/http/pprof) under /debug/pprof/ on the metrics listener")
-	f.StringArray("threshold", nil, "pass/fail check on the summary, e.g. 'evidence.p99<2s' (repeatable; durations need "+
-		"a unit); crossed → a line on stderr and exit 99. Metrics: "+threshold.MetricsHelp)
+	// Every other flag is a config key: its name, shorthand and help come from the key's tags.
+	daemon.BindFlags(f)
 	return cmd
 }
 

@@ -18,7 +18,6 @@ import (
 var allowed = map[string]bool{
 	"attestation/enroll/cleanup.go runRows.deleteOnce": true,
 	"attestation/enroll/schema.go CheckSchema":         true,
-	"cmd/attestload/run.go newRunCmd":                  true,
 	"cmd/attestload/run.go runLoad":                    true,
 	"daemon/config.go Config.Validate":                 true,
 	"daemon/config.go Loader.Load":                     true,
