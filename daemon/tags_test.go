@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -42,5 +44,30 @@ func TestFlagsFromTags(t *testing.T) {
 		if !known[key] {
 			t.Errorf("flag --%s names unknown key %q", name, key)
 		}
+	}
+}
+
+// Every check tag is a rule checkRange knows, on a type it checks: a typo in a tag would otherwise pass silently
+// or refuse every value.
+func TestCheckTagsAreKnown(t *testing.T) {
+	cfg := DefaultConfig()
+	var ls []leaf
+	leaves("", reflect.ValueOf(&cfg).Elem(), &ls)
+	n := 0
+	for _, l := range ls {
+		rule, ok := l.tag.Lookup("check")
+		if !ok {
+			continue
+		}
+		n++
+		if !slices.Contains([]string{">=0", ">=1", ">0", "0..1"}, rule) {
+			t.Errorf("%s: unknown check %q", l.key, rule)
+		}
+		if err := checkRange(l.key, rule, l.field.Interface()); err != nil {
+			t.Errorf("%s: the default fails its own check: %v", l.key, err)
+		}
+	}
+	if n < 20 {
+		t.Errorf("only %d keys carry a check tag", n)
 	}
 }

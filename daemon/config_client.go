@@ -1,0 +1,126 @@
+package daemon
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/attestload/attestload/attestation/enroll"
+)
+
+// VerifierConfig is where the load goes and how the client talks to it.
+type VerifierConfig struct {
+	URL                string        `key:"url"` // empty: start the simulated verifier in-process
+	APIPrefix          string        `key:"api_prefix"`
+	CAFile             string        `key:"ca_file" flag:"verifier-ca" usage:"CA certificate file of the verifier (default: the system roots)"`
+	CertFile           string        `key:"cert_file"`
+	KeyFile            string        `key:"key_file"`
+	InsecureSkipVerify bool          `key:"insecure_skip_verify" flag:"insecure-skip-verify" usage:"do not verify the verifier's certificate (testing only)"`
+	RequestTimeout     time.Duration `key:"request_timeout" check:">0"`
+	ConnectTimeout     time.Duration `key:"connect_timeout" check:">0"`
+	MaxRetries         int           `key:"max_retries" check:">=0"`
+	MaxRetryAfter      time.Duration `key:"max_retry_after" check:">=0"`
+	MaxConnsPerHost    int           `key:"max_conns_per_host" check:">=0"`
+	LocalAddrs         []string      `key:"local_addrs"`
+	// ExtendTokenOnAttestation mirrors the verifier's option of that name (default true): whether a passing
+	// attestation slides the agent's token expiry. With it, agents keep their session while they pass, as real
+	// agents do; without it, they renew just before expiry.
+	ExtendTokenOnAttestation bool `key:"extend_token_on_attestation"`
+}
+
+func defaultVerifier() VerifierConfig {
+	return VerifierConfig{APIPrefix: "v3.0", RequestTimeout: 30 * time.Second, ConnectTimeout: 10 * time.Second,
+		MaxRetries: 3, MaxRetryAfter: 60 * time.Second, ExtendTokenOnAttestation: true}
+}
+
+func (c VerifierConfig) validate() error {
+	if c.URL != "" {
+		u, err := url.Parse(c.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return keyErr("verifier.url", "must be an http:// or https:// URL with a host, got %q", enroll.RedactURL(c.URL))
+		}
+	}
+	if strings.Contains(c.APIPrefix, "/") || c.APIPrefix == "" {
+		return keyErr("verifier.api_prefix", "must be an API version such as \"v3.0\", got %q", c.APIPrefix)
+	}
+	if v := urlAPIVersion(c.URL); v != "" && v != c.APIPrefix {
+		return keyErr("verifier.url", "ends in the API version /%s, but verifier.api_prefix is %q: give the "+
+			"verifier's root URL (the version is added to every request path) and set verifier.api_prefix to %q "+
+			"if that version is meant", v, c.APIPrefix, v)
+	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		return keyErr("verifier.cert_file", "cert_file and key_file must be set together")
+	}
+	for i, a := range c.LocalAddrs {
+		if net.ParseIP(a) == nil {
+			return keyErr(fmt.Sprintf("verifier.local_addrs[%d]", i), "must be an IP address, got %q", a)
+		}
+	}
+	return nil
+}
+
+// apiVersionSegment is a push API version as it appears in request paths (v3, v3.0).
+var apiVersionSegment = regexp.MustCompile(`^v[0-9]+(\.[0-9]+)?$`)
+
+// urlAPIVersion is the API version a verifier URL ends in ("https://v:8881/v3.0/" → "v3.0"), or "".
+func urlAPIVersion(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Path == "" {
+		return ""
+	}
+	p := strings.TrimSuffix(u.Path, "/")
+	last := p[strings.LastIndex(p, "/")+1:]
+	if u.RawQuery != "" || u.Fragment != "" || !apiVersionSegment.MatchString(last) {
+		return ""
+	}
+	return last
+}
+
+// DatabaseConfig is the verifier's PostgreSQL, where mock agents are enrolled.
+type DatabaseConfig struct {
+	URL              string `key:"url"`
+	Prefix           string `key:"prefix" flag:"prefix" usage:"agent id prefix in the database (default attestload-)"`
+	CleanupLeftovers bool   `key:"cleanup_leftovers" flag:"cleanup-leftovers" usage:"remove rows of earlier crashed runs with the same prefix before starting"`
+}
+
+func defaultDatabase() DatabaseConfig { return DatabaseConfig{Prefix: "attestload-"} }
+
+// sqliteExplanation is why a SQLite database URL is refused (the old tool's explanation), shared with enroll.
+var sqliteExplanation = enroll.ErrSQLiteUnsupported.Error()
+
+func (c DatabaseConfig) validate() error {
+	if d := c.URL; d != "" {
+		low := strings.ToLower(d)
+		switch {
+		case enroll.IsSQLite(d):
+			return keyErr("database.url", "%s", sqliteExplanation)
+		case strings.HasPrefix(low, "postgres://"), strings.HasPrefix(low, "postgresql://"),
+			strings.HasPrefix(low, "postgresql+psycopg2://"), strings.Contains(low, "host="), strings.Contains(low, "dbname="):
+		default:
+			return keyErr("database.url", "must be a PostgreSQL URL (postgresql://user:password@host:5432/verifierdb)")
+		}
+		if err := enroll.CheckURL(d); err != nil {
+			return keyErr("database.url", "%v", err)
+		}
+	}
+	if !validPrefix(c.Prefix) {
+		return keyErr("database.prefix", "must be 1 to 32 letters, digits, '.', '_' or '-', got %q", c.Prefix)
+	}
+	return nil
+}
+
+func validPrefix(p string) bool {
+	if p == "" || len(p) > 32 {
+		return false
+	}
+	for _, r := range p {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
