@@ -75,6 +75,37 @@ type Loader struct {
 // Load reads, decodes and validates the configuration. Unknown keys (in the file or the environment), values of
 // the wrong type and out-of-range values are errors naming the key.
 func (l Loader) Load() (*Config, error) {
+	v, err := l.sources()
+	if err != nil {
+		return nil, err
+	}
+	if err := l.checkKeys(v); err != nil {
+		return nil, err
+	}
+	cfg := DefaultConfig()
+	var ls []leaf
+	leaves("", reflect.ValueOf(&cfg).Elem(), &ls)
+	for _, lf := range ls {
+		if !v.IsSet(lf.key) {
+			continue
+		}
+		if err := setValue(lf.key, lf.field, v.Get(lf.key)); err != nil {
+			return nil, l.attribute(err)
+		}
+	}
+	if l.Override != nil {
+		l.Override(&cfg)
+	}
+	demoDefaults(&cfg, v.IsSet)
+	if err := cfg.Validate(); err != nil {
+		return nil, l.attribute(err)
+	}
+	return &cfg, nil
+}
+
+// sources layers the file, the environment and the flags in viper. An ATTESTLOAD_ variable that names no key is
+// an error here, before anything is decoded.
+func (l Loader) sources() (*viper.Viper, error) {
 	v := viper.New()
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	if l.File != "" {
@@ -85,37 +116,16 @@ func (l Loader) Load() (*Config, error) {
 		}
 	}
 	known := map[string]bool{}
-	prefixes := map[string]bool{}
+	envKnown := map[string]bool{}
 	for _, k := range Keys() {
 		known[k] = true
-		for p := k; strings.Contains(p, "."); {
-			p = p[:strings.LastIndex(p, ".")]
-			prefixes[p] = true
-		}
+		envKnown[EnvName(k)] = true
 		if err := v.BindEnv(k, EnvName(k)); err != nil {
 			return nil, fmt.Errorf("bind %s: %w", EnvName(k), err)
 		}
 	}
-	envKnown := map[string]bool{}
-	for k := range known {
-		envKnown[EnvName(k)] = true
-	}
-	for _, kv := range l.Environ {
-		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, EnvPrefix) && !envKnown[name] && !reservedEnv(name) {
-			if name == EnvPrefix+"ARGS" {
-				// What the systemd unit's EnvironmentFile held before the unit expanded RUN_ARGS instead.
-				return nil, fmt.Errorf("environment variable %s: unknown config key; extra arguments for the systemd "+
-					"unit go in RUN_ARGS, the URLs in ATTESTLOAD_VERIFIER_URL and ATTESTLOAD_DATABASE_URL "+
-					"(deploy/systemd/attestload.env)", name)
-			}
-			envNames := make([]string, 0, len(envKnown))
-			for n := range envKnown {
-				envNames = append(envNames, n)
-			}
-			return nil, fmt.Errorf("environment variable %s: unknown config key%s (config.example.yaml lists the keys)",
-				name, didYouMean(name, envNames))
-		}
+	if err := l.checkEnviron(envKnown); err != nil {
+		return nil, err
 	}
 	if l.Flags != nil {
 		for name, key := range l.flagKeys() {
@@ -129,6 +139,43 @@ func (l Loader) Load() (*Config, error) {
 			if err := v.BindPFlag(key, f); err != nil {
 				return nil, fmt.Errorf("bind flag --%s: %w", name, err)
 			}
+		}
+	}
+	return v, nil
+}
+
+// checkEnviron refuses an ATTESTLOAD_ variable that is no config key (and none of the scripts' reserved ones).
+func (l Loader) checkEnviron(envKnown map[string]bool) error {
+	for _, kv := range l.Environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, EnvPrefix) || envKnown[name] || reservedEnv(name) {
+			continue
+		}
+		if name == EnvPrefix+"ARGS" {
+			// What the systemd unit's EnvironmentFile held before the unit expanded RUN_ARGS instead.
+			return fmt.Errorf("environment variable %s: unknown config key; extra arguments for the systemd "+
+				"unit go in RUN_ARGS, the URLs in ATTESTLOAD_VERIFIER_URL and ATTESTLOAD_DATABASE_URL "+
+				"(deploy/systemd/attestload.env)", name)
+		}
+		envNames := make([]string, 0, len(envKnown))
+		for n := range envKnown {
+			envNames = append(envNames, n)
+		}
+		return fmt.Errorf("environment variable %s: unknown config key%s (config.example.yaml lists the keys)",
+			name, didYouMean(name, envNames))
+	}
+	return nil
+}
+
+// checkKeys refuses a key in the file that is no config key, and a scalar where a section's mapping belongs.
+func (l Loader) checkKeys(v *viper.Viper) error {
+	known := map[string]bool{}
+	prefixes := map[string]bool{}
+	for _, k := range Keys() {
+		known[k] = true
+		for p := k; strings.Contains(p, "."); {
+			p = p[:strings.LastIndex(p, ".")]
+			prefixes[p] = true
 		}
 	}
 	// A mapping-valued key (tracing.headers) has free-form names under it; viper flattens them into keys.
@@ -150,43 +197,29 @@ func (l Loader) Load() (*Config, error) {
 	sort.Strings(unknown)
 	for _, k := range unknown {
 		if prefixes[k] {
-			return nil, keyErr(k, "must be a mapping of keys, got %v", describe(v.Get(k)))
+			return keyErr(k, "must be a mapping of keys, got %v", describe(v.Get(k)))
 		}
-		return nil, l.attribute(keyErr(k, "unknown key%s", didYouMean(k, Keys())))
+		return l.attribute(keyErr(k, "unknown key%s", didYouMean(k, Keys())))
 	}
+	return nil
+}
 
-	cfg := DefaultConfig()
-	var ls []leaf
-	leaves("", reflect.ValueOf(&cfg).Elem(), &ls)
-	for _, lf := range ls {
-		if !v.IsSet(lf.key) {
-			continue
-		}
-		if err := setValue(lf.key, lf.field, v.Get(lf.key)); err != nil {
-			return nil, l.attribute(err)
-		}
+// demoDefaults applies the demo's defaults (`make run`: nothing configured, the built-in simulated verifier): a
+// few dozen agents and a shorter quote interval, so that a 2-core laptop shows a lively pipeline instead of 2
+// agents doing a cycle a second. Whatever the user set wins; against a real verifier the old defaults hold.
+func demoDefaults(cfg *Config, isSet func(key string) bool) {
+	if cfg.Verifier.URL != "" || cfg.Database.URL != "" {
+		return
 	}
-	if l.Override != nil {
-		l.Override(&cfg)
+	if !isSet("run.agents") && !isSet("run.workers") {
+		cfg.Run.Agents, cfg.Run.Workers = DemoAgents, DemoWorkers
 	}
-	if cfg.Verifier.URL == "" && cfg.Database.URL == "" {
-		// The demo (`make run`: nothing configured, the built-in simulated verifier): a few dozen agents and a
-		// shorter quote interval, so that a 2-core laptop shows a lively pipeline instead of 2 agents doing a cycle
-		// a second. Whatever the user set wins; against a real verifier the old defaults hold.
-		if !v.IsSet("run.agents") && !v.IsSet("run.workers") {
-			cfg.Run.Agents, cfg.Run.Workers = DemoAgents, DemoWorkers
-		}
-		if !v.IsSet("simulator.quote_interval") {
-			cfg.Simulator.QuoteInterval = DemoQuoteInterval
-		}
-		if !v.IsSet("simulator.session_hash_iterations") {
-			cfg.Simulator.SessionHashIterations = DemoSessionHashIterations
-		}
+	if !isSet("simulator.quote_interval") {
+		cfg.Simulator.QuoteInterval = DemoQuoteInterval
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, l.attribute(err)
+	if !isSet("simulator.session_hash_iterations") {
+		cfg.Simulator.SessionHashIterations = DemoSessionHashIterations
 	}
-	return &cfg, nil
 }
 
 // The demo's defaults, in a run with no verifier.url and no database.url: agents and workers when neither
@@ -330,25 +363,9 @@ func setValue(key string, f reflect.Value, raw any) error {
 		}
 		f.Set(reflect.ValueOf(m))
 	case ByteSize:
-		var b ByteSize
-		switch x := raw.(type) {
-		case int:
-			if x < 0 {
-				return keyErr(key, "must not be negative, got %d", x)
-			}
-			b = ByteSize(x)
-		case int64:
-			if x < 0 {
-				return keyErr(key, "must not be negative, got %d", x)
-			}
-			b = ByteSize(x)
-		case string:
-			var err error
-			if b, err = ParseByteSize(x); err != nil {
-				return keyErr(key, "%v", err)
-			}
-		default:
-			return keyErr(key, "must be a size such as \"512MiB\" or \"20GB\", got %s", describe(raw))
+		b, err := toByteSize(raw)
+		if err != nil {
+			return keyErr(key, "%v", err)
 		}
 		f.SetInt(int64(b))
 	case []StageConfig:
@@ -361,6 +378,25 @@ func setValue(key string, f reflect.Value, raw any) error {
 		return keyErr(key, "internal: unsupported field type %s", f.Type())
 	}
 	return nil
+}
+
+// toByteSize reads a size: a non-negative integer of bytes or a number with a unit (ParseByteSize).
+func toByteSize(raw any) (ByteSize, error) {
+	switch x := raw.(type) {
+	case int:
+		if x < 0 {
+			return 0, fmt.Errorf("must not be negative, got %d", x)
+		}
+		return ByteSize(x), nil
+	case int64:
+		if x < 0 {
+			return 0, fmt.Errorf("must not be negative, got %d", x)
+		}
+		return ByteSize(x), nil
+	case string:
+		return ParseByteSize(x)
+	}
+	return 0, fmt.Errorf("must be a size such as \"512MiB\" or \"20GB\", got %s", describe(raw))
 }
 
 func toBool(raw any) (bool, error) {

@@ -19,8 +19,6 @@ var allowed = map[string]bool{
 	"attestation/enroll/cleanup.go runRows.deleteOnce": true,
 	"attestation/enroll/schema.go CheckSchema":         true,
 	"cmd/attestload/run.go runLoad":                    true,
-	"daemon/loader.go Loader.Load":                     true,
-	"daemon/loader.go setValue":                        true,
 	"daemon/setup.go Setup":                            true,
 	"exporter/metrics/metrics.go New":                  true,
 	"exporter/pgactivity/normalize.go Normalize":       true,
