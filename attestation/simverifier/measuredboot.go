@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 
+	"github.com/attestload/attestload/attestation/evidence"
 	"github.com/attestload/attestload/attestation/measuredboot"
 )
 
@@ -24,11 +28,13 @@ import (
 //     failed ("the UEFI log could not be authenticated against the TPM quote").
 //   - A reference state that is not JSON (or JSON null) fails with policy_violation (invalid_mb_policy).
 //
+//   - The boot aggregates a parsed log implies (the hash of PCRs 0-7 and of PCRs 0-9, for each bank of the log) are
+//     accepted as digests of the IMA log's boot_aggregate entry, besides those the runtime policy lists.
+//
 // What is not: the accept-all policy evaluates nothing in the reference state, so neither does the simulator (a
 // verifier configured with another measured_boot_policy_name would check the refstate's digests against the log's
-// events); the boot aggregates the log implies are not added to the IMA policy's boot_aggregate digests (attestload's
-// IMA logs list their own); and a log the Python parser would reject for reasons beyond its structure (e.g. a
-// malformed UEFI variable event that tpm_bootlog_enrich chokes on) passes here.
+// events); and a log the Python parser would reject for reasons beyond its structure (e.g. a malformed UEFI
+// variable event that tpm_bootlog_enrich chokes on) passes here.
 
 // measuredBootPCRs are keylime's config.MEASUREDBOOT_PCRS.
 var measuredBootPCRs = []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15}
@@ -90,10 +96,12 @@ func truthy(v any) bool {
 	return false
 }
 
-// uefiReplay is a parsed UEFI log's sha256 replay, or why it did not parse.
+// uefiReplay is a parsed UEFI log's sha256 replay and the boot aggregates of all its banks, or why it did not
+// parse.
 type uefiReplay struct {
-	pcrs map[int][]byte
-	err  error
+	pcrs       map[int][]byte
+	aggregates []string
+	err        error
 }
 
 // uefiLogs caches the replay of the last log seen: a fleet sends the same log with every attestation, and parsing
@@ -119,8 +127,12 @@ func (u *uefiLogs) replay(entries string) *uefiReplay {
 		r.err = fmt.Errorf("the UEFI log is not base64: %w", err)
 	} else if l, err := measuredboot.Parse(raw); err != nil {
 		r.err = err
-	} else {
-		r.pcrs, r.err = l.Replay(measuredboot.AlgSHA256)
+	} else if r.pcrs, r.err = l.Replay(measuredboot.AlgSHA256); r.err == nil {
+		for _, alg := range slices.Sorted(maps.Keys(l.DigestSizes)) {
+			if pcrs, err := l.Replay(alg); err == nil {
+				r.aggregates = append(r.aggregates, measuredboot.BootAggregates(alg, pcrs)...)
+			}
+		}
 	}
 	u.mu.Lock()
 	u.key, u.last = key, r
@@ -130,8 +142,15 @@ func (u *uefiLogs) replay(entries string) *uefiReplay {
 
 // mbVerdict is the measured-boot part of a verification: broken names a measured-boot PCR the log does not
 // replay to (broken_evidence_chain), violation a policy failure (policy_violation); both empty means it passed.
+// bootAggregates are the log's, for the IMA check.
 type mbVerdict struct {
 	broken, violation string
+	bootAggregates    []string
+}
+
+// isBootAggregate reports whether e is the IMA log's boot_aggregate entry with one of the given digests.
+func isBootAggregate(e evidence.Entry, aggregates []string) bool {
+	return e.Path == "boot_aggregate" && slices.Contains(aggregates, hex.EncodeToString(e.FileDigest))
 }
 
 // checkMeasuredBoot checks the agent's UEFI log item against the quote, as check_pcrs does with the default
@@ -148,6 +167,7 @@ func (v *Verifier) checkMeasuredBoot(a *agent, item *evidenceItem, q *quoteData)
 		if r.err != nil {
 			out.violation = "measured boot: the UEFI log could not be parsed: " + r.err.Error()
 		}
+		out.bootAggregates = r.aggregates
 	}
 	if !a.mb.valid {
 		out.violation = "invalid measured boot policy"

@@ -120,7 +120,7 @@ func (v *Verifier) evaluate(a *agent, att *attestation, q *quoteData) outcome {
 		return failAuthed(fail(FailureBrokenEvidenceChain, "%s", mb.broken))
 	}
 	if a.ima != nil && imaItem != nil {
-		pcr10, certified, bad := v.replayIMA(a, imaItem, q)
+		pcr10, certified, bad := v.replayIMA(a, imaItem, q, mb.bootAggregates)
 		if bad != nil {
 			return failAuthed(*bad)
 		}
@@ -190,7 +190,8 @@ func checkQuote(a *agent, quoteItem *evidenceItem, q *quoteData) (clockInfo, *ou
 
 // replayIMA replays the IMA entries sent to the quoted PCR 10 and checks the certified ones against the policy.
 // It returns PCR 10 and how many entries it certified, or the failure.
-func (v *Verifier) replayIMA(a *agent, imaItem *evidenceItem, q *quoteData) ([]byte, int, *outcome) {
+// bootAggregates are boot_aggregate digests the UEFI log implies, which the verifier adds to the policy's.
+func (v *Verifier) replayIMA(a *agent, imaItem *evidenceItem, q *quoteData, bootAggregates []string) ([]byte, int, *outcome) {
 	failed := func(reason, format string, args ...any) ([]byte, int, *outcome) {
 		o := fail(reason, format, args...)
 		return nil, 0, &o
@@ -233,7 +234,7 @@ func (v *Verifier) replayIMA(a *agent, imaItem *evidenceItem, q *quoteData) ([]b
 		return failed(FailureBrokenEvidenceChain, "IMA log does not replay to the quoted PCR 10")
 	}
 	for i, e := range entries[:certified] {
-		if err := a.ima.policy.Check(e); err != nil {
+		if err := a.ima.policy.Check(e); err != nil && !isBootAggregate(e, bootAggregates) {
 			return failed(FailurePolicyViolation, "IMA entry %d: %v", imaItem.startingOffset+i, err)
 		}
 	}

@@ -276,6 +276,20 @@ var Cases = []Case{
 		},
 	},
 	{
+		Name: "measured-boot-boot-aggregate",
+		Checks: "As measured-boot, but the IMA log starts with a boot_aggregate entry whose digest, the UEFI log's " +
+			"sha256 aggregate of PCRs 0-9, the runtime policy does not list: the verifier adds the aggregates the " +
+			"UEFI log implies to the policy.",
+		Want:  Answer{Status: 202, Evaluation: "pass"},
+		agent: agentOptions{measuredBoot: true},
+		run: func(x *exchange) (Answer, error) {
+			if err := then(x, x.bootAggregateFirst, x.mustSession, x.mustCreate); err != nil {
+				return Answer{}, err
+			}
+			return x.evidence(evidenceMods{})
+		},
+	},
+	{
 		Name: "measured-boot-log-tampered",
 		Checks: "As measured-boot, but one byte of a PCR 4 event's sha256 digest in the sent log is changed: the " +
 			"log still parses, and no longer replays to the quoted PCR 4.",

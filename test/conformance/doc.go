@@ -93,13 +93,14 @@ attestation/measuredboot/captured) the verifier requests a ` + "`uefi_log`" + ` 
   difference is ` + "`broken_evidence_chain`" + `, whatever else failed (rows above);
 - a log it cannot parse is ` + "`policy_violation`" + ` (row above); so, from its code, are an empty log and a reference
   state that is not JSON;
+- the boot aggregates the log implies (hash of PCRs 0-7 and of PCRs 0-9, per bank) count as allowed digests of
+  the IMA log's boot_aggregate entry (row above);
 - from its code: a reference state of ` + "`{}`" + ` still requests the log but compares nothing, and accept-all
   evaluates nothing in a non-empty one.
 
 The simulator does the same (attestation/simverifier/measuredboot.go), with a Go replay that gives the values
-` + "`tpm2_eventlog`" + ` reports. It does not evaluate reference states for other configured policies, does not add the
-log's boot aggregates to the IMA policy, and accepts a structurally sound log that the verifier's UEFI-variable
-enrichment might still reject.
+` + "`tpm2_eventlog`" + ` reports. It does not evaluate reference states for other configured policies, and accepts a structurally
+sound log that the verifier's UEFI-variable enrichment might still reject.
 
 Cost on the stock verifier (2 workers, PostgreSQL, this 2-core machine shared with other work, load average 10 to
 25): verifier CPU (utime+stime of the verifier's processes, including the ` + "`tpm2_eventlog`" + ` children) per

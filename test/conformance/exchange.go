@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -110,7 +111,12 @@ type imaLog struct {
 
 func (l *imaLog) add(path string) {
 	d := sha256.Sum256([]byte("conformance:" + path))
-	line := evidence.FormatLine("sha256", d[:], path)
+	l.addDigest(path, d[:])
+}
+
+// addDigest appends an entry measuring path with file digest d.
+func (l *imaLog) addDigest(path string, d []byte) {
+	line := evidence.FormatLine("sha256", d, path)
 	e, _ := evidence.ParseLine(strings.TrimSuffix(line, "\n"))
 	prev := make([]byte, sha256.Size)
 	if n := len(l.after); n > 0 {
@@ -595,6 +601,25 @@ func (x *exchange) tamperUEFILog() error {
 		}
 	}
 	return errors.New("the UEFI log has no PCR 4 event")
+}
+
+// bootAggregateFirst restarts the IMA log with a boot_aggregate entry holding the UEFI log's sha256 aggregate of
+// PCRs 0-9 (which the runtime policy does not list), followed by the usual 8 files.
+func (x *exchange) bootAggregateFirst() error {
+	aggs := measuredboot.BootAggregates(measuredboot.AlgSHA256, x.boot.PCRs())
+	if len(aggs) != 2 {
+		return fmt.Errorf("the UEFI log gives %d boot aggregates, want 2", len(aggs))
+	}
+	d, err := hex.DecodeString(aggs[1])
+	if err != nil {
+		return err
+	}
+	x.log = &imaLog{}
+	x.log.addDigest("boot_aggregate", d)
+	for i := range 8 {
+		x.log.add(fileName(i))
+	}
+	return nil
 }
 
 // cutUEFILog drops the last bytes of the log, inside its last event: tpm2_eventlog cannot parse it.
