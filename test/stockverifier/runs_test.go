@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -40,21 +41,30 @@ func TestIMAClosedDatabaseVerdicts(t *testing.T) {
 		len(recs), defects, compared)
 }
 
-// The same verdicts learned through the verifier's admin API with its client certificate.
-func TestAdminAPIVerdicts(t *testing.T) {
-	const agents, tasks = 8, 4
-	w := newWorld(t, "admin", 1)
-	rows := watchRows(t, w.k.DBURL, w.prefix)
-	d := w.start(w.env("ATTESTLOAD_VERDICT_SOURCE=admin_api", "ATTESTLOAD_VERDICT_ADMIN_CERT_FILE="+w.k.AdminCert,
-		"ATTESTLOAD_VERDICT_ADMIN_KEY_FILE="+w.k.AdminKey), w.args(agents, "-t", "4", "-w", "8")...)
+// passingRun runs agents × tasks cycles with one worker per agent and checks what a run of passing cycles must
+// show: a record per cycle, every verdict pass (but the evidence-order defect's), and at least one verdict per
+// agent compared equal to the verifier's own row.
+func (w *world) passingRun(agents, tasks int, env []string, more ...string) *daemon {
+	w.t.Helper()
+	rows := watchRows(w.t, w.k.DBURL, w.prefix)
+	args := append([]string{"-t", strconv.Itoa(tasks), "-w", strconv.Itoa(agents)}, more...)
+	d := w.start(env, w.args(agents, args...)...)
 	recs := w.finish(d, 4*time.Minute, 0)
 	if len(recs) != agents*tasks {
-		t.Errorf("%d records, want %d", len(recs), agents*tasks)
+		w.t.Errorf("%d records, want %d", len(recs), agents*tasks)
 	}
-	checkVerdicts(t, recs)
-	if n := rows.compare(t, recs); n < agents {
-		t.Errorf("only %d verdicts compared with the verifier's rows, want at least %d", n, agents)
+	checkVerdicts(w.t, recs)
+	if n := rows.compare(w.t, recs); n < agents {
+		w.t.Errorf("only %d verdicts compared with the verifier's rows, want at least %d", n, agents)
 	}
+	return d
+}
+
+// The same verdicts learned through the verifier's admin API with its client certificate.
+func TestAdminAPIVerdicts(t *testing.T) {
+	w := newWorld(t, "admin", 1)
+	d := w.passingRun(8, 4, w.env("ATTESTLOAD_VERDICT_SOURCE=admin_api", "ATTESTLOAD_VERDICT_ADMIN_CERT_FILE="+w.k.AdminCert,
+		"ATTESTLOAD_VERDICT_ADMIN_KEY_FILE="+w.k.AdminKey))
 	if !strings.Contains(d.Stderr.String(), "source=admin_api") {
 		t.Errorf("the run did not say it learns verdicts from the admin API:\n%s", d.Stderr.String())
 	}
