@@ -60,8 +60,8 @@ var captured = sync.OnceValues(func() (*Boot, error) {
 	return New(raw, capturedRefstate)
 })
 
-// Captured returns the Boot of the captured pair compiled into the binary (153 events, 73 KB: a server's
-// firmware, shim, GRUB and kernel; PCRs 0-9 and 14).
+// Captured returns the Boot of the captured pair compiled into the binary (152 events after its header, 73 KB: a
+// server's firmware, shim, GRUB and kernel, extending PCRs 0-9 and 14).
 func Captured() (*Boot, error) { return captured() }
 
 // LogBase64 is the uefi_log entries an agent sends: the whole binary log, base64.
