@@ -29,9 +29,9 @@ import (
 	"github.com/attestload/attestload/attestation/simverifier"
 	"github.com/attestload/attestload/attestation/softtpm"
 	"github.com/attestload/attestload/daemon/engine"
-	"github.com/attestload/attestload/exporter/report"
 	"github.com/attestload/attestload/exporter/results"
 	"github.com/attestload/attestload/exporter/verdict"
+	"github.com/attestload/attestload/internal/pyfmt"
 )
 
 // Run is one prepared load run: agents enrolled, verifier reachable (or simulated), results file open. Execute
@@ -45,7 +45,7 @@ type Run struct {
 	engine   *engine.Engine
 	writer   *results.Writer
 	progress *engine.Progress
-	info     report.RunInfo
+	info     record.RunInfo
 	sim      *simverifier.Verifier
 	simDone  chan error
 	simStop  context.CancelFunc
@@ -252,7 +252,7 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...engine.Opti
 	}
 	r.addCloser(func(context.Context) error { return r.writer.Close() })
 
-	r.info = report.RunInfo{Schema: record.SchemaVersion, RunID: r.runID, Instance: cfg.Run.Instance,
+	r.info = record.RunInfo{Schema: record.SchemaVersion, RunID: r.runID, Instance: cfg.Run.Instance,
 		Model: cfg.Scheduler.Model, StartTime: unixSeconds(r.start), Agents: n, Workers: cfg.Run.Workers,
 		KeyTypes: keyCounts, Profile: profile.Name(), MeasuredBoot: profile.MeasuredBoot() != nil}
 	if err := results.WriteSidecar(r.writer.Path(), r.info); err != nil {
@@ -558,7 +558,7 @@ func (r *Run) Execute(ctx context.Context) (Summary, error) {
 	r.info.LateCycles = int64(st.Late)
 	r.info.Outages = nil
 	for _, o := range st.Outages {
-		r.info.Outages = append(r.info.Outages, report.OutageInfo{Start: o.Start, End: o.End, Error: o.Error, Ongoing: o.Ongoing})
+		r.info.Outages = append(r.info.Outages, record.OutageInfo{Start: o.Start, End: o.End, Error: o.Error, Ongoing: o.Ongoing})
 	}
 	sum := Summary{RunID: r.runID, ResultsPath: r.writer.Path(), ResultsPaths: r.writer.Paths(), Stats: st,
 		Elapsed: end.Sub(r.start)}
@@ -676,7 +676,7 @@ func writeVerbose(w io.Writer, rec *record.Record) {
 			}
 			dur := "--"
 			if a.Duration != nil {
-				dur = report.FormatDuration(*a.Duration)
+				dur = pyfmt.Duration(*a.Duration)
 			}
 			switch {
 			case a.OK != nil && *a.OK:

@@ -20,7 +20,6 @@ import (
 	"github.com/attestload/attestload/attestation/enroll"
 	"github.com/attestload/attestload/attestation/record"
 	"github.com/attestload/attestload/daemon/engine"
-	"github.com/attestload/attestload/exporter/report"
 	"github.com/attestload/attestload/exporter/results"
 )
 
@@ -190,13 +189,13 @@ func TestKeyPoolDefaultsToTheUserCacheDirectory(t *testing.T) {
 }
 
 // sidecar reads a run's .run.json.
-func sidecar(t *testing.T, resultsPath string) report.RunInfo {
+func sidecar(t *testing.T, resultsPath string) record.RunInfo {
 	t.Helper()
 	b, err := os.ReadFile(results.SidecarPath(resultsPath))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var info report.RunInfo
+	var info record.RunInfo
 	if err := json.Unmarshal(b, &info); err != nil {
 		t.Fatalf("sidecar: %v\n%s", err, b)
 	}

@@ -4,6 +4,10 @@
 // keylime-perf-tests "v0" layout: every v0 key keeps its name, type and meaning, new keys are only added. Times are
 // Unix-epoch seconds as float64, durations are seconds as float64.
 //
+// It is the one home of the results-file contract: the Record and its Attempts, the closed sets (Outcome,
+// ErrorClass, Phase, Action), the run sidecar (RunInfo), the line Encoder and the fast Decoder that readers use.
+// exporter/results handles the files themselves (rotation, compression, the disk guard).
+//
 // This package knows nothing of HTTP clients, Prometheus, OpenTelemetry or configuration; everything else in
 // attestload observes Records.
 package record

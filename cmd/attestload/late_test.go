@@ -33,7 +33,7 @@ func TestLateFiguresAgree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var info report.RunInfo
+	var info record.RunInfo
 	if err := json.Unmarshal(b, &info); err != nil {
 		t.Fatal(err)
 	}

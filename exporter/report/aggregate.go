@@ -101,21 +101,21 @@ func newAggregator() *aggregator {
 }
 
 // legacyRequest applies the old per-attempt classification: ok, else retry when retry_after > 0, else fail.
-func legacyRequest(rc *RequestCounters, at []attempt) {
+func legacyRequest(rc *RequestCounters, at []record.LineAttempt) {
 	for i := range at {
 		a := &at[i]
-		if !a.hasDuration {
+		if !a.HasDuration {
 			continue
 		}
 		switch {
-		case a.ok:
-			rc.OK.add(a.duration)
-		case a.retryAfter > 0:
-			rc.Retry.add(a.duration)
+		case a.OK:
+			rc.OK.add(a.Duration)
+		case a.RetryAfter > 0:
+			rc.Retry.add(a.Duration)
 		default:
-			rc.Fail.add(a.duration)
+			rc.Fail.add(a.Duration)
 		}
-		rc.All.add(a.duration)
+		rc.All.add(a.Duration)
 	}
 }
 
@@ -128,35 +128,35 @@ func legacyPhase(pc *PhaseCounters, success bool, d float64) {
 	pc.All.add(d)
 }
 
-func (a *aggregator) add(c *cycleLine) {
+func (a *aggregator) add(c *record.Line) {
 	a.records++
-	if c.schema == 0 {
+	if c.Schema == 0 {
 		a.v0++
 	}
-	a.maxWorker = max(a.maxWorker, c.workerIndex)
-	a.maxAgen = max(a.maxAgen, c.agentIndex)
+	a.maxWorker = max(a.maxWorker, c.WorkerIndex)
+	a.maxAgen = max(a.maxAgen, c.AgentIndex)
 
 	// The old tables.
 	l := &a.legacy
-	legacyRequest(&l.CreateRequests, c.create)
-	legacyRequest(&l.UpdateRequests, c.update)
-	legacyPhase(&l.NegotiationPhase, c.createOK, c.createDur)
-	updateDur := c.updateDur
-	if len(c.update) == 0 {
+	legacyRequest(&l.CreateRequests, c.Create)
+	legacyRequest(&l.UpdateRequests, c.Update)
+	legacyPhase(&l.NegotiationPhase, c.CreateOK, c.CreateDuration)
+	updateDur := c.UpdateDuration
+	if len(c.Update) == 0 {
 		updateDur = 0
 	}
-	legacyPhase(&l.EvidencePhase, c.updateOK, updateDur)
-	legacyPhase(&l.CompleteRuns, c.updateOK, c.createDur+updateDur)
+	legacyPhase(&l.EvidencePhase, c.UpdateOK, updateDur)
+	legacyPhase(&l.CompleteRuns, c.UpdateOK, c.CreateDuration+updateDur)
 
 	// Task start is the first create attempt's start; its end the last update attempt's end, or the last create
 	// attempt's. Zero times are treated as missing.
 	var start, end float64
-	if len(c.create) > 0 {
-		start = c.create[0].start
-		end = c.create[len(c.create)-1].end
+	if len(c.Create) > 0 {
+		start = c.Create[0].StartTime
+		end = c.Create[len(c.Create)-1].EndTime
 	}
-	if len(c.update) > 0 {
-		end = c.update[len(c.update)-1].end
+	if len(c.Update) > 0 {
+		end = c.Update[len(c.Update)-1].EndTime
 	}
 	if start != 0 && (!a.haveStart || start < a.trackStart) {
 		a.trackStart, a.haveStart = start, true
@@ -166,10 +166,10 @@ func (a *aggregator) add(c *cycleLine) {
 	}
 
 	// Outcome: schema-1 records say it; v0 records (or a missing key) derive it.
-	outcome := c.outcome
+	outcome := c.Outcome
 	if outcome == "" {
 		outcome = record.OutcomeFail
-		if c.createOK && c.updateOK {
+		if c.CreateOK && c.UpdateOK {
 			outcome = record.OutcomeSuccess
 		}
 	}
@@ -182,7 +182,7 @@ func (a *aggregator) add(c *cycleLine) {
 		a.outcomes.Fail++
 	}
 	if outcome != record.OutcomeSuccess {
-		reason := string(c.errClass)
+		reason := string(c.Error)
 		if reason == "" {
 			reason = "unrecorded"
 		}
@@ -192,24 +192,24 @@ func (a *aggregator) add(c *cycleLine) {
 	// Phases: a phase is measured on every cycle that made at least one request in it.
 	var phase [len(phaseNames)]float64
 	var has [len(phaseNames)]bool
-	if len(c.session) > 0 {
-		phase[0], has[0] = c.sessionDur, true
-		if c.sessionDur == 0 {
-			for i := range c.session {
-				phase[0] += c.session[i].duration
+	if len(c.Session) > 0 {
+		phase[0], has[0] = c.SessionDuration, true
+		if c.SessionDuration == 0 {
+			for i := range c.Session {
+				phase[0] += c.Session[i].Duration
 			}
 		}
 	}
-	if len(c.create) > 0 {
-		phase[1], has[1] = c.createDur, true
+	if len(c.Create) > 0 {
+		phase[1], has[1] = c.CreateDuration, true
 	}
-	if len(c.update) > 0 {
-		phase[2], has[2] = c.updateDur, true
+	if len(c.Update) > 0 {
+		phase[2], has[2] = c.UpdateDuration, true
 	}
-	if c.schema >= 1 && c.start > 0 && c.end >= c.start {
-		phase[3], has[3] = c.end-c.start, true
+	if c.Schema >= 1 && c.StartTime > 0 && c.EndTime >= c.StartTime {
+		phase[3], has[3] = c.EndTime-c.StartTime, true
 	} else if has[1] || has[2] {
-		phase[3], has[3] = c.createDur+updateDur, true
+		phase[3], has[3] = c.CreateDuration+updateDur, true
 	}
 	for i := range phase {
 		if has[i] {
@@ -218,13 +218,13 @@ func (a *aggregator) add(c *cycleLine) {
 	}
 
 	// Verdicts.
-	switch c.evaluation {
+	switch c.Evaluation {
 	case record.EvaluationPass:
 		a.pass++
 	case record.EvaluationFail:
 		a.fail++
-		reason := c.failureReason
-		if !c.hasReason || reason == "" {
+		reason := c.FailureReason
+		if !c.HasFailureReason || reason == "" {
 			reason = "unspecified"
 		}
 		a.reasons.inc(reason)
@@ -232,28 +232,28 @@ func (a *aggregator) add(c *cycleLine) {
 		a.unknown++
 	}
 	a.defects(c, outcome)
-	if c.hasVerdictSecs {
-		a.verdict.add(c.verdictSeconds)
+	if c.HasVerdictSeconds {
+		a.verdict.add(c.VerdictSeconds)
 	}
 
 	// Requests and HTTP.
-	a.requestsOf(c.session, -1, c.schema)
-	a.requestsOf(c.create, 2, c.schema)
-	a.requestsOf(c.update, 3, c.schema)
+	a.requestsOf(c.Session, -1, c.Schema)
+	a.requestsOf(c.Create, 2, c.Schema)
+	a.requestsOf(c.Update, 3, c.Schema)
 
 	// Scheduling.
-	if c.hasLate {
+	if c.HasLateSeconds {
 		a.scheduled++
-		if record.IsLate(c.lateSeconds) {
+		if record.IsLate(c.LateSeconds) {
 			a.late++
 		}
-		a.lateness.add(c.lateSeconds)
+		a.lateness.add(c.LateSeconds)
 	}
 
 	// Throughput by end time: the record's own end for schema 1, else the task end.
 	t := end
-	if c.schema >= 1 && c.end > 0 {
-		t = c.end
+	if c.Schema >= 1 && c.EndTime > 0 {
+		t = c.EndTime
 	}
 	if t != 0 {
 		a.timeline.add(t, outcome, &phase, &has)
@@ -261,42 +261,42 @@ func (a *aggregator) add(c *cycleLine) {
 }
 
 // requestsOf counts one list of attempts; kind -1 picks the session kind from each attempt's action.
-func (a *aggregator) requestsOf(at []attempt, kind int, schema int) {
+func (a *aggregator) requestsOf(at []record.LineAttempt, kind int, schema int) {
 	for i := range at {
 		x := &at[i]
 		k := kind
 		if k < 0 {
 			k = 0
-			if x.action == record.ActionSessionPoP {
+			if x.Action == record.ActionSessionPoP {
 				k = 1
 			}
 		}
 		r := &a.requests[k]
 		switch {
-		case x.ok:
+		case x.OK:
 			r.ok++
-		case x.retryAfter > 0:
+		case x.RetryAfter > 0:
 			r.retry++
 		default:
 			r.fail++
 		}
-		if x.hasDuration {
-			r.lat.add(x.duration)
+		if x.HasDuration {
+			r.lat.add(x.Duration)
 		}
 		a.attempts++
-		if !x.ok {
+		if !x.OK {
 			a.notOK++
 		}
 		switch {
-		case x.hasStatus:
-			a.statuses.inc(statusClass(x.status))
+		case x.HasStatus:
+			a.statuses.inc(statusClass(x.Status))
 		case schema == 0:
 			a.statuses.inc("unrecorded")
 		default:
 			a.statuses.inc("none")
 		}
-		if x.errClass != "" {
-			a.errors.inc(string(x.errClass))
+		if x.Error != "" {
+			a.errors.inc(string(x.Error))
 		}
 	}
 }
@@ -313,7 +313,7 @@ func statusClass(s int) string {
 // runsTrack is the span, workers and agents of the runs when every one of the n inputs has the sidecar of a
 // finished run: from the earliest start to the latest end, workers and agents summed (the runs of a multi-host
 // test are shards of one fleet).
-func runsTrack(runs []RunInfo, n int) (t Track, workers, agents int, ok bool) {
+func runsTrack(runs []record.RunInfo, n int) (t Track, workers, agents int, ok bool) {
 	if len(runs) == 0 || len(runs) != n {
 		return Track{}, 0, 0, false
 	}
@@ -342,11 +342,11 @@ func distinctRuns(inputs []string) int {
 }
 
 // summary builds the Summary; runs are the sidecars found for the inputs.
-func (a *aggregator) summary(inputs []string, skipped int64, runs []RunInfo) *Summary {
+func (a *aggregator) summary(inputs []string, skipped int64, runs []record.RunInfo) *Summary {
 	s := &Summary{Version: SummaryVersion, Inputs: inputs, Records: a.records, V0Records: a.v0,
 		SkippedLines: skipped, Workers: a.maxWorker + 1, Agents: a.maxAgen + 1, Legacy: a.legacy, Runs: runs}
 	if s.Runs == nil {
-		s.Runs = []RunInfo{}
+		s.Runs = []record.RunInfo{}
 	}
 	// The parts of a rotated run share one sidecar: count runs, not files.
 	if t, workers, agents, ok := runsTrack(runs, distinctRuns(inputs)); ok {
@@ -400,26 +400,26 @@ func (a *aggregator) summary(inputs []string, skipped int64, runs []RunInfo) *Su
 }
 
 // defects counts the cycles that met a known verifier defect.
-func (a *aggregator) defects(c *cycleLine, outcome record.Outcome) {
-	if outcome != record.OutcomeSuccess && c.errClass == record.ClassEvidenceOrder {
+func (a *aggregator) defects(c *record.Line, outcome record.Outcome) {
+	if outcome != record.OutcomeSuccess && c.Error == record.ClassEvidenceOrder {
 		a.evidenceOrder++
 	}
-	if outcome == record.OutcomeSuccess && c.schema >= 1 && c.evaluation == record.EvaluationUnknown {
+	if outcome == record.OutcomeSuccess && c.Schema >= 1 && c.Evaluation == record.EvaluationUnknown {
 		a.neverJudged++
 	}
-	broken := c.evaluation == record.EvaluationFail && c.failureReason == "broken_evidence_chain"
-	if !c.rebooted && !broken {
+	broken := c.Evaluation == record.EvaluationFail && c.FailureReason == "broken_evidence_chain"
+	if !c.Rebooted && !broken {
 		return
 	}
 	if a.rebootAgents == nil {
 		a.rebootAgents = map[string]*rebootState{}
 	}
-	st := a.rebootAgents[string(c.agentID)]
+	st := a.rebootAgents[string(c.AgentID)]
 	if st == nil {
 		st = &rebootState{}
-		a.rebootAgents[string(c.agentID)] = st
+		a.rebootAgents[string(c.AgentID)] = st
 	}
-	st.rebooted = st.rebooted || c.rebooted
+	st.rebooted = st.rebooted || c.Rebooted
 	if broken {
 		st.broken++
 	}

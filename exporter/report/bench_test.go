@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -36,12 +37,12 @@ func BenchmarkDecodeLine(b *testing.B) {
 		n += int64(len(l))
 	}
 	b.SetBytes(n / int64(len(lines)))
-	var d decoder
-	var c cycleLine
+	var d record.Decoder
+	var c record.Line
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		if err := d.decodeLine(lines[i%len(lines)], &c); err != nil {
+		if err := d.Decode(lines[i%len(lines)], &c); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -74,11 +75,11 @@ func BenchmarkAggregate(b *testing.B) {
 	}
 	b.SetBytes(n / int64(len(lines)))
 	a := newAggregator()
-	var d decoder
-	var c cycleLine
+	var d record.Decoder
+	var c record.Line
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		if err := d.decodeLine(lines[i%len(lines)], &c); err != nil {
+		if err := d.Decode(lines[i%len(lines)], &c); err != nil {
 			b.Fatal(err)
 		}
 		a.add(&c)
@@ -95,7 +96,7 @@ func vmHWM() float64 {
 		if rest, ok := strings.CutPrefix(l, "VmHWM:"); ok {
 			var kb float64
 			for _, f := range strings.Fields(rest) {
-				if v, err := parseFloat([]byte(f)); err == nil {
+				if v, err := strconv.ParseFloat(f, 64); err == nil {
 					kb = v
 					break
 				}
@@ -114,7 +115,7 @@ func TestLargeFile(t *testing.T) {
 	}
 	block := genRecords(t, 9, 10000, 1.7e9, 3*86400)
 	for _, f := range strings.Split(*largeRecords, ",") {
-		n, err := parseInt([]byte(strings.TrimSpace(f)))
+		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 10000 {
 			t.Fatalf("-large-records %q: want counts of at least 10000", f)
 		}

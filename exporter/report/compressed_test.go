@@ -33,7 +33,7 @@ func writeRun(t *testing.T, dir string, start time.Time, n int, opts results.Opt
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := results.WriteSidecar(w.Path(), RunInfo{Schema: 1, RunID: "r1"}); err != nil {
+	if err := results.WriteSidecar(w.Path(), record.RunInfo{Schema: 1, RunID: "r1"}); err != nil {
 		t.Fatal(err)
 	}
 	return w.Paths()
@@ -112,7 +112,7 @@ func TestRotatedRunUsesItsSidecar(t *testing.T) {
 	if len(parts) < 2 {
 		t.Fatalf("%d parts", len(parts))
 	}
-	if err := results.WriteSidecar(parts[0], RunInfo{Schema: 1, RunID: "r1", StartTime: 1e9 - 100, EndTime: 1e9 + 4000,
+	if err := results.WriteSidecar(parts[0], record.RunInfo{Schema: 1, RunID: "r1", StartTime: 1e9 - 100, EndTime: 1e9 + 4000,
 		Workers: 7, Agents: 70}); err != nil {
 		t.Fatal(err)
 	}

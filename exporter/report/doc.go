@@ -6,6 +6,6 @@
 // It streams: memory does not grow with the number of records. Legacy figures are exact counters; percentiles
 // come from log-linear histograms with a stated relative error; throughput buckets widen as the track grows.
 //
-// It knows the record layout and the run sidecar (RunInfo), and nothing of HTTP clients, Prometheus,
+// It reads the record layout and the run sidecar (record.RunInfo), and knows nothing of HTTP clients, Prometheus,
 // OpenTelemetry, the daemon or configuration files. Threshold syntax lives in exporter/threshold.
 package report

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+
+	"github.com/attestload/attestload/internal/sharedtest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -120,4 +122,10 @@ func TestFormatsGolden(t *testing.T) {
 			})
 		}
 	}
+}
+
+// goldenDir is the old tool's report goldens in the repository's testdata.
+func goldenDir(t testing.TB) string {
+	t.Helper()
+	return sharedtest.Testdata(t, "report-golden")
 }

@@ -7,6 +7,9 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/attestload/attestload/internal/pyfmt"
 )
 
 // The HTML page is one self-contained file: inline CSS, charts drawn as inline SVG, no script and no external
@@ -86,7 +89,7 @@ func (s *svg) legend(items []string, colors []string, dashed []bool) {
 		fmt.Fprintf(&s.b, `<line x1="%s" y1="12" x2="%s" y2="12" stroke="%s" stroke-width="3"%s/>`, f1(x), f1(x+16),
 			colors[i], dash)
 		s.text(x+20, 16, "start", "legend", it)
-		x += 28 + 7*float64(runeLen(it))
+		x += 28 + 7*float64(utf8.RuneCountInString(it))
 	}
 }
 
@@ -104,7 +107,7 @@ func emptyChart(title, why string) string {
 
 func timeTicks(s *Summary) ([]float64, func(float64) string) {
 	span := float64(len(s.Throughput.Buckets)) * s.Throughput.BucketSeconds
-	return []float64{0, 0.25, 0.5, 0.75, 1}, func(t float64) string { return "+" + formatTimedelta(t*span) }
+	return []float64{0, 0.25, 0.5, 0.75, 1}, func(t float64) string { return "+" + pyfmt.Timedelta(t*span) }
 }
 
 // throughputChart stacks success, fail and aborted cycles per second in each bucket.
@@ -325,7 +328,7 @@ func outcomeChart(s *Summary) string {
 			lbl := fmt.Sprintf("%s %d (%s)", row.names[i], n, share(n, total))
 			fmt.Fprintf(&c.b, `<rect x="%s" y="%s" width="10" height="10" fill="%s"/>`, f1(lx), f1(y+44), row.colors[i])
 			c.text(lx+14, y+53, "start", "legend", lbl)
-			lx += 24 + 7*float64(runeLen(lbl))
+			lx += 24 + 7*float64(utf8.RuneCountInString(lbl))
 		}
 	}
 	return c.close()
@@ -346,7 +349,7 @@ func writeHTML(w io.Writer, s *Summary) error {
 	b.WriteString("<title>attestload report</title>\n<style>" + pageCSS + "</style>\n</head>\n<body>\n")
 	b.WriteString("<h1>Attestation load test report</h1>\n")
 	fmt.Fprintf(&b, "<p>%d attestations in %s, %d workers, %d agents, from %s.</p>\n",
-		s.Legacy.CompleteRuns.All.Count, escHTML(formatTimedelta(s.Track.Seconds)), s.Workers, s.Agents,
+		s.Legacy.CompleteRuns.All.Count, escHTML(pyfmt.Timedelta(s.Track.Seconds)), s.Workers, s.Agents,
 		escHTML(strings.Join(s.Inputs, ", ")))
 	b.WriteString("<div class=\"charts\">\n")
 	for _, ch := range []struct{ caption, svg string }{

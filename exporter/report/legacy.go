@@ -4,6 +4,9 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/attestload/attestload/internal/pyfmt"
 )
 
 // The legacy renderer reproduces the old tool's tables; see ../shared/docs/results-and-report.md for the rules
@@ -32,9 +35,9 @@ func table(widths []int, rows [][]string) []string {
 				c = r[i]
 			}
 			if i == 0 {
-				cells[i] = padRight(c, w)
+				cells[i] = pyfmt.PadRight(c, w)
 			} else {
-				cells[i] = padLeft(c, w)
+				cells[i] = pyfmt.PadLeft(c, w)
 			}
 		}
 		out = append(out, strings.Join(cells, "  "))
@@ -56,28 +59,28 @@ func pct(c, all Counter) string {
 	if all.Count == 0 {
 		return "--"
 	}
-	return pyRound1(float64(c.Count)/float64(all.Count)*100) + "%"
+	return pyfmt.Round1(float64(c.Count)/float64(all.Count)*100) + "%"
 }
 
 func avg(c Counter) string {
 	if c.Count == 0 {
 		return "--"
 	}
-	return formatDuration(c.Total / float64(c.Count))
+	return pyfmt.Duration(c.Total / float64(c.Count))
 }
 
 func minOf(c Counter) string {
 	if c.Count == 0 {
 		return "--"
 	}
-	return formatDuration(float64(c.Min))
+	return pyfmt.Duration(float64(c.Min))
 }
 
 func maxOf(c Counter) string {
 	if c.Count == 0 {
 		return "--"
 	}
-	return formatDuration(float64(c.Max))
+	return pyfmt.Duration(float64(c.Max))
 }
 
 func num(c Counter) string { return strconv.FormatInt(c.Count, 10) }
@@ -137,10 +140,10 @@ func box(title string, subtitles []string, cols [][]string) []string {
 	widths := make([]int, len(cols))
 	for i, c := range cols {
 		for _, l := range c {
-			widths[i] = max(widths[i], runeLen(l)+2)
+			widths[i] = max(widths[i], utf8.RuneCountInString(l)+2)
 		}
 		if len(subtitles) > 0 {
-			widths[i] = max(widths[i], runeLen(subtitles[i])+2)
+			widths[i] = max(widths[i], utf8.RuneCountInString(subtitles[i])+2)
 		}
 	}
 	inner := len(widths) - 1
@@ -160,7 +163,7 @@ func box(title string, subtitles []string, cols [][]string) []string {
 			if center {
 				parts[i] = centerTitle(cells[i], w)
 			} else {
-				parts[i] = " " + padRight(cells[i], w-2) + " "
+				parts[i] = " " + pyfmt.PadRight(cells[i], w-2) + " "
 			}
 		}
 		return "│" + strings.Join(parts, "│") + "│"
@@ -190,7 +193,7 @@ func box(title string, subtitles []string, cols [][]string) []string {
 // centerTitle centres a box title with any odd padding space on the right, which is what the old tool's box
 // titles do even where str.center would put it on the left (odd width).
 func centerTitle(s string, width int) string {
-	marg := width - runeLen(s)
+	marg := width - utf8.RuneCountInString(s)
 	if marg <= 0 {
 		return s
 	}
@@ -200,7 +203,7 @@ func centerTitle(s string, width int) string {
 // Microsecond units: the old tool wrote U+03BC (Greek small mu), which --legacy keeps byte for byte; the rest of
 // attestload writes U+00B5 (the micro sign), also in the old tables when they are part of a report.
 const (
-	legacyMicro = "μs"
+	legacyMicro = pyfmt.Micro
 	microUnit   = "µs"
 )
 
@@ -218,7 +221,7 @@ func writeTables(w io.Writer, s *Summary, color bool) error {
 func writeLegacy(w io.Writer, s *Summary, color bool) error {
 	var b strings.Builder
 	b.WriteString("\n\n")
-	for _, l := range []string{strings.Repeat("─", bannerWidth), pyCenter("TEST RESULT SUMMARY", bannerWidth),
+	for _, l := range []string{strings.Repeat("─", bannerWidth), pyfmt.Center("TEST RESULT SUMMARY", bannerWidth),
 		strings.Repeat("═", bannerWidth)} {
 		if color {
 			l = esc + l + escReset
@@ -227,9 +230,9 @@ func writeLegacy(w io.Writer, s *Summary, color bool) error {
 	}
 	track := s.Track.Seconds
 	run := "  Performed " + strconv.FormatInt(s.Legacy.CompleteRuns.All.Count, 10) + " attestations in " +
-		formatTimedelta(track)
+		pyfmt.Timedelta(track)
 	if track > 60 {
-		run += " (" + pyRound1(track) + "s)"
+		run += " (" + pyfmt.Round1(track) + "s)"
 	} else {
 		run += " "
 	}
@@ -261,7 +264,7 @@ func writeLegacy(w io.Writer, s *Summary, color bool) error {
 		label string
 		per   float64
 		f     func(float64) string
-	}{{"  Per second", 1, pyRound1}, {"  Per minute", 60, pyRound1}, {"  Per hour", 3600, pyRoundInt}} {
+	}{{"  Per second", 1, pyfmt.Round1}, {"  Per minute", 60, pyfmt.Round1}, {"  Per hour", 3600, pyfmt.RoundInt}} {
 		row := []string{r.label}
 		for _, c := range cs {
 			if track <= 0 {
@@ -274,10 +277,10 @@ func writeLegacy(w io.Writer, s *Summary, color bool) error {
 	}
 	var col []string
 	for _, line := range table(phaseWidths, rows) {
-		col = append(col, pyCenter(line, 50))
+		col = append(col, pyfmt.Center(line, 50))
 	}
 	for _, line := range box("Complete Protocol Runs", nil, [][]string{col}) {
-		b.WriteString(pyCenter(line, pageWidth) + "\n")
+		b.WriteString(pyfmt.Center(line, pageWidth) + "\n")
 	}
 	b.WriteString("\n")
 	_, err := io.WriteString(w, b.String())

@@ -8,6 +8,8 @@ import (
 	"io"
 	"runtime"
 	"sync"
+
+	"github.com/attestload/attestload/attestation/record"
 )
 
 // The report reads its inputs through a pipeline so that decoding, its cost, runs on every core while memory
@@ -27,7 +29,7 @@ type chunk struct {
 	data      []byte
 	tooLong   bool
 	// Filled by the worker.
-	cycles  []cycleLine
+	cycles  []record.Line
 	n       int // cycles used
 	skips   []lineSkip
 	endFile bool // the file's last chunk (its record count can be checked)
@@ -49,7 +51,7 @@ type pipeline struct {
 }
 
 // decodeChunk decodes every line of c.
-func decodeChunk(d *decoder, c *chunk) {
+func decodeChunk(d *record.Decoder, c *chunk) {
 	c.n, c.skips = 0, c.skips[:0]
 	if c.tooLong {
 		c.skips = append(c.skips, lineSkip{c.firstLine, fmt.Sprintf("line longer than %d bytes", MaxLineBytes)})
@@ -71,9 +73,9 @@ func decodeChunk(d *decoder, c *chunk) {
 			c.skips = append(c.skips, lineSkip{line, fmt.Sprintf("line longer than %d bytes", MaxLineBytes)})
 		case len(bytes.TrimSpace(l)) != 0:
 			if c.n == len(c.cycles) {
-				c.cycles = append(c.cycles, cycleLine{})
+				c.cycles = append(c.cycles, record.Line{})
 			}
-			if err := d.decodeLine(l, &c.cycles[c.n]); err != nil {
+			if err := d.Decode(l, &c.cycles[c.n]); err != nil {
 				why := err.Error()
 				if !terminated {
 					why = "truncated last line (" + why + ")"
@@ -113,7 +115,7 @@ func runPipeline(ctx context.Context, paths []string, workers int, agg *aggregat
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
-			var d decoder
+			var d record.Decoder
 			for c := range work {
 				if !c.tooLong && c.readErr == nil {
 					decodeChunk(&d, c)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/attestload/attestload/attestation/record"
 	"github.com/attestload/attestload/exporter/results"
 )
 
@@ -159,7 +160,7 @@ func isResultsName(name string) bool {
 }
 
 // readRunInfo reads a sidecar; a missing one is not an error.
-func readRunInfo(path string) (*RunInfo, error) {
+func readRunInfo(path string) (*record.RunInfo, error) {
 	b, err := os.ReadFile(sidecarPath(path))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -167,7 +168,7 @@ func readRunInfo(path string) (*RunInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	var ri RunInfo
+	var ri record.RunInfo
 	if err := json.Unmarshal(b, &ri); err != nil {
 		return nil, fmt.Errorf("run sidecar %s: %w", sidecarPath(path), err)
 	}
@@ -206,7 +207,7 @@ func Load(ctx context.Context, paths []string, stderr io.Writer) (*Summary, erro
 func load(ctx context.Context, paths []string, stderr io.Writer, workers int) (*Summary, error) {
 	agg := newAggregator()
 	skips := &skipLog{w: stderr}
-	var runs []RunInfo
+	var runs []record.RunInfo
 	var empty []string // inputs without a record, each with why
 	sidecars := map[string]bool{}
 	// Sidecars are small; read them before the records so that a bad one fails fast.

@@ -86,7 +86,7 @@ func TestGarbageLines(t *testing.T) {
 // counted as malformed, like a garbage line, and the records around it are counted as usual.
 func TestObjectsThatAreNotRecords(t *testing.T) {
 	good := v0Line(2, 1, true, true, 1, 0.1, 0.2)
-	v1 := string(sampleV1Line(t))
+	v1 := string(bytes.TrimSpace(genRecords(t, 1, 1, 1.7e9, 60)))
 	in := strings.Join([]string{good, `{"a":1}`, `{}`, `{"agent_index": 3}`, `{"agent_id": ""}`, v1,
 		`{"agent_id": "a-1", "outcome": "success"}`}, "\n") + "\n"
 	out, stderr, code := runOn(t, in, Options{Format: FormatJSON})
@@ -333,11 +333,11 @@ func TestEveryThresholdMetricResolves(t *testing.T) {
 
 func TestBoundedState(t *testing.T) {
 	a := newAggregator()
-	var c cycleLine
+	var c record.Line
 	for i := range 300000 {
-		c.reset()
-		c.schema, c.end, c.outcome = 1, float64(i+1), "fail" // three and a half days, one cycle per second
-		c.errClass = record.ErrorClass(fmt.Sprintf("class-%d", i))
+		c.Reset()
+		c.Schema, c.EndTime, c.Outcome = 1, float64(i+1), "fail" // three and a half days, one cycle per second
+		c.Error = record.ErrorClass(fmt.Sprintf("class-%d", i))
 		a.add(&c)
 	}
 	if n := len(a.timeline.buckets); n > maxBuckets {
@@ -452,27 +452,27 @@ func TestInputsSameSecondRuns(t *testing.T) {
 
 // The key types of all runs add up in one line; runs without them (older sidecars) leave the section out.
 func TestKeyTypesLine(t *testing.T) {
-	runs := []RunInfo{{KeyTypes: map[string]int{"rsa2048": 1, "ecc-p256": 2}}, {}, {KeyTypes: map[string]int{"ecc-p256": 1}}}
+	runs := []record.RunInfo{{KeyTypes: map[string]int{"rsa2048": 1, "ecc-p256": 2}}, {}, {KeyTypes: map[string]int{"ecc-p256": 1}}}
 	if got, want := keyTypesLine(runs), "Agents by key type: ecc-p256 3 (75.0%), rsa2048 1 (25.0%)."; got != want {
 		t.Fatalf("%q, want %q", got, want)
 	}
-	if got := keyTypesLine([]RunInfo{{}}); got != "" {
+	if got := keyTypesLine([]record.RunInfo{{}}); got != "" {
 		t.Fatalf("without key types: %q, want no line", got)
 	}
 }
 
 // The sidecars' profiles, with or without measured boot, make one line; older sidecars leave the section out.
 func TestEvidenceLine(t *testing.T) {
-	runs := []RunInfo{{Profile: "ima", MeasuredBoot: true}, {}, {Profile: "ima", MeasuredBoot: true}}
+	runs := []record.RunInfo{{Profile: "ima", MeasuredBoot: true}, {}, {Profile: "ima", MeasuredBoot: true}}
 	want := "Evidence profile: ima with measured boot (a UEFI event log with every attestation, checked against an " +
 		"mbpolicies reference state)."
 	if got := evidenceLine(runs); got != want {
 		t.Fatalf("%q, want %q", got, want)
 	}
-	if got := evidenceLine([]RunInfo{{Profile: "quote-only"}}); got != "Evidence profile: quote-only without measured boot." {
+	if got := evidenceLine([]record.RunInfo{{Profile: "quote-only"}}); got != "Evidence profile: quote-only without measured boot." {
 		t.Fatalf("without measured boot: %q", got)
 	}
-	if got := evidenceLine([]RunInfo{{}}); got != "" {
+	if got := evidenceLine([]record.RunInfo{{}}); got != "" {
 		t.Fatalf("older sidecar: %q, want no line", got)
 	}
 }

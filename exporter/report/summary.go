@@ -36,7 +36,7 @@ type Summary struct {
 	// CycleHistogram is the whole-cycle latency distribution in log-spaced bins, for drawing.
 	CycleHistogram []Bin `json:"cycle_histogram"`
 
-	Runs       []RunInfo          `json:"runs"`
+	Runs       []record.RunInfo   `json:"runs"`
 	Thresholds []threshold.Result `json:"thresholds"`
 	Notes      []string           `json:"notes"`
 	// VerifierDefects are the known verifier defects the records met (docs/verifier-conformance.md); absent when
@@ -200,38 +200,6 @@ type Bin struct {
 	Lower float64 `json:"lower"`
 	Upper float64 `json:"upper"`
 	Count uint64  `json:"count"`
-}
-
-// RunInfo is the run-level sidecar the daemon writes next to results/<stamp>.jsonl as results/<stamp>.run.json,
-// at exit and periodically. Fields the report cannot get from records (dropped cycles) come from here.
-type RunInfo struct {
-	Schema        int     `json:"schema"`
-	RunID         string  `json:"run_id"`
-	Instance      string  `json:"instance"`
-	Model         string  `json:"model"` // closed, fleet or rate
-	StartTime     float64 `json:"start_time"`
-	EndTime       float64 `json:"end_time"`
-	DroppedCycles int64   `json:"dropped_cycles"`
-	LateCycles    int64   `json:"late_cycles"`
-	Agents        int     `json:"agents"`
-	Workers       int     `json:"workers"`
-	// Outages are the time ranges during which the verifier could not be reached at all.
-	Outages []OutageInfo `json:"outages,omitempty"`
-	// KeyTypes counts the run's agents by attestation-key type (rsa2048, ecc-p256); absent in older sidecars.
-	KeyTypes map[string]int `json:"key_types,omitempty"`
-	// Profile is the evidence profile (ima, quote-only, captured) and MeasuredBoot whether the agents also sent a
-	// UEFI event log against an mbpolicies reference state; absent in older sidecars.
-	Profile      string `json:"profile,omitempty"`
-	MeasuredBoot bool   `json:"measured_boot,omitempty"`
-}
-
-// OutageInfo is one outage of the verifier: Unix seconds, the error class that opened it, and whether the run
-// ended during it.
-type OutageInfo struct {
-	Start   float64           `json:"start"`
-	End     float64           `json:"end"`
-	Error   record.ErrorClass `json:"error"`
-	Ongoing bool              `json:"ongoing,omitempty"`
 }
 
 // Metric implements threshold.Source.

@@ -9,8 +9,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/attestload/attestload/attestation/record"
+	"github.com/attestload/attestload/internal/pyfmt"
 )
 
 // The new sections are built once as format-neutral sections and rendered as aligned text, Markdown or HTML, so
@@ -97,7 +99,7 @@ func namedTable(label string, ns []NamedCount, total int64) tbl {
 }
 
 // keyTypesLine counts the agents of all runs by attestation-key type, from the sidecars ("" when none says).
-func keyTypesLine(runs []RunInfo) string {
+func keyTypesLine(runs []record.RunInfo) string {
 	total := map[string]int{}
 	for _, r := range runs {
 		for t, n := range r.KeyTypes {
@@ -120,7 +122,7 @@ func keyTypesLine(runs []RunInfo) string {
 
 // evidenceLine names the runs' evidence profiles and whether they included measured boot, from the sidecars (""
 // when none says).
-func evidenceLine(runs []RunInfo) string {
+func evidenceLine(runs []record.RunInfo) string {
 	var names []string
 	for _, r := range runs {
 		if r.Profile == "" {
@@ -143,7 +145,7 @@ func evidenceLine(runs []RunInfo) string {
 }
 
 // offsetLabel prints a bucket's offset from the first bucket as H:MM:SS (days past a day).
-func offsetLabel(sec float64) string { return "+" + formatTimedelta(sec) }
+func offsetLabel(sec float64) string { return "+" + pyfmt.Timedelta(sec) }
 
 func buildSections(s *Summary) []section {
 	var out []section
@@ -262,16 +264,16 @@ func alignTable(t tbl) []string {
 	widths := make([]int, len(t.header))
 	for _, r := range append([][]string{t.header}, t.rows...) {
 		for i, c := range r {
-			widths[i] = max(widths[i], runeLen(c))
+			widths[i] = max(widths[i], utf8.RuneCountInString(c))
 		}
 	}
 	line := func(r []string) string {
 		cells := make([]string, len(r))
 		for i, c := range r {
 			if i == 0 {
-				cells[i] = padRight(c, widths[i])
+				cells[i] = pyfmt.PadRight(c, widths[i])
 			} else {
-				cells[i] = padLeft(c, widths[i])
+				cells[i] = pyfmt.PadLeft(c, widths[i])
 			}
 		}
 		return strings.TrimRight("  "+strings.Join(cells, "  "), " ")
@@ -291,7 +293,7 @@ func alignTable(t tbl) []string {
 func writeText(w io.Writer, s *Summary) error {
 	var b strings.Builder
 	for _, sec := range buildSections(s) {
-		b.WriteString("  " + sec.title + "\n  " + strings.Repeat("═", runeLen(sec.title)) + "\n")
+		b.WriteString("  " + sec.title + "\n  " + strings.Repeat("═", utf8.RuneCountInString(sec.title)) + "\n")
 		for _, l := range sec.lines {
 			b.WriteString("  " + l + "\n")
 		}
@@ -313,7 +315,7 @@ func writeMarkdown(w io.Writer, s *Summary) error {
 	var b strings.Builder
 	b.WriteString("# Attestation load test report\n\n")
 	b.WriteString(fmt.Sprintf("%d attestations in %s, %d workers, %d agents.\n\n", s.Legacy.CompleteRuns.All.Count,
-		formatTimedelta(s.Track.Seconds), s.Workers, s.Agents))
+		pyfmt.Timedelta(s.Track.Seconds), s.Workers, s.Agents))
 	b.WriteString("## Summary tables\n\n```text\n")
 	if err := writeTables(&b, s, false); err != nil {
 		return err
@@ -356,7 +358,7 @@ func fmtTolerance() string {
 
 // outageSection lists the verifier outages the runs recorded in their sidecars, as time ranges; nil when no input
 // has a sidecar (old files), since then nothing is known either way.
-func outageSection(runs []RunInfo) *section {
+func outageSection(runs []record.RunInfo) *section {
 	if len(runs) == 0 {
 		return nil
 	}

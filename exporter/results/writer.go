@@ -113,7 +113,7 @@ type Writer struct {
 	opened time.Time // when the current part was opened
 	done0  int64     // bytes on disk of the closed parts
 	line   bytes.Buffer
-	enc    *json.Encoder
+	enc    *record.Encoder
 	stop   chan struct{}
 	done   chan struct{}
 	once   sync.Once
@@ -253,8 +253,7 @@ func newWriter(dir, base string, opts Options) *Writer {
 	}
 	w := &Writer{dir: dir, base: base, opts: opts, stop: make(chan struct{}), done: make(chan struct{}),
 		now: time.Now, free: freeBytes}
-	w.enc = json.NewEncoder(&w.line)
-	w.enc.SetEscapeHTML(false)
+	w.enc = record.NewEncoder(&w.line)
 	return w
 }
 
@@ -584,10 +583,10 @@ func allDigits(s string) bool {
 	return s != ""
 }
 
-// WriteSidecar writes info (the report package's RunInfo) as indented JSON next to the results file, atomically:
-// a temporary file is written, synced and renamed, so readers never see half a sidecar. It is written at start and
-// rewritten at exit with the end time and counters.
-func WriteSidecar(resultsPath string, info any) error {
+// WriteSidecar writes info as indented JSON next to the results file, atomically: a temporary file is written,
+// synced and renamed, so readers never see half a sidecar. It is written at start and rewritten at exit with the
+// end time and counters.
+func WriteSidecar(resultsPath string, info record.RunInfo) error {
 	path := SidecarPath(resultsPath)
 	b, err := json.MarshalIndent(info, "", "  ")
 	if err != nil {

@@ -122,11 +122,11 @@ func TestSidecar(t *testing.T) {
 	if SidecarPath(p) != filepath.Join(dir, "20261130202118.run.json") {
 		t.Fatalf("SidecarPath = %s", SidecarPath(p))
 	}
-	info := map[string]any{"schema": 1, "run_id": "r1"}
+	info := record.RunInfo{Schema: 1, RunID: "r1"}
 	if err := WriteSidecar(p, info); err != nil {
 		t.Fatal(err)
 	}
-	info["agents"] = 3
+	info.Agents = 3
 	if err := WriteSidecar(p, info); err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ func TestCreateSameSecondUsesRunID(t *testing.T) {
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteSidecar(a.Path(), map[string]any{"run_id": "aaaa1111"}); err != nil {
+	if err := WriteSidecar(a.Path(), record.RunInfo{RunID: "aaaa1111"}); err != nil {
 		t.Fatal(err)
 	}
 	b, err := Create(dir, start, Options{RunID: "bbbb2222"})
@@ -188,7 +188,7 @@ func TestCreateSameSecondUsesRunID(t *testing.T) {
 	if want := filepath.Join(dir, "20261130202118-bbbb2222.run.json"); SidecarPath(b.Path()) != want {
 		t.Fatalf("second run's sidecar: %s, want %s", SidecarPath(b.Path()), want)
 	}
-	if err := WriteSidecar(b.Path(), map[string]any{"run_id": "bbbb2222"}); err != nil {
+	if err := WriteSidecar(b.Path(), record.RunInfo{RunID: "bbbb2222"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Close(); err != nil {

@@ -23,7 +23,6 @@ var allowed = map[string]bool{
 	"exporter/metrics/metrics.go New":                  true,
 	"exporter/pgactivity/normalize.go Normalize":       true,
 	"exporter/report/aggregate.go aggregator.add":      true,
-	"exporter/report/decode.go decoder.recordField":    true,
 	"exporter/report/html.go percentileChart":          true,
 	"exporter/report/pipeline.go readChunks":           true,
 	"exporter/report/pipeline.go runPipeline":          true,

@@ -10,7 +10,6 @@ import (
 
 	"github.com/attestload/attestload/attestation/record"
 	"github.com/attestload/attestload/attestation/simverifier"
-	"github.com/attestload/attestload/exporter/report"
 	"github.com/attestload/attestload/exporter/results"
 	"github.com/attestload/attestload/test/faults/harness"
 )
@@ -69,7 +68,7 @@ func TestRateRampThroughTheBinary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var info report.RunInfo
+	var info record.RunInfo
 	if err := json.Unmarshal(b, &info); err != nil {
 		t.Fatalf("sidecar: %v\n%s", err, b)
 	}

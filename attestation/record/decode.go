@@ -1,4 +1,4 @@
-package report
+package record
 
 import (
 	"bytes"
@@ -7,83 +7,83 @@ import (
 	"fmt"
 	"strconv"
 	"unicode/utf8"
-
-	"github.com/attestload/attestload/attestation/record"
 )
 
-// The results file is read with a hand-written decoder because it is the report's hot path: encoding/json spends
-// most of its time on reflection and on keys the report never looks at. The decoder accepts exactly the lines
-// encoding/json accepts when unmarshalling into record.Record (type errors included, so a line that the daemon or
-// a script would reject is rejected here too), and extracts only the fields the report aggregates. The one
+// A results file is read with a hand-written decoder because it is the report's hot path: encoding/json spends
+// most of its time on reflection and on keys a reader never looks at. The decoder accepts exactly the lines
+// encoding/json accepts when unmarshalling into a Record (type errors included, so a line that the daemon or a
+// script would reject is rejected here too), and extracts into a Line only the fields readers aggregate. The one
 // deliberate differences: a bare `null` line, which encoding/json accepts as an empty record, is malformed here,
-// and so is an object that is not a record at all (errNotRecord): one that lacks both the old layout's pair
+// and so is an object that is not a record at all (ErrNotRecord): one that lacks both the old layout's pair
 // agent_index and task_index and the schema-1 agent_id (non-empty), counting a key whose last value is null as
 // absent. FuzzDecodeLine holds the two decoders to the same answers.
 
 // maxDepth matches encoding/json's nesting limit.
 const maxDepth = 10000
 
-// attempt is the part of a record.Attempt the report uses.
-type attempt struct {
-	action      record.Action
-	start, end  float64
-	duration    float64
-	hasDuration bool
-	ok          bool
-	retryAfter  int
-	status      int
-	hasStatus   bool
-	errClass    record.ErrorClass
+// LineAttempt is the part of an Attempt that Decoder extracts. A Has field is false when the key was absent or
+// null; Error is "" then too.
+type LineAttempt struct {
+	Action             Action
+	StartTime, EndTime float64
+	Duration           float64
+	HasDuration        bool
+	OK                 bool
+	RetryAfter         int
+	Status             int
+	HasStatus          bool
+	Error              ErrorClass
 }
 
-// cycleLine is the part of a record.Record the report uses.
-type cycleLine struct {
-	schema         int
-	agentIndex     int
-	workerIndex    int
-	createOK       bool
-	updateOK       bool
-	createDur      float64
-	updateDur      float64
-	create, update []attempt
-	session        []attempt
-	outcome        record.Outcome
-	evaluation     string
-	failureReason  string
-	hasReason      bool
-	verdictSeconds float64
-	hasVerdictSecs bool
-	sessionDur     float64
-	start, end     float64
-	errClass       record.ErrorClass
-	lateSeconds    float64
-	hasLate        bool
-	scheduled      bool
-	rebooted       bool
-	agentID        []byte // reused across lines
+// Line is the part of a Record that Decoder extracts from one results line: what the report aggregates.
+type Line struct {
+	Schema             int
+	AgentIndex         int
+	WorkerIndex        int
+	CreateOK, UpdateOK bool // create_successful, update_successful
+	CreateDuration     float64
+	UpdateDuration     float64
+	Create, Update     []LineAttempt // create_attempts, update_attempts
+	Session            []LineAttempt // session_attempts
+	Outcome            Outcome
+	Evaluation         string // verdict.evaluation
+	FailureReason      string // verdict.failure_reason
+	HasFailureReason   bool
+	VerdictSeconds     float64 // verdict.seconds
+	HasVerdictSeconds  bool
+	SessionDuration    float64
+	StartTime, EndTime float64
+	Error              ErrorClass
+	LateSeconds        float64
+	HasLateSeconds     bool
+	Scheduled          bool   // scheduled_time is present
+	Rebooted           bool   // rebooted
+	AgentID            []byte // reused across lines: copy it to keep it
 }
 
-func (c *cycleLine) reset() {
-	create, update, session, id := c.create[:0], c.update[:0], c.session[:0], c.agentID[:0]
-	*c = cycleLine{create: create, update: update, session: session, agentID: id}
+// Reset empties l, keeping the capacity of its slices.
+func (l *Line) Reset() {
+	create, update, session, id := l.Create[:0], l.Update[:0], l.Session[:0], l.AgentID[:0]
+	*l = Line{Create: create, Update: update, Session: session, AgentID: id}
 }
 
-// decoder holds scratch state so that decoding a line allocates nothing in the common case.
-type decoder struct {
+// Decoder decodes results lines into Lines. It holds scratch state so that decoding a line allocates nothing in
+// the common case; the zero value is ready to use, and a Decoder must not be used by two goroutines at once.
+type Decoder struct {
 	buf    []byte
 	pos    int
 	depth  int
 	intern map[string]string
 
-	// The identity keys of the line being decoded, for errNotRecord.
+	// The identity keys of the line being decoded, for ErrNotRecord.
 	hasAgentIndex, hasTaskIndex, hasAgentID bool
 }
 
 var errSyntax = errors.New("invalid JSON")
 
-// errNotRecord rejects valid JSON objects that are not results records, such as {"a":1} or {}: counting them
+// ErrNotRecord rejects valid JSON objects that are not results records, such as {"a":1} or {}: counting them
 // as attestations would inflate every figure with cycles that never happened.
-var errNotRecord = errors.New("not a results record: it has neither agent_index and task_index (old layout) " +
+var ErrNotRecord = errors.New("not a results record: it has neither agent_index and task_index (old layout) " +
 	"nor agent_id (schema 1)")
 
 type decodeError struct {
@@ -93,11 +93,12 @@ type decodeError struct {
 
 func (e *decodeError) Error() string { return fmt.Sprintf("%s at byte %d", e.msg, e.off+1) }
 
-func (d *decoder) fail(msg string) error { return &decodeError{off: d.pos, msg: msg} }
+func (d *Decoder) fail(msg string) error { return &decodeError{off: d.pos, msg: msg} }
 
-// decodeLine parses one JSONL line into c (which it resets first).
-func (d *decoder) decodeLine(line []byte, c *cycleLine) error {
-	c.reset()
+// Decode parses one JSONL line into c (which it resets first). A malformed line gives an error that says what is
+// wrong and at which byte, or ErrNotRecord.
+func (d *Decoder) Decode(line []byte, c *Line) error {
+	c.Reset()
 	d.buf, d.pos, d.depth = line, 0, 0
 	d.hasAgentIndex, d.hasTaskIndex, d.hasAgentID = false, false, false
 	d.ws()
@@ -118,12 +119,12 @@ func (d *decoder) decodeLine(line []byte, c *cycleLine) error {
 		return d.fail("unexpected data after the object")
 	}
 	if !(d.hasAgentIndex && d.hasTaskIndex) && !d.hasAgentID {
-		return errNotRecord
+		return ErrNotRecord
 	}
 	return nil
 }
 
-func (d *decoder) ws() {
+func (d *Decoder) ws() {
 	for d.pos < len(d.buf) {
 		switch d.buf[d.pos] {
 		case ' ', '\t', '\n', '\r':
@@ -135,7 +136,7 @@ func (d *decoder) ws() {
 }
 
 // object walks an object; field is called with the (unescaped) key and must consume the value.
-func (d *decoder) object(field func(key []byte) error) error {
+func (d *Decoder) object(field func(key []byte) error) error {
 	d.depth++
 	if d.depth > maxDepth {
 		return d.fail("exceeded max depth")
@@ -183,7 +184,7 @@ func (d *decoder) object(field func(key []byte) error) error {
 }
 
 // array walks an array; elem must consume one value.
-func (d *decoder) array(elem func() error) error {
+func (d *Decoder) array(elem func() error) error {
 	d.depth++
 	if d.depth > maxDepth {
 		return d.fail("exceeded max depth")
@@ -219,7 +220,7 @@ func (d *decoder) array(elem func() error) error {
 
 // stringBytes scans a string at d.pos and returns its contents, unescaped and with invalid UTF-8 replaced the way
 // encoding/json does it. The fast path (plain ASCII, no escapes) returns a sub-slice of the line.
-func (d *decoder) stringBytes() ([]byte, error) {
+func (d *Decoder) stringBytes() ([]byte, error) {
 	start := d.pos
 	d.pos++
 	if q := bytes.IndexByte(d.buf[d.pos:], '"'); q >= 0 {
@@ -295,10 +296,10 @@ func isHex(b byte) bool {
 }
 
 // str decodes a string field; null leaves it unchanged, as encoding/json does for a non-pointer string.
-func (d *decoder) str(dst *string) error { return str(d, dst) }
+func (d *Decoder) str(dst *string) error { return str(d, dst) }
 
 // str decodes a field of a string type.
-func str[T ~string](d *decoder, dst *T) error {
+func str[T ~string](d *Decoder, dst *T) error {
 	if d.null() {
 		return nil
 	}
@@ -314,10 +315,10 @@ func str[T ~string](d *decoder, dst *T) error {
 }
 
 // strPtr decodes an optional string field: null clears it and has.
-func (d *decoder) strPtr(dst *string, has *bool) error { return strPtr(d, dst, has) }
+func (d *Decoder) strPtr(dst *string, has *bool) error { return strPtr(d, dst, has) }
 
 // strPtr decodes an optional field of a string type.
-func strPtr[T ~string](d *decoder, dst *T, has *bool) error {
+func strPtr[T ~string](d *Decoder, dst *T, has *bool) error {
 	if !present(d, dst, has) {
 		return nil
 	}
@@ -326,7 +327,7 @@ func strPtr[T ~string](d *decoder, dst *T, has *bool) error {
 
 // internBytes returns a string for b without allocating when the value has been seen before. The table is
 // bounded so that a file full of distinct strings cannot grow it.
-func (d *decoder) internBytes(b []byte) string {
+func (d *Decoder) internBytes(b []byte) string {
 	if s, ok := d.intern[string(b)]; ok {
 		return s
 	}
@@ -340,7 +341,7 @@ func (d *decoder) internBytes(b []byte) string {
 	return s
 }
 
-func (d *decoder) null() bool {
+func (d *Decoder) null() bool {
 	if bytes.HasPrefix(d.buf[d.pos:], []byte("null")) {
 		d.pos += 4
 		return true
@@ -348,7 +349,7 @@ func (d *decoder) null() bool {
 	return false
 }
 
-func (d *decoder) typeErr(want string) error {
+func (d *Decoder) typeErr(want string) error {
 	start := d.pos
 	if err := d.skipValue(); err != nil {
 		return err
@@ -357,7 +358,7 @@ func (d *decoder) typeErr(want string) error {
 }
 
 // number scans a JSON number and returns its literal.
-func (d *decoder) number() ([]byte, error) {
+func (d *Decoder) number() ([]byte, error) {
 	start := d.pos
 	p := d.pos
 	n := len(d.buf)
@@ -402,7 +403,7 @@ func (d *decoder) number() ([]byte, error) {
 	return d.buf[start:p], nil
 }
 
-func (d *decoder) isNumberStart() bool {
+func (d *Decoder) isNumberStart() bool {
 	if d.pos >= len(d.buf) {
 		return false
 	}
@@ -411,13 +412,13 @@ func (d *decoder) isNumberStart() bool {
 }
 
 // float decodes a float64 field; null leaves it unchanged.
-func (d *decoder) float(dst *float64) error {
+func (d *Decoder) float(dst *float64) error {
 	return decodeNumber(d, dst, "number", "number out of range", parseFloat)
 }
 
 // decodeNumber decodes a number field with parse; null leaves dst unchanged. kind names the expected JSON type
 // in a type error and bad is the message for a literal that parse refuses.
-func decodeNumber[T int | float64](d *decoder, dst *T, kind, bad string, parse func([]byte) (T, error)) error {
+func decodeNumber[T int | float64](d *Decoder, dst *T, kind, bad string, parse func([]byte) (T, error)) error {
 	if d.null() {
 		return nil
 	}
@@ -471,7 +472,7 @@ func parseFloat(lit []byte) (float64, error) {
 var pow10 = [...]float64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16}
 
 // floatPtr decodes an optional float64 field: null clears it and has.
-func (d *decoder) floatPtr(dst *float64, has *bool) error {
+func (d *Decoder) floatPtr(dst *float64, has *bool) error {
 	if !present(d, dst, has) {
 		return nil
 	}
@@ -479,7 +480,7 @@ func (d *decoder) floatPtr(dst *float64, has *bool) error {
 }
 
 // present reports whether an optional field holds a value, setting has; null also clears dst.
-func present[T any](d *decoder, dst *T, has *bool) bool {
+func present[T any](d *Decoder, dst *T, has *bool) bool {
 	if d.null() {
 		var zero T
 		*dst, *has = zero, false
@@ -490,7 +491,7 @@ func present[T any](d *decoder, dst *T, has *bool) bool {
 }
 
 // integer decodes an int field; null leaves it unchanged. Like encoding/json, it rejects fractions and exponents.
-func (d *decoder) integer(dst *int) error {
+func (d *Decoder) integer(dst *int) error {
 	return decodeNumber(d, dst, "integer", "expected an integer", parseInt)
 }
 
@@ -510,7 +511,7 @@ func parseInt(lit []byte) (int, error) {
 }
 
 // intPtr decodes an optional int field: null clears it and has.
-func (d *decoder) intPtr(dst *int, has *bool) error {
+func (d *Decoder) intPtr(dst *int, has *bool) error {
 	if !present(d, dst, has) {
 		return nil
 	}
@@ -518,7 +519,7 @@ func (d *decoder) intPtr(dst *int, has *bool) error {
 }
 
 // boolean decodes a bool field; null leaves it unchanged.
-func (d *decoder) boolean(dst *bool) error {
+func (d *Decoder) boolean(dst *bool) error {
 	switch {
 	case d.null():
 		return nil
@@ -535,7 +536,7 @@ func (d *decoder) boolean(dst *bool) error {
 }
 
 // skipValue validates and skips any JSON value.
-func (d *decoder) skipValue() error {
+func (d *Decoder) skipValue() error {
 	if d.pos >= len(d.buf) {
 		return d.fail("unexpected end of line")
 	}
@@ -562,7 +563,7 @@ func (d *decoder) skipValue() error {
 }
 
 // checked skips a value that the report does not use but that encoding/json would type-check.
-func (d *decoder) checked(kind byte) error {
+func (d *Decoder) checked(kind byte) error {
 	if d.null() {
 		return nil
 	}
@@ -586,7 +587,7 @@ func (d *decoder) checked(kind byte) error {
 	return d.skipValue()
 }
 
-// recordKeys lists every key of record.Record; keyFold maps a key that only differs in case to its canonical
+// recordKeys lists every key of Record; keyFold maps a key that only differs in case to its canonical
 // spelling, because encoding/json matches keys case-insensitively.
 var recordKeys = []string{"agent_index", "task_index", "worker_index", "create_successful", "update_successful",
 	"create_duration", "update_duration", "create_attempts", "update_attempts", "schema", "run_id", "instance",
@@ -611,98 +612,52 @@ func keyFold(key []byte, known []string) string {
 	return ""
 }
 
-func (d *decoder) recordField(key []byte, c *cycleLine) error {
+func (d *Decoder) recordField(key []byte, c *Line) error {
 	switch string(key) {
-	case "agent_index":
-		// Like a *int field: the last value decides, and null means absent (encoding/json leaves the int alone).
-		if d.null() {
-			d.hasAgentIndex = false
-			return nil
-		}
-		d.hasAgentIndex = true
-		return d.integer(&c.agentIndex)
-	case "task_index":
-		if d.null() {
-			d.hasTaskIndex = false
-			return nil
-		}
-		d.hasTaskIndex = true
-		return d.checked('i')
+	case "agent_index", "task_index", "agent_id":
+		return d.identityField(key, c)
 	case "worker_index":
-		return d.integer(&c.workerIndex)
+		return d.integer(&c.WorkerIndex)
 	case "attestation_index", "ima_offset", "ima_entries_sent":
 		return d.checked('i')
 	case "create_successful":
-		return d.boolean(&c.createOK)
+		return d.boolean(&c.CreateOK)
 	case "update_successful":
-		return d.boolean(&c.updateOK)
+		return d.boolean(&c.UpdateOK)
 	case "create_duration":
-		return d.float(&c.createDur)
+		return d.float(&c.CreateDuration)
 	case "update_duration":
-		return d.float(&c.updateDur)
+		return d.float(&c.UpdateDuration)
 	case "create_attempts":
-		return d.attempts(&c.create)
+		return d.attempts(&c.Create)
 	case "update_attempts":
-		return d.attempts(&c.update)
+		return d.attempts(&c.Update)
 	case "session_attempts":
-		return d.attempts(&c.session)
+		return d.attempts(&c.Session)
 	case "schema":
-		return d.integer(&c.schema)
-	case "agent_id":
-		if d.null() {
-			d.hasAgentID = false
-			return nil
-		}
-		if d.pos >= len(d.buf) || d.buf[d.pos] != '"' {
-			return d.typeErr("string")
-		}
-		b, err := d.stringBytes()
-		d.hasAgentID = len(b) > 0
-		c.agentID = append(c.agentID[:0], b...)
-		return err
+		return d.integer(&c.Schema)
 	case "run_id", "instance", "profile", "trace_id":
 		return d.checked('s')
 	case "outcome":
-		return str(d, &c.outcome)
+		return str(d, &c.Outcome)
 	case "verdict":
-		if d.null() {
-			return nil
-		}
-		if d.pos >= len(d.buf) || d.buf[d.pos] != '{' {
-			return d.typeErr("object")
-		}
-		return d.object(func(k []byte) error {
-			if _, exact := verdictKeySet[string(k)]; !exact {
-				if f := keyFold(k, verdictKeys); f != "" {
-					k = []byte(f)
-				}
-			}
-			switch string(k) {
-			case "evaluation":
-				return d.str(&c.evaluation)
-			case "failure_reason":
-				return d.strPtr(&c.failureReason, &c.hasReason)
-			case "seconds":
-				return d.floatPtr(&c.verdictSeconds, &c.hasVerdictSecs)
-			}
-			return d.skipValue()
-		})
+		return d.verdict(c)
 	case "session_duration":
-		return d.float(&c.sessionDur)
+		return d.float(&c.SessionDuration)
 	case "start_time":
-		return d.float(&c.start)
+		return d.float(&c.StartTime)
 	case "end_time":
-		return d.float(&c.end)
+		return d.float(&c.EndTime)
 	case "error":
 		var has bool
-		return strPtr(d, &c.errClass, &has)
+		return strPtr(d, &c.Error, &has)
 	case "scheduled_time":
 		var x float64
-		return d.floatPtr(&x, &c.scheduled)
+		return d.floatPtr(&x, &c.Scheduled)
 	case "late_seconds":
-		return d.floatPtr(&c.lateSeconds, &c.hasLate)
+		return d.floatPtr(&c.LateSeconds, &c.HasLateSeconds)
 	case "rebooted":
-		return d.boolean(&c.rebooted)
+		return d.boolean(&c.Rebooted)
 	}
 	if k := keyFold(key, recordKeys); k != "" {
 		return d.recordField([]byte(k), c)
@@ -710,8 +665,65 @@ func (d *decoder) recordField(key []byte, c *cycleLine) error {
 	return d.skipValue()
 }
 
+// identityField decodes the keys that make an object a record (see ErrNotRecord). Like *int and *string fields,
+// the last value decides, and null means absent (encoding/json leaves the field alone).
+func (d *Decoder) identityField(key []byte, c *Line) error {
+	null := d.null()
+	switch string(key) {
+	case "agent_index":
+		d.hasAgentIndex = !null
+		if null {
+			return nil
+		}
+		return d.integer(&c.AgentIndex)
+	case "task_index":
+		d.hasTaskIndex = !null
+		if null {
+			return nil
+		}
+		return d.checked('i')
+	}
+	if null {
+		d.hasAgentID = false
+		return nil
+	}
+	if d.pos >= len(d.buf) || d.buf[d.pos] != '"' {
+		return d.typeErr("string")
+	}
+	b, err := d.stringBytes()
+	d.hasAgentID = len(b) > 0
+	c.AgentID = append(c.AgentID[:0], b...)
+	return err
+}
+
+// verdict decodes the verdict object; null leaves it as it is.
+func (d *Decoder) verdict(c *Line) error {
+	if d.null() {
+		return nil
+	}
+	if d.pos >= len(d.buf) || d.buf[d.pos] != '{' {
+		return d.typeErr("object")
+	}
+	return d.object(func(k []byte) error {
+		if _, exact := verdictKeySet[string(k)]; !exact {
+			if f := keyFold(k, verdictKeys); f != "" {
+				k = []byte(f)
+			}
+		}
+		switch string(k) {
+		case "evaluation":
+			return d.str(&c.Evaluation)
+		case "failure_reason":
+			return d.strPtr(&c.FailureReason, &c.HasFailureReason)
+		case "seconds":
+			return d.floatPtr(&c.VerdictSeconds, &c.HasVerdictSeconds)
+		}
+		return d.skipValue()
+	})
+}
+
 // attempts decodes an attempt list; like encoding/json, null empties it and a later duplicate key replaces it.
-func (d *decoder) attempts(dst *[]attempt) error {
+func (d *Decoder) attempts(dst *[]LineAttempt) error {
 	*dst = (*dst)[:0]
 	if d.null() {
 		return nil
@@ -721,46 +733,46 @@ func (d *decoder) attempts(dst *[]attempt) error {
 	}
 	return d.array(func() error {
 		if d.null() {
-			*dst = append(*dst, attempt{})
+			*dst = append(*dst, LineAttempt{})
 			return nil
 		}
 		if d.pos >= len(d.buf) || d.buf[d.pos] != '{' {
 			return d.typeErr("object")
 		}
-		*dst = append(*dst, attempt{})
+		*dst = append(*dst, LineAttempt{})
 		a := &(*dst)[len(*dst)-1]
 		return d.object(func(k []byte) error { return d.attemptField(k, a) })
 	})
 }
 
-func (d *decoder) attemptField(key []byte, a *attempt) error {
+func (d *Decoder) attemptField(key []byte, a *LineAttempt) error {
 	switch string(key) {
 	case "action":
-		return str(d, &a.action)
+		return str(d, &a.Action)
 	case "method", "url", "code", "request_id":
 		return d.checked('s')
 	case "start_time":
-		return d.float(&a.start)
+		return d.float(&a.StartTime)
 	case "end_time":
-		return d.float(&a.end)
+		return d.float(&a.EndTime)
 	case "duration":
-		return d.floatPtr(&a.duration, &a.hasDuration)
+		return d.floatPtr(&a.Duration, &a.HasDuration)
 	case "ok":
 		if d.null() {
-			a.ok = false
+			a.OK = false
 			return nil
 		}
-		return d.boolean(&a.ok)
+		return d.boolean(&a.OK)
 	case "conflicts":
 		return d.checked('b')
 	case "retry_after":
 		var has bool
-		return d.intPtr(&a.retryAfter, &has)
+		return d.intPtr(&a.RetryAfter, &has)
 	case "status":
-		return d.intPtr(&a.status, &a.hasStatus)
+		return d.intPtr(&a.Status, &a.HasStatus)
 	case "error":
 		var has bool
-		return strPtr(d, &a.errClass, &has)
+		return strPtr(d, &a.Error, &has)
 	case "bytes_sent", "bytes_received":
 		return d.checked('i')
 	}

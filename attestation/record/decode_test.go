@@ -1,77 +1,75 @@
-package report
+package record
 
 import (
 	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
+	"github.com/attestload/attestload/internal/sharedtest"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
-
-	"github.com/attestload/attestload/attestation/record"
-	"github.com/attestload/attestload/internal/sharedtest"
 )
 
 // project maps what encoding/json decoded into the fields the hand-written decoder extracts.
-func project(r *record.Record) cycleLine {
-	conv := func(in []record.Attempt) []attempt {
-		out := []attempt{}
+func project(r *Record) Line {
+	conv := func(in []Attempt) []LineAttempt {
+		out := []LineAttempt{}
 		for _, a := range in {
-			x := attempt{action: a.Action, start: a.StartTime, end: a.EndTime}
+			x := LineAttempt{Action: a.Action, StartTime: a.StartTime, EndTime: a.EndTime}
 			if a.Duration != nil {
-				x.duration, x.hasDuration = *a.Duration, true
+				x.Duration, x.HasDuration = *a.Duration, true
 			}
-			x.ok = a.OK != nil && *a.OK
+			x.OK = a.OK != nil && *a.OK
 			if a.RetryAfter != nil {
-				x.retryAfter = *a.RetryAfter
+				x.RetryAfter = *a.RetryAfter
 			}
 			if a.Status != nil {
-				x.status, x.hasStatus = *a.Status, true
+				x.Status, x.HasStatus = *a.Status, true
 			}
 			if a.Error != nil {
-				x.errClass = *a.Error
+				x.Error = *a.Error
 			}
 			out = append(out, x)
 		}
 		return out
 	}
-	c := cycleLine{
-		schema: r.Schema, agentIndex: r.AgentIndex, workerIndex: r.WorkerIndex,
-		createOK: r.CreateSuccessful, updateOK: r.UpdateSuccessful,
-		createDur: r.CreateDuration, updateDur: r.UpdateDuration,
-		create: conv(r.CreateAttempts), update: conv(r.UpdateAttempts), session: conv(r.SessionAttempts),
-		outcome: r.Outcome, evaluation: r.Verdict.Evaluation,
-		sessionDur: r.SessionDuration, start: r.StartTime, end: r.EndTime,
+	c := Line{
+		Schema: r.Schema, AgentIndex: r.AgentIndex, WorkerIndex: r.WorkerIndex,
+		CreateOK: r.CreateSuccessful, UpdateOK: r.UpdateSuccessful,
+		CreateDuration: r.CreateDuration, UpdateDuration: r.UpdateDuration,
+		Create: conv(r.CreateAttempts), Update: conv(r.UpdateAttempts), Session: conv(r.SessionAttempts),
+		Outcome: r.Outcome, Evaluation: r.Verdict.Evaluation,
+		SessionDuration: r.SessionDuration, StartTime: r.StartTime, EndTime: r.EndTime,
 	}
 	if r.Verdict.FailureReason != nil {
-		c.failureReason, c.hasReason = *r.Verdict.FailureReason, true
+		c.FailureReason, c.HasFailureReason = *r.Verdict.FailureReason, true
 	}
 	if r.Verdict.Seconds != nil {
-		c.verdictSeconds, c.hasVerdictSecs = *r.Verdict.Seconds, true
+		c.VerdictSeconds, c.HasVerdictSeconds = *r.Verdict.Seconds, true
 	}
 	if r.Error != nil {
-		c.errClass = *r.Error
+		c.Error = *r.Error
 	}
 	if r.LateSeconds != nil {
-		c.lateSeconds, c.hasLate = *r.LateSeconds, true
+		c.LateSeconds, c.HasLateSeconds = *r.LateSeconds, true
 	}
-	c.scheduled = r.ScheduledTime != nil
-	c.rebooted = r.Rebooted
-	c.agentID = []byte(r.AgentID)
+	c.Scheduled = r.ScheduledTime != nil
+	c.Rebooted = r.Rebooted
+	c.AgentID = []byte(r.AgentID)
 	return c
 }
 
-func normalise(c cycleLine) cycleLine {
-	for _, p := range []*[]attempt{&c.create, &c.update, &c.session} {
+func normalise(c Line) Line {
+	for _, p := range []*[]LineAttempt{&c.Create, &c.Update, &c.Session} {
 		if len(*p) == 0 {
-			*p = []attempt{}
+			*p = []LineAttempt{}
 		}
 	}
-	if len(c.agentID) == 0 {
-		c.agentID = nil
+	if len(c.AgentID) == 0 {
+		c.AgentID = nil
 	}
 	return c
 }
@@ -79,18 +77,18 @@ func normalise(c cycleLine) cycleLine {
 // checkEquivalent asserts the hand-written decoder agrees with encoding/json on line.
 func checkEquivalent(t *testing.T, line []byte) {
 	t.Helper()
-	var rec record.Record
+	var rec Record
 	stdErr := json.Unmarshal(line, &rec)
-	var d decoder
-	var got cycleLine
-	myErr := d.decodeLine(line, &got)
+	var d Decoder
+	var got Line
+	myErr := d.Decode(line, &got)
 	if bytes.Equal(bytes.TrimSpace(line), []byte("null")) {
 		if myErr == nil {
 			t.Fatalf("a bare null line must be malformed")
 		}
 		return
 	}
-	if stdErr != nil && (myErr == nil || errors.Is(myErr, errNotRecord)) {
+	if stdErr != nil && (myErr == nil || errors.Is(myErr, ErrNotRecord)) {
 		t.Fatalf("encoding/json error %v, decoder error %v, line %q", stdErr, myErr, line)
 	}
 	if stdErr != nil {
@@ -108,8 +106,8 @@ func checkEquivalent(t *testing.T, line []byte) {
 	}
 	isRecord := id.AgentIndex != nil && id.TaskIndex != nil || id.AgentID != nil && *id.AgentID != ""
 	if !isRecord {
-		if !errors.Is(myErr, errNotRecord) {
-			t.Fatalf("%q is not a record (identity %+v); decoder error %v, want errNotRecord", line, id, myErr)
+		if !errors.Is(myErr, ErrNotRecord) {
+			t.Fatalf("%q is not a record (identity %+v); decoder error %v, want ErrNotRecord", line, id, myErr)
 		}
 		return
 	}
@@ -126,16 +124,16 @@ func checkEquivalent(t *testing.T, line []byte) {
 func sampleV1Line(t testing.TB) []byte {
 	dur, ok, ra, st := 0.25, true, 0, 202
 	reason, secs, late, sched := "policy_violation", 1.5, 0.02, 1.7e9
-	errc := record.ErrorClass("timeout")
-	rec := record.Record{
+	errc := ErrorClass("timeout")
+	rec := Record{
 		AgentIndex: 3, TaskIndex: 9, WorkerIndex: 1, CreateSuccessful: true, UpdateSuccessful: true,
 		CreateDuration: 0.125, UpdateDuration: 0.25,
-		CreateAttempts: []record.Attempt{{Action: "create", Method: "POST", URL: "https://127.0.0.1/x", StartTime: 1.7e9,
+		CreateAttempts: []Attempt{{Action: "create", Method: "POST", URL: "https://127.0.0.1/x", StartTime: 1.7e9,
 			EndTime: 1.7e9 + 0.125, Duration: &dur, OK: &ok, RetryAfter: &ra, Status: &st, RequestID: "r\u00e9\"q"}},
-		UpdateAttempts: []record.Attempt{{Action: "update", StartTime: 1.7e9 + 1, Duration: &dur, Error: &errc}},
+		UpdateAttempts: []Attempt{{Action: "update", StartTime: 1.7e9 + 1, Duration: &dur, Error: &errc}},
 		Schema:         1, RunID: "run", Instance: "i", AgentID: "a", Outcome: "success",
-		Verdict:         record.Verdict{Evaluation: "fail", FailureReason: &reason, Seconds: &secs},
-		SessionAttempts: []record.Attempt{{Action: "session_create", Duration: &dur}},
+		Verdict:         Verdict{Evaluation: "fail", FailureReason: &reason, Seconds: &secs},
+		SessionAttempts: []Attempt{{Action: "session_create", Duration: &dur}},
 		SessionDuration: 0.25, StartTime: 1.7e9, EndTime: 1.7e9 + 2, ScheduledTime: &sched, LateSeconds: &late,
 	}
 	b, err := json.Marshal(rec)

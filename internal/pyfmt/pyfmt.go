@@ -1,4 +1,7 @@
-package report
+// Package pyfmt prints numbers, durations and padded text exactly as the old Python tool (keylime-perf-tests)
+// did, so that the report's legacy tables and the daemon's -v request lines match it byte for byte. Each function
+// names the Python expression it mirrors. It knows nothing of records or reports.
+package pyfmt
 
 import (
 	"math"
@@ -6,12 +9,12 @@ import (
 	"strings"
 )
 
-// The old report was written in Python; its figures are reproduced here with Python's exact semantics so that the
-// legacy tables match byte for byte. Each helper names the Python expression it mirrors.
+// Micro is the microsecond unit the old tool wrote: U+03BC, Greek small mu (not U+00B5, the micro sign).
+const Micro = "μs"
 
-// pyRepr mirrors Python's repr(float): the shortest digits that round-trip, in fixed notation for exponents in
+// Repr mirrors Python's repr(float): the shortest digits that round-trip, in fixed notation for exponents in
 // [-4, 16) with at least one decimal, otherwise in scientific notation with a signed, two-digit-minimum exponent.
-func pyRepr(x float64) string {
+func Repr(x float64) string {
 	switch {
 	case math.IsNaN(x):
 		return "nan"
@@ -58,49 +61,45 @@ func pad2(n int) string {
 	return strconv.Itoa(n)
 }
 
-// pyRound1 mirrors repr(round(x, 1)): x rounded half-to-even on its exact binary value to one decimal.
-func pyRound1(x float64) string {
+// Round1 mirrors repr(round(x, 1)): x rounded half-to-even on its exact binary value to one decimal.
+func Round1(x float64) string {
 	if math.IsNaN(x) || math.IsInf(x, 0) {
-		return pyRepr(x)
+		return Repr(x)
 	}
 	// FormatFloat rounds the exact binary value correctly; parsing it back gives the float Python's round returns.
 	r, _ := strconv.ParseFloat(strconv.FormatFloat(x, 'f', 1, 64), 64)
-	return pyRepr(r)
+	return Repr(r)
 }
 
-// pyRoundInt mirrors str(round(x)): half-to-even to an integer, printed without a decimal point.
-func pyRoundInt(x float64) string {
+// RoundInt mirrors str(round(x)): half-to-even to an integer, printed without a decimal point.
+func RoundInt(x float64) string {
 	if math.IsNaN(x) || math.IsInf(x, 0) {
-		return pyRepr(x)
+		return Repr(x)
 	}
 	return strconv.FormatFloat(math.RoundToEven(x), 'f', 0, 64)
 }
 
-// FormatDuration formats seconds as the old tool did everywhere it printed a duration (e.g. "990ms", "1.5s"),
-// for the daemon's -v request lines.
-func FormatDuration(sec float64) string { return formatDuration(sec) }
-
-// formatDuration mirrors the old tool's duration helper: the unit is chosen by magnitude, sub-second units are
+// Duration mirrors the old tool's duration helper: the unit is chosen by magnitude, sub-second units are
 // whole numbers, the others carry one decimal.
-func formatDuration(sec float64) string {
+func Duration(sec float64) string {
 	switch {
 	case sec < 1e-6:
-		return pyRoundInt(sec*1e9) + "ns"
+		return RoundInt(sec*1e9) + "ns"
 	case sec < 1e-3:
-		return pyRoundInt(sec*1e6) + legacyMicro
+		return RoundInt(sec*1e6) + Micro
 	case sec < 1:
-		return pyRoundInt(sec*1e3) + "ms"
+		return RoundInt(sec*1e3) + "ms"
 	case sec < 60:
-		return pyRound1(sec) + "s"
+		return Round1(sec) + "s"
 	case sec < 3600:
-		return pyRound1(sec/60) + "m"
+		return Round1(sec/60) + "m"
 	default:
-		return pyRound1(sec/3600) + "h"
+		return Round1(sec/3600) + "h"
 	}
 }
 
-// formatTimedelta mirrors str(timedelta(seconds=round(sec))): H:MM:SS, with "N day(s), " in front past a day.
-func formatTimedelta(sec float64) string {
+// Timedelta mirrors str(timedelta(seconds=round(sec))): H:MM:SS, with "N day(s), " in front past a day.
+func Timedelta(sec float64) string {
 	if math.IsNaN(sec) || math.IsInf(sec, 0) {
 		return "0:00:00"
 	}
@@ -123,9 +122,9 @@ func formatTimedelta(sec float64) string {
 	return prefix + strconv.FormatInt(h, 10) + ":" + pad2(int(m)) + ":" + pad2(int(s))
 }
 
-// pyCenter mirrors Python's str.center, including where the odd padding space goes: on the left when both the
+// Center mirrors Python's str.center, including where the odd padding space goes: on the left when both the
 // padding and the width are odd, otherwise on the right.
-func pyCenter(s string, width int) string {
+func Center(s string, width int) string {
 	n := runeLen(s)
 	marg := width - n
 	if marg <= 0 {
@@ -143,14 +142,16 @@ func runeLen(s string) int {
 	return n
 }
 
-func padLeft(s string, width int) string {
+// PadLeft mirrors str.rjust: s right-aligned in width runes.
+func PadLeft(s string, width int) string {
 	if n := runeLen(s); n < width {
 		return strings.Repeat(" ", width-n) + s
 	}
 	return s
 }
 
-func padRight(s string, width int) string {
+// PadRight mirrors str.ljust: s left-aligned in width runes.
+func PadRight(s string, width int) string {
 	if n := runeLen(s); n < width {
 		return s + strings.Repeat(" ", width-n)
 	}

@@ -1,8 +1,7 @@
-package report
+package pyfmt
 
 import (
 	"math"
-	"strings"
 	"testing"
 )
 
@@ -465,51 +464,33 @@ var pyVectors = []struct {
 // TestPyReprSpecialValues: Python's repr of the special floats, as the old tool printed them.
 func TestPyReprSpecialValues(t *testing.T) {
 	for x, want := range map[float64]string{math.Inf(1): "inf", math.Inf(-1): "-inf", -0.5: "-0.5", 1e16: "1e+16"} {
-		if got := pyRepr(x); got != want {
-			t.Errorf("pyRepr(%v) = %q, want %q", x, got, want)
+		if got := Repr(x); got != want {
+			t.Errorf("Repr(%v) = %q, want %q", x, got, want)
 		}
 	}
-	if got := pyRepr(math.NaN()); got != "nan" {
-		t.Errorf("pyRepr(NaN) = %q, want nan", got)
-	}
-}
-
-// TestLegacyRunLineAtSixtySeconds: the run line adds "(N.Ns)" only when the track is over 60 s; at exactly 60 s it
-// ends in a single space.
-func TestLegacyRunLineAtSixtySeconds(t *testing.T) {
-	for track, want := range map[float64]string{
-		59.9:  "  Performed 0 attestations in 0:01:00 \n",
-		60:    "  Performed 0 attestations in 0:01:00 \n",
-		61.25: "  Performed 0 attestations in 0:01:01 (61.2s)\n",
-	} {
-		var b strings.Builder
-		if err := writeLegacy(&b, &Summary{Track: Track{Seconds: track}}, false); err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(b.String(), "\n"+want) {
-			t.Errorf("track %v s: no line %q in\n%s", track, want, b.String())
-		}
+	if got := Repr(math.NaN()); got != "nan" {
+		t.Errorf("Repr(NaN) = %q, want nan", got)
 	}
 }
 
 func TestPythonFormatting(t *testing.T) {
 	for _, v := range pyVectors {
-		if got := pyRound1(v.x); got != v.round1 {
-			t.Errorf("pyRound1(%v) = %q, want %q", v.x, got, v.round1)
+		if got := Round1(v.x); got != v.round1 {
+			t.Errorf("Round1(%v) = %q, want %q", v.x, got, v.round1)
 		}
-		if got := pyRoundInt(v.x); got != v.roundInt {
-			t.Errorf("pyRoundInt(%v) = %q, want %q", v.x, got, v.roundInt)
+		if got := RoundInt(v.x); got != v.roundInt {
+			t.Errorf("RoundInt(%v) = %q, want %q", v.x, got, v.roundInt)
 		}
-		if got := formatDuration(v.x); got != v.duration {
-			t.Errorf("formatDuration(%v) = %q, want %q", v.x, got, v.duration)
+		if got := Duration(v.x); got != v.duration {
+			t.Errorf("Duration(%v) = %q, want %q", v.x, got, v.duration)
 		}
 		if v.timedelta != "" {
-			if got := formatTimedelta(v.x); got != v.timedelta {
-				t.Errorf("formatTimedelta(%v) = %q, want %q", v.x, got, v.timedelta)
+			if got := Timedelta(v.x); got != v.timedelta {
+				t.Errorf("Timedelta(%v) = %q, want %q", v.x, got, v.timedelta)
 			}
 		}
-		if got := pyRepr(v.x); got != v.repr {
-			t.Errorf("pyRepr(%v) = %q, want %q", v.x, got, v.repr)
+		if got := Repr(v.x); got != v.repr {
+			t.Errorf("Repr(%v) = %q, want %q", v.x, got, v.repr)
 		}
 	}
 }
@@ -522,8 +503,8 @@ func TestTimedeltaOverADay(t *testing.T) {
 		86399.5:   "1 day, 0:00:00", // round half to even: 86400
 		-5:        "-1 day, 23:59:55",
 	} {
-		if got := formatTimedelta(sec); got != want {
-			t.Errorf("formatTimedelta(%v) = %q, want %q", sec, got, want)
+		if got := Timedelta(sec); got != want {
+			t.Errorf("Timedelta(%v) = %q, want %q", sec, got, want)
 		}
 	}
 }
@@ -543,31 +524,8 @@ func TestPyCenter(t *testing.T) {
 		{"ab", 7, "   ab  "},
 		{"abc", 8, "  abc   "},
 	} {
-		if got := pyCenter(c.s, c.width); got != c.want {
-			t.Errorf("pyCenter(%q, %d) = %q, want %q", c.s, c.width, got, c.want)
+		if got := Center(c.s, c.width); got != c.want {
+			t.Errorf("Center(%q, %d) = %q, want %q", c.s, c.width, got, c.want)
 		}
-	}
-}
-
-// TestLegacyBannerColour: with colour the three banner lines, and only they, are wrapped in the old tool's escape
-// codes (bold on black, then reset); without colour no escape code appears.
-func TestLegacyBannerColour(t *testing.T) {
-	var plain, coloured strings.Builder
-	if err := writeLegacy(&plain, &Summary{}, false); err != nil {
-		t.Fatal(err)
-	}
-	if err := writeLegacy(&coloured, &Summary{}, true); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(plain.String(), "\x1b") {
-		t.Fatalf("escape codes without colour:\n%q", plain.String())
-	}
-	want := plain.String()
-	for _, l := range []string{strings.Repeat("─", bannerWidth), pyCenter("TEST RESULT SUMMARY", bannerWidth),
-		strings.Repeat("═", bannerWidth)} {
-		want = strings.Replace(want, l+"\n", "\x1b[40;1m"+l+"\x1b[0m\n", 1)
-	}
-	if coloured.String() != want {
-		t.Fatalf("coloured output:\n%q\nwant\n%q", coloured.String(), want)
 	}
 }
