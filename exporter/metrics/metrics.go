@@ -95,84 +95,107 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 	if reg == nil {
 		return nil, errors.New("metrics: nil registerer")
 	}
-	m := &Metrics{
-		cycles: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: NameCycles, Help: "Attestation cycles emitted, by final outcome (one per JSONL line).",
-		}, []string{"outcome"}),
-		cycleDuration: prometheus.NewHistogramVec(histogramOpts(NameCycleDuration,
-			"Duration of whole attestation cycles from start to end, session phase included, by outcome."),
-			[]string{"outcome"}),
-		phaseDuration: prometheus.NewHistogramVec(histogramOpts(NamePhaseDuration,
-			"Duration of cycle phases (sum of their attempts; verdict: evidence accepted to verdict observed)."),
-			[]string{"phase", "result"}),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: NameRequests, Help: "HTTP requests made to the verifier, by phase, status class and result.",
-		}, []string{"phase", "status_class", "result"}),
-		reqDuration: prometheus.NewHistogramVec(histogramOpts(NameRequestDuration,
-			"Duration of single HTTP requests to the verifier, by phase and result."), []string{"phase", "result"}),
-		reqErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: NameRequestErrors, Help: "HTTP requests that did not succeed, by phase and error class.",
-		}, []string{"phase", "error"}),
-		reqBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: NameRequestBytes, Help: "Request body bytes sent to the verifier, by phase.",
-		}, []string{"phase"}),
-		respBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: NameResponseBytes, Help: "Response body bytes read from the verifier, by phase.",
-		}, []string{"phase"}),
-		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: NameRetries, Help: "HTTP requests that were retried, by phase.",
-		}, []string{"phase"}),
-		retryAfter: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: NameRetryAfter, Help: "Seconds waited before retrying (the Retry-After value when the verifier sent one), by phase.",
-		}, []string{"phase"}),
-		sessions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: NameSessions, Help: "PoP sessions established: an agent's first in this run (created) or a later one (refreshed).",
-		}, []string{"kind"}),
-		verdicts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: NameVerdicts, Help: "Verifier verdicts of emitted cycles with accepted evidence, by evaluation and failure reason.",
-		}, []string{"evaluation", "reason"}),
-		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: NameCyclesInFlight, Help: "Attestation cycles currently running.",
-		}),
-		started: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: NameCyclesStarted, Help: "Attestation cycles started by the engine.",
-		}),
-		late: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: NameCyclesLate, Help: "Attestation cycles that started more than 1 ms (the late tolerance) after their due time.",
-		}),
-		lateness: prometheus.NewHistogram(histogramOpts(NameCycleLateness,
-			"How late the late cycles (more than 1 ms after their due time) started (the tool's own queueing).")),
-		dropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: NameCyclesDropped, Help: "Scheduled cycles dropped because no agent or worker was free in time.",
-		}),
-		agents: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: NameAgents, Help: "Impersonated agents by state.",
-		}, []string{"state"}),
-		targetRate: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: NameTargetRate, Help: "Cycles per second the scheduler aims for (0 in the closed model).",
-		}),
-		scheduleLag: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: NameScheduleLag, Help: "How far the scheduler is behind its plan.",
-		}),
-		verifierUp: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: NameVerifierUp, Help: "1 while the verifier answers requests; 0 before its first answer and while it cannot be reached.",
-		}),
-		backingOff: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: NameBackingOff, Help: "Agents whose last cycle failed, waiting (backing off) before their next one.",
-		}),
-		outages: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: NameOutages, Help: "Times the verifier became unreachable (every cycle failing without an answer).",
-		}),
-		reasons:     map[string]bool{},
-		seenAgents:  map[string]struct{}{},
-		maxSessions: opts.MaxSessionAgents,
-	}
+	m := &Metrics{reasons: map[string]bool{}, seenAgents: map[string]struct{}{}, maxSessions: opts.MaxSessionAgents}
 	if m.maxSessions <= 0 {
 		m.maxSessions = 1_000_000
 	}
 	for _, r := range Reasons {
 		m.reasons[r] = true
 	}
+	m.newRecordSeries()
+	m.newEngineSeries()
+	buildInfo, runInfo := infoSeries(opts)
+	m.precreate()
+	for _, c := range []prometheus.Collector{
+		buildInfo, runInfo, m.cycles, m.cycleDuration, m.phaseDuration, m.requests, m.reqDuration, m.reqErrors,
+		m.reqBytes, m.respBytes, m.retries, m.retryAfter, m.sessions, m.verdicts, m.inFlight, m.started,
+		m.late, m.lateness, m.dropped, m.agents, m.targetRate, m.scheduleLag, m.verifierUp, m.backingOff, m.outages,
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("metrics: register: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// newRecordSeries builds the series Observe updates from records: cycles, phases, requests, sessions, verdicts.
+func (m *Metrics) newRecordSeries() {
+	m.cycles = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: NameCycles, Help: "Attestation cycles emitted, by final outcome (one per JSONL line).",
+	}, []string{"outcome"})
+	m.cycleDuration = prometheus.NewHistogramVec(histogramOpts(NameCycleDuration,
+		"Duration of whole attestation cycles from start to end, session phase included, by outcome."),
+		[]string{"outcome"})
+	m.phaseDuration = prometheus.NewHistogramVec(histogramOpts(NamePhaseDuration,
+		"Duration of cycle phases (sum of their attempts; verdict: evidence accepted to verdict observed)."),
+		[]string{"phase", "result"})
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: NameRequests, Help: "HTTP requests made to the verifier, by phase, status class and result.",
+	}, []string{"phase", "status_class", "result"})
+	m.reqDuration = prometheus.NewHistogramVec(histogramOpts(NameRequestDuration,
+		"Duration of single HTTP requests to the verifier, by phase and result."), []string{"phase", "result"})
+	m.reqErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: NameRequestErrors, Help: "HTTP requests that did not succeed, by phase and error class.",
+	}, []string{"phase", "error"})
+	m.reqBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: NameRequestBytes, Help: "Request body bytes sent to the verifier, by phase.",
+	}, []string{"phase"})
+	m.respBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: NameResponseBytes, Help: "Response body bytes read from the verifier, by phase.",
+	}, []string{"phase"})
+	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: NameRetries, Help: "HTTP requests that were retried, by phase.",
+	}, []string{"phase"})
+	m.retryAfter = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: NameRetryAfter, Help: "Seconds waited before retrying (the Retry-After value when the verifier sent one), by phase.",
+	}, []string{"phase"})
+	m.sessions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: NameSessions, Help: "PoP sessions established: an agent's first in this run (created) or a later one (refreshed).",
+	}, []string{"kind"})
+	m.verdicts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: NameVerdicts, Help: "Verifier verdicts of emitted cycles with accepted evidence, by evaluation and failure reason.",
+	}, []string{"evaluation", "reason"})
+}
+
+// newEngineSeries builds the series the engine sets as it runs: in flight, started, late, dropped, agents, the
+// target rate and the verifier's reachability.
+func (m *Metrics) newEngineSeries() {
+	m.inFlight = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: NameCyclesInFlight, Help: "Attestation cycles currently running.",
+	})
+	m.started = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: NameCyclesStarted, Help: "Attestation cycles started by the engine.",
+	})
+	m.late = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: NameCyclesLate, Help: "Attestation cycles that started more than 1 ms (the late tolerance) after their due time.",
+	})
+	m.lateness = prometheus.NewHistogram(histogramOpts(NameCycleLateness,
+		"How late the late cycles (more than 1 ms after their due time) started (the tool's own queueing)."))
+	m.dropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: NameCyclesDropped, Help: "Scheduled cycles dropped because no agent or worker was free in time.",
+	})
+	m.agents = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: NameAgents, Help: "Impersonated agents by state.",
+	}, []string{"state"})
+	m.targetRate = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: NameTargetRate, Help: "Cycles per second the scheduler aims for (0 in the closed model).",
+	})
+	m.scheduleLag = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: NameScheduleLag, Help: "How far the scheduler is behind its plan.",
+	})
+	m.verifierUp = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: NameVerifierUp, Help: "1 while the verifier answers requests; 0 before its first answer and while it cannot be reached.",
+	})
+	m.backingOff = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: NameBackingOff, Help: "Agents whose last cycle failed, waiting (backing off) before their next one.",
+	})
+	m.outages = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: NameOutages, Help: "Times the verifier became unreachable (every cycle failing without an answer).",
+	})
+}
+
+// infoSeries builds build_info and run_info, each one series set to 1.
+func infoSeries(opts Options) (buildInfo, runInfo *prometheus.GaugeVec) {
 	version, revision := opts.Version, opts.Revision
 	if version == "" {
 		version = "unknown"
@@ -180,15 +203,19 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 	if revision == "" {
 		revision = "unknown"
 	}
-	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	buildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: NameBuildInfo, Help: "Always 1; labels carry the attestload build.",
 	}, []string{"version", "revision", "goversion"})
 	buildInfo.WithLabelValues(version, revision, runtime.Version()).Set(1)
-	runInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	runInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: NameRunInfo, Help: "Always 1; labels carry this run's id and instance (the only series with them).",
 	}, []string{"run_id", "instance"})
 	runInfo.WithLabelValues(opts.RunID, opts.Instance).Set(1)
+	return buildInfo, runInfo
+}
 
+// precreate makes the series that dashboards and alerts rely on exist (at 0) before anything is counted.
+func (m *Metrics) precreate() {
 	// Pre-create the series dashboards and alerts rely on so that rate() works from the first scrape and a
 	// missing outcome reads as 0 rather than as absent.
 	for _, o := range record.Outcomes() {
@@ -207,17 +234,6 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 		m.retries.WithLabelValues(string(phase))
 		m.retryAfter.WithLabelValues(string(phase))
 	}
-
-	for _, c := range []prometheus.Collector{
-		buildInfo, runInfo, m.cycles, m.cycleDuration, m.phaseDuration, m.requests, m.reqDuration, m.reqErrors,
-		m.reqBytes, m.respBytes, m.retries, m.retryAfter, m.sessions, m.verdicts, m.inFlight, m.started,
-		m.late, m.lateness, m.dropped, m.agents, m.targetRate, m.scheduleLag, m.verifierUp, m.backingOff, m.outages,
-	} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("metrics: register: %w", err)
-		}
-	}
-	return m, nil
 }
 
 // Observe counts one emitted record by its final outcome. Call it exactly once per record, when the record is
