@@ -155,77 +155,95 @@ func newOTLPExporter(ctx context.Context, opts Options) (sdktrace.SpanExporter, 
 			return nil, errors.New("tracing.headers: empty header name")
 		}
 	}
-	var tlsCfg *tls.Config
-	if opts.CAFile != "" {
-		pem, err := os.ReadFile(opts.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("tracing.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tracing.ca_file: %s holds no PEM certificate", opts.CAFile)
-		}
-		tlsCfg = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	tlsCfg, err := otlpTLSConfig(opts)
+	if err != nil {
+		return nil, err
 	}
 	isURL := strings.Contains(opts.Endpoint, "://")
 	switch opts.Protocol {
 	case "", ProtocolGRPC:
-		o := []otlptracegrpc.Option{}
-		switch {
-		case fromEnv:
-		case isURL:
-			o = append(o, otlptracegrpc.WithEndpointURL(opts.Endpoint))
-		default:
-			o = append(o, otlptracegrpc.WithEndpoint(opts.Endpoint))
-		}
-		if len(opts.Headers) > 0 {
-			o = append(o, otlptracegrpc.WithHeaders(opts.Headers))
-		}
-		switch {
-		case opts.Insecure:
-			o = append(o, otlptracegrpc.WithInsecure())
-		case tlsCfg != nil:
-			o = append(o, otlptracegrpc.WithTLSCredentials(credentials.NewTLS(tlsCfg)))
-		}
-		exp, err := otlptracegrpc.New(ctx, o...)
-		if err != nil {
-			return nil, fmt.Errorf("tracing: otlp grpc exporter: %w", err)
-		}
-		return exp, nil
+		return newGRPCExporter(ctx, opts, fromEnv, isURL, tlsCfg)
 	case ProtocolHTTP:
-		o := []otlptracehttp.Option{}
-		switch {
-		case fromEnv:
-		case isURL:
-			u, err := url.Parse(opts.Endpoint)
-			if err != nil || u.Host == "" {
-				return nil, fmt.Errorf("tracing.endpoint: %q is not a valid URL", opts.Endpoint)
-			}
-			// A bare collector URL means the standard OTLP/HTTP path, as OTEL_EXPORTER_OTLP_ENDPOINT does.
-			if u.Path == "" || u.Path == "/" {
-				u.Path = "/v1/traces"
-			}
-			o = append(o, otlptracehttp.WithEndpointURL(u.String()))
-		default:
-			o = append(o, otlptracehttp.WithEndpoint(opts.Endpoint))
-		}
-		if len(opts.Headers) > 0 {
-			o = append(o, otlptracehttp.WithHeaders(opts.Headers))
-		}
-		switch {
-		case opts.Insecure:
-			o = append(o, otlptracehttp.WithInsecure())
-		case tlsCfg != nil:
-			o = append(o, otlptracehttp.WithTLSClientConfig(tlsCfg))
-		}
-		exp, err := otlptracehttp.New(ctx, o...)
-		if err != nil {
-			return nil, fmt.Errorf("tracing: otlp http exporter: %w", err)
-		}
-		return exp, nil
+		return newHTTPExporter(ctx, opts, fromEnv, isURL, tlsCfg)
 	default:
 		return nil, fmt.Errorf("tracing.protocol: %q is neither %q nor %q", opts.Protocol, ProtocolGRPC, ProtocolHTTP)
 	}
+}
+
+// otlpTLSConfig is the TLS configuration trusting tracing.ca_file; nil without one (the system roots).
+func otlpTLSConfig(opts Options) (*tls.Config, error) {
+	if opts.CAFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(opts.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("tracing.ca_file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("tracing.ca_file: %s holds no PEM certificate", opts.CAFile)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+// newGRPCExporter is the OTLP/gRPC exporter; fromEnv leaves the endpoint to the OTEL_EXPORTER_OTLP_* variables.
+func newGRPCExporter(ctx context.Context, opts Options, fromEnv, isURL bool, tlsCfg *tls.Config) (sdktrace.SpanExporter, error) {
+	o := []otlptracegrpc.Option{}
+	switch {
+	case fromEnv:
+	case isURL:
+		o = append(o, otlptracegrpc.WithEndpointURL(opts.Endpoint))
+	default:
+		o = append(o, otlptracegrpc.WithEndpoint(opts.Endpoint))
+	}
+	if len(opts.Headers) > 0 {
+		o = append(o, otlptracegrpc.WithHeaders(opts.Headers))
+	}
+	switch {
+	case opts.Insecure:
+		o = append(o, otlptracegrpc.WithInsecure())
+	case tlsCfg != nil:
+		o = append(o, otlptracegrpc.WithTLSCredentials(credentials.NewTLS(tlsCfg)))
+	}
+	exp, err := otlptracegrpc.New(ctx, o...)
+	if err != nil {
+		return nil, fmt.Errorf("tracing: otlp grpc exporter: %w", err)
+	}
+	return exp, nil
+}
+
+// newHTTPExporter is the OTLP/HTTP exporter; a bare collector URL gets the standard /v1/traces path.
+func newHTTPExporter(ctx context.Context, opts Options, fromEnv, isURL bool, tlsCfg *tls.Config) (sdktrace.SpanExporter, error) {
+	o := []otlptracehttp.Option{}
+	switch {
+	case fromEnv:
+	case isURL:
+		u, err := url.Parse(opts.Endpoint)
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("tracing.endpoint: %q is not a valid URL", opts.Endpoint)
+		}
+		// A bare collector URL means the standard OTLP/HTTP path, as OTEL_EXPORTER_OTLP_ENDPOINT does.
+		if u.Path == "" || u.Path == "/" {
+			u.Path = "/v1/traces"
+		}
+		o = append(o, otlptracehttp.WithEndpointURL(u.String()))
+	default:
+		o = append(o, otlptracehttp.WithEndpoint(opts.Endpoint))
+	}
+	if len(opts.Headers) > 0 {
+		o = append(o, otlptracehttp.WithHeaders(opts.Headers))
+	}
+	switch {
+	case opts.Insecure:
+		o = append(o, otlptracehttp.WithInsecure())
+	case tlsCfg != nil:
+		o = append(o, otlptracehttp.WithTLSClientConfig(tlsCfg))
+	}
+	exp, err := otlptracehttp.New(ctx, o...)
+	if err != nil {
+		return nil, fmt.Errorf("tracing: otlp http exporter: %w", err)
+	}
+	return exp, nil
 }
 
 // Enabled reports whether traces are produced.

@@ -26,7 +26,6 @@ var allowed = map[string]bool{
 	"exporter/report/pipeline.go readChunks":           true,
 	"exporter/report/pipeline.go runPipeline":          true,
 	"exporter/report/text.go buildSections":            true,
-	"exporter/tracing/provider.go newOTLPExporter":     true,
 }
 
 func TestNoLongFunctions(t *testing.T) {
