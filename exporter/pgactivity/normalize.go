@@ -16,89 +16,18 @@ func Normalize(q string) string {
 	var b strings.Builder
 	b.Grow(min(len(q), MaxQueryLen+8))
 	space := false
-	emit := func(s string) {
+	for i := 0; i < len(q) && b.Len() < MaxQueryLen+8; {
+		var tok string
+		i, tok = nextToken(q, i)
+		if tok == "" {
+			space = true
+			continue
+		}
 		if space && b.Len() > 0 {
 			b.WriteByte(' ')
 		}
 		space = false
-		b.WriteString(s)
-	}
-	for i := 0; i < len(q) && b.Len() < MaxQueryLen+8; {
-		c := q[i]
-		switch {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f':
-			space = true
-			i++
-		case c == '-' && i+1 < len(q) && q[i+1] == '-':
-			for i < len(q) && q[i] != '\n' {
-				i++
-			}
-			space = true
-		case c == '/' && i+1 < len(q) && q[i+1] == '*':
-			end := strings.Index(q[i+2:], "*/")
-			if end < 0 {
-				i = len(q)
-			} else {
-				i += end + 4
-			}
-			space = true
-		case c == '\'' || ((c == 'E' || c == 'e' || c == 'B' || c == 'b' || c == 'X' || c == 'x') &&
-			i+1 < len(q) && q[i+1] == '\'' && !identByte(prev(q, i))):
-			if c != '\'' {
-				i++
-			}
-			i = skipQuoted(q, i)
-			emit("?")
-		case c == '$' && i+1 < len(q) && isDigit(q[i+1]):
-			i++
-			for i < len(q) && isDigit(q[i]) {
-				i++
-			}
-			emit("?")
-		case c == '$':
-			// Dollar quoting: $$...$$ or $tag$...$tag$.
-			j := i + 1
-			for j < len(q) && identByte(q[j]) {
-				j++
-			}
-			if j < len(q) && q[j] == '$' {
-				tag := q[i : j+1]
-				end := strings.Index(q[j+1:], tag)
-				if end < 0 {
-					i = len(q)
-				} else {
-					i = j + 1 + end + len(tag)
-				}
-				emit("?")
-			} else {
-				emit("$")
-				i++
-			}
-		case isDigit(c) && !identByte(prev(q, i)):
-			for i < len(q) && (isDigit(q[i]) || q[i] == '.' || q[i] == 'e' || q[i] == 'E' ||
-				((q[i] == '+' || q[i] == '-') && (q[i-1] == 'e' || q[i-1] == 'E'))) {
-				i++
-			}
-			emit("?")
-		case c == '"':
-			j := i + 1
-			for j < len(q) && q[j] != '"' {
-				j++
-			}
-			j = min(j+1, len(q))
-			emit(q[i:j])
-			i = j
-		default:
-			j := i
-			for j < len(q) && identByte(q[j]) {
-				j++
-			}
-			if j == i {
-				j = i + 1
-			}
-			emit(q[i:j])
-			i = j
-		}
+		b.WriteString(tok)
 	}
 	s := strings.ToValidUTF8(collapseLists(b.String()), "?")
 	if len(s) > MaxQueryLen {
@@ -109,6 +38,80 @@ func Normalize(q string) string {
 		s = s[:cut]
 	}
 	return s
+}
+
+// nextToken reads the token of q at i and returns the index after it and its normalised text: "" for whitespace
+// and comments, "?" for a literal or a bind parameter, otherwise the token as written.
+func nextToken(q string, i int) (int, string) {
+	c := q[i]
+	switch {
+	case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f':
+		return i + 1, ""
+	case c == '-' && i+1 < len(q) && q[i+1] == '-':
+		for i < len(q) && q[i] != '\n' {
+			i++
+		}
+		return i, ""
+	case c == '/' && i+1 < len(q) && q[i+1] == '*':
+		end := strings.Index(q[i+2:], "*/")
+		if end < 0 {
+			return len(q), ""
+		}
+		return i + end + 4, ""
+	case c == '\'' || ((c == 'E' || c == 'e' || c == 'B' || c == 'b' || c == 'X' || c == 'x') &&
+		i+1 < len(q) && q[i+1] == '\'' && !identByte(prev(q, i))):
+		if c != '\'' {
+			i++
+		}
+		return skipQuoted(q, i), "?"
+	case c == '$' && i+1 < len(q) && isDigit(q[i+1]):
+		i++
+		for i < len(q) && isDigit(q[i]) {
+			i++
+		}
+		return i, "?"
+	case c == '$':
+		return dollarToken(q, i)
+	case isDigit(c) && !identByte(prev(q, i)):
+		for i < len(q) && (isDigit(q[i]) || q[i] == '.' || q[i] == 'e' || q[i] == 'E' ||
+			((q[i] == '+' || q[i] == '-') && (q[i-1] == 'e' || q[i-1] == 'E'))) {
+			i++
+		}
+		return i, "?"
+	case c == '"':
+		j := i + 1
+		for j < len(q) && q[j] != '"' {
+			j++
+		}
+		j = min(j+1, len(q))
+		return j, q[i:j]
+	}
+	j := i
+	for j < len(q) && identByte(q[j]) {
+		j++
+	}
+	if j == i {
+		j = i + 1
+	}
+	return j, q[i:j]
+}
+
+// dollarToken reads what starts with the '$' at q[i]: dollar quoting ($$...$$ or $tag$...$tag$) is a literal,
+// a lone '$' is itself.
+func dollarToken(q string, i int) (int, string) {
+	j := i + 1
+	for j < len(q) && identByte(q[j]) {
+		j++
+	}
+	if j >= len(q) || q[j] != '$' {
+		return i + 1, "$"
+	}
+	tag := q[i : j+1]
+	end := strings.Index(q[j+1:], tag)
+	if end < 0 {
+		return len(q), "?"
+	}
+	return j + 1 + end + len(tag), "?"
 }
 
 // collapseLists turns "(?, ?, ?)" and "? , ?" runs into a single "?", so IN lists of any length look the same.

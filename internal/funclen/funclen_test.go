@@ -20,7 +20,6 @@ var allowed = map[string]bool{
 	"attestation/enroll/schema.go CheckSchema":         true,
 	"cmd/attestload/run.go runLoad":                    true,
 	"daemon/setup.go Setup":                            true,
-	"exporter/pgactivity/normalize.go Normalize":       true,
 	"exporter/report/aggregate.go aggregator.add":      true,
 	"exporter/report/html.go percentileChart":          true,
 	"exporter/report/pipeline.go readChunks":           true,
