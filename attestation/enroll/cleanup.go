@@ -112,7 +112,6 @@ func isTransient(err error) bool {
 
 func (r runRows) deleteOnce(ctx context.Context, pool *pgxpool.Pool) (RemovedCounts, error) {
 	var total RemovedCounts
-	marker := runMarker(r.runID)
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		var counts RemovedCounts
 		tmpIndex, err := addEvidenceIndex(ctx, tx)
@@ -126,63 +125,18 @@ func (r runRows) deleteOnce(ctx context.Context, pool *pgxpool.Pool) (RemovedCou
 		}
 		for start := 0; start < len(r.agentIDs); start += cleanupChunk {
 			chunk := r.agentIDs[start:min(start+cleanupChunk, len(r.agentIDs))]
-			// Only ids whose row still carries our marker: an id that someone re-used for a real agent keeps its
-			// attestations and sessions. FOR UPDATE keeps the verifier from attesting them meanwhile.
-			rows, err := tx.Query(ctx,
-				`SELECT agent_id FROM verifiermain WHERE agent_id = ANY($1) AND meta_data = $2 FOR UPDATE`,
-				chunk, marker)
-			if err != nil {
-				return fmt.Errorf("select agents: %w", err)
+			if err := r.deleteAgents(ctx, tx, chunk, &counts); err != nil {
+				return err
 			}
-			ours, err := pgx.CollectRows(rows, pgx.RowTo[string])
-			if err != nil {
-				return fmt.Errorf("select agents: %w", err)
-			}
-			if len(ours) == 0 {
-				continue
-			}
-			steps := []struct {
-				what string
-				sql  string
-				n    *int64
-			}{
-				{"evidence items", `DELETE FROM evidence_items WHERE agent_id = ANY($1)`, &counts.EvidenceItems},
-				{"attestations", `DELETE FROM attestations WHERE agent_id = ANY($1)`, &counts.Attestations},
-				{"sessions", `DELETE FROM sessions WHERE agent_id = ANY($1)`, &counts.Sessions},
-			}
-			for _, s := range steps {
-				tag, err := tx.Exec(ctx, s.sql, ours)
-				if err != nil {
-					return fmt.Errorf("delete %s: %w", s.what, explainWriteError(err))
-				}
-				*s.n += tag.RowsAffected()
-			}
-			tag, err := tx.Exec(ctx, `DELETE FROM verifiermain WHERE agent_id = ANY($1) AND meta_data = $2`,
-				ours, marker)
-			if err != nil {
-				return fmt.Errorf("delete agents: %w", explainWriteError(err))
-			}
-			counts.Agents += tag.RowsAffected()
 		}
 		if tmpIndex != "" {
 			if _, err := tx.Exec(ctx, "DROP INDEX "+pgx.Identifier{tmpIndex}.Sanitize()); err != nil {
 				return fmt.Errorf("drop temporary index: %w", err)
 			}
 		}
-		// Policies go by id and exact name, and only once nothing references them: another run's or a real
-		// agent's rows may point at them.
-		tag, err := tx.Exec(ctx, `DELETE FROM allowlists a WHERE a.id = ANY($1) AND a.name = $2
-			AND NOT EXISTS (SELECT 1 FROM verifiermain v WHERE v.ima_policy_id = a.id)`, r.imaPolicyID, r.imaName)
-		if err != nil {
-			return fmt.Errorf("delete IMA policy %q: %w", r.imaName, explainWriteError(err))
+		if err := r.deletePolicies(ctx, tx, &counts); err != nil {
+			return err
 		}
-		counts.IMAPolicies = tag.RowsAffected()
-		tag, err = tx.Exec(ctx, `DELETE FROM mbpolicies m WHERE m.id = ANY($1) AND m.name = $2
-			AND NOT EXISTS (SELECT 1 FROM verifiermain v WHERE v.mb_policy_id = m.id)`, r.mbPolicyID, r.mbName)
-		if err != nil {
-			return fmt.Errorf("delete measured-boot policy %q: %w", r.mbName, explainWriteError(err))
-		}
-		counts.MBPolicies = tag.RowsAffected()
 		total = counts
 		return nil
 	})
@@ -190,6 +144,69 @@ func (r runRows) deleteOnce(ctx context.Context, pool *pgxpool.Pool) (RemovedCou
 		return RemovedCounts{}, err
 	}
 	return total, nil
+}
+
+// deleteAgents deletes the agents of chunk that still carry the run's marker, with their evidence items,
+// attestations and sessions, adding what it removed to counts.
+func (r runRows) deleteAgents(ctx context.Context, tx pgx.Tx, chunk []string, counts *RemovedCounts) error {
+	marker := runMarker(r.runID)
+	// Only ids whose row still carries our marker: an id that someone re-used for a real agent keeps its
+	// attestations and sessions. FOR UPDATE keeps the verifier from attesting them meanwhile.
+	rows, err := tx.Query(ctx,
+		`SELECT agent_id FROM verifiermain WHERE agent_id = ANY($1) AND meta_data = $2 FOR UPDATE`,
+		chunk, marker)
+	if err != nil {
+		return fmt.Errorf("select agents: %w", err)
+	}
+	ours, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("select agents: %w", err)
+	}
+	if len(ours) == 0 {
+		return nil
+	}
+	steps := []struct {
+		what string
+		sql  string
+		n    *int64
+	}{
+		{"evidence items", `DELETE FROM evidence_items WHERE agent_id = ANY($1)`, &counts.EvidenceItems},
+		{"attestations", `DELETE FROM attestations WHERE agent_id = ANY($1)`, &counts.Attestations},
+		{"sessions", `DELETE FROM sessions WHERE agent_id = ANY($1)`, &counts.Sessions},
+	}
+	for _, s := range steps {
+		tag, err := tx.Exec(ctx, s.sql, ours)
+		if err != nil {
+			return fmt.Errorf("delete %s: %w", s.what, explainWriteError(err))
+		}
+		*s.n += tag.RowsAffected()
+	}
+	tag, err := tx.Exec(ctx, `DELETE FROM verifiermain WHERE agent_id = ANY($1) AND meta_data = $2`,
+		ours, marker)
+	if err != nil {
+		return fmt.Errorf("delete agents: %w", explainWriteError(err))
+	}
+	counts.Agents += tag.RowsAffected()
+	return nil
+}
+
+// deletePolicies deletes the run's IMA and measured-boot policies, adding what it removed to counts.
+func (r runRows) deletePolicies(ctx context.Context, tx pgx.Tx, counts *RemovedCounts) error {
+	// Policies go by id and exact name, and only once nothing references them: another run's or a real
+	// agent's rows may point at them.
+	tag, err := tx.Exec(ctx, `DELETE FROM allowlists a WHERE a.id = ANY($1) AND a.name = $2
+		AND NOT EXISTS (SELECT 1 FROM verifiermain v WHERE v.ima_policy_id = a.id)`, r.imaPolicyID, r.imaName)
+	if err != nil {
+		return fmt.Errorf("delete IMA policy %q: %w", r.imaName, explainWriteError(err))
+	}
+	counts.IMAPolicies = tag.RowsAffected()
+	tag, err = tx.Exec(ctx, `DELETE FROM mbpolicies m WHERE m.id = ANY($1) AND m.name = $2
+		AND NOT EXISTS (SELECT 1 FROM verifiermain v WHERE v.mb_policy_id = m.id)`, r.mbPolicyID, r.mbName)
+	if err != nil {
+		return fmt.Errorf("delete measured-boot policy %q: %w", r.mbName, explainWriteError(err))
+	}
+	counts.MBPolicies = tag.RowsAffected()
+	return nil
 }
 
 // afterEvidenceIndex is nil except in this package's tests, which use it to look inside the cleanup transaction

@@ -94,6 +94,31 @@ var requiredColumns = map[string]map[string]int{
 // without the tables gives ErrSchemaMissing; one from an older Keylime (agent_id VARCHAR(20), no sessions
 // table, no push attestations, ...) gives ErrSchemaOutdated listing every difference.
 func CheckSchema(ctx context.Context, pool *pgxpool.Pool) error {
+	found, err := schemaColumns(ctx, pool)
+	if err != nil {
+		return err
+	}
+	if found["verifiermain"] == nil {
+		return fmt.Errorf("%w: no verifiermain table in the current schema (start the Keylime verifier once "+
+			"against this database so that it runs its migrations, or create the tables with `attestload "+
+			"verifier-sim --database URL --init-schema`)", ErrSchemaMissing)
+	}
+
+	if problems := missingColumns(found); len(problems) > 0 {
+		return fmt.Errorf("%w (attestload needs Keylime migration %s): %s; upgrade the verifier and let it migrate "+
+			"its database", ErrSchemaOutdated, AlembicHead, strings.Join(problems, ", "))
+	}
+
+	if found["alembic_version_cloud_verifier"] == nil {
+		return fmt.Errorf("%w: no alembic_version_cloud_verifier table, so the tables were not created by a Keylime "+
+			"verifier (expected revision %s)", ErrSchemaUnrecognized, AlembicHead)
+	}
+	return checkRevision(ctx, pool)
+}
+
+// schemaColumns reads the columns of the tables attestload uses: table, column, maximum length (0 when
+// unbounded).
+func schemaColumns(ctx context.Context, pool *pgxpool.Pool) (map[string]map[string]int, error) {
 	rows, err := pool.Query(ctx, `
 		SELECT table_name, column_name, coalesce(character_maximum_length, 0)
 		FROM information_schema.columns
@@ -101,7 +126,7 @@ func CheckSchema(ctx context.Context, pool *pgxpool.Pool) error {
 		[]string{"verifiermain", "allowlists", "mbpolicies", "attestations", "evidence_items", "sessions",
 			"alembic_version_cloud_verifier"})
 	if err != nil {
-		return fmt.Errorf("check keylime schema: %w", err)
+		return nil, fmt.Errorf("check keylime schema: %w", err)
 	}
 	found := map[string]map[string]int{}
 	var table, column string
@@ -114,14 +139,13 @@ func CheckSchema(ctx context.Context, pool *pgxpool.Pool) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("check keylime schema: %w", err)
+		return nil, fmt.Errorf("check keylime schema: %w", err)
 	}
-	if found["verifiermain"] == nil {
-		return fmt.Errorf("%w: no verifiermain table in the current schema (start the Keylime verifier once "+
-			"against this database so that it runs its migrations, or create the tables with `attestload "+
-			"verifier-sim --database URL --init-schema`)", ErrSchemaMissing)
-	}
+	return found, nil
+}
 
+// missingColumns lists what requiredColumns asks for and found lacks: tables, columns, too short VARCHARs.
+func missingColumns(found map[string]map[string]int) []string {
 	var problems []string
 	for _, t := range slices.Sorted(maps.Keys(requiredColumns)) {
 		have, ok := found[t]
@@ -140,15 +164,11 @@ func CheckSchema(ctx context.Context, pool *pgxpool.Pool) error {
 			}
 		}
 	}
-	if len(problems) > 0 {
-		return fmt.Errorf("%w (attestload needs Keylime migration %s): %s; upgrade the verifier and let it migrate "+
-			"its database", ErrSchemaOutdated, AlembicHead, strings.Join(problems, ", "))
-	}
+	return problems
+}
 
-	if found["alembic_version_cloud_verifier"] == nil {
-		return fmt.Errorf("%w: no alembic_version_cloud_verifier table, so the tables were not created by a Keylime "+
-			"verifier (expected revision %s)", ErrSchemaUnrecognized, AlembicHead)
-	}
+// checkRevision checks the one row of alembic_version_cloud_verifier against the revisions attestload knows.
+func checkRevision(ctx context.Context, pool *pgxpool.Pool) error {
 	var versions []string
 	vrows, err := pool.Query(ctx, "SELECT version_num FROM alembic_version_cloud_verifier ORDER BY version_num")
 	if err != nil {
