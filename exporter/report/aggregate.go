@@ -135,8 +135,39 @@ func (a *aggregator) add(c *record.Line) {
 	}
 	a.maxWorker = max(a.maxWorker, c.WorkerIndex)
 	a.maxAgen = max(a.maxAgen, c.AgentIndex)
+	updateDur := a.addLegacy(c)
+	end := a.addTrack(c)
+	outcome := a.addOutcome(c)
+	phase, has := a.addPhases(c, updateDur)
+	a.addVerdict(c, outcome)
 
-	// The old tables.
+	// Requests and HTTP.
+	a.requestsOf(c.Session, -1, c.Schema)
+	a.requestsOf(c.Create, 2, c.Schema)
+	a.requestsOf(c.Update, 3, c.Schema)
+
+	// Scheduling.
+	if c.HasLateSeconds {
+		a.scheduled++
+		if record.IsLate(c.LateSeconds) {
+			a.late++
+		}
+		a.lateness.add(c.LateSeconds)
+	}
+
+	// Throughput by end time: the record's own end for schema 1, else the task end.
+	t := end
+	if c.Schema >= 1 && c.EndTime > 0 {
+		t = c.EndTime
+	}
+	if t != 0 {
+		a.timeline.add(t, outcome, &phase, &has)
+	}
+}
+
+// addLegacy adds c to the old tables and returns the evidence phase's duration as they count it (0 without an
+// update attempt).
+func (a *aggregator) addLegacy(c *record.Line) float64 {
 	l := &a.legacy
 	legacyRequest(&l.CreateRequests, c.Create)
 	legacyRequest(&l.UpdateRequests, c.Update)
@@ -148,9 +179,13 @@ func (a *aggregator) add(c *record.Line) {
 	legacyPhase(&l.EvidencePhase, c.UpdateOK, updateDur)
 	legacyPhase(&l.CompleteRuns, c.UpdateOK, c.CreateDuration+updateDur)
 
-	// Task start is the first create attempt's start; its end the last update attempt's end, or the last create
-	// attempt's. Zero times are treated as missing.
-	var start, end float64
+	return updateDur
+}
+
+// addTrack widens the run's track by c and returns c's task end. Task start is the first create attempt's start;
+// its end the last update attempt's end, or the last create attempt's. Zero times are treated as missing.
+func (a *aggregator) addTrack(c *record.Line) (end float64) {
+	var start float64
 	if len(c.Create) > 0 {
 		start = c.Create[0].StartTime
 		end = c.Create[len(c.Create)-1].EndTime
@@ -165,6 +200,11 @@ func (a *aggregator) add(c *record.Line) {
 		a.trackEnd, a.haveEnd = end, true
 	}
 
+	return end
+}
+
+// addOutcome counts c's outcome, and its error class when it did not succeed, and returns the outcome.
+func (a *aggregator) addOutcome(c *record.Line) record.Outcome {
 	// Outcome: schema-1 records say it; v0 records (or a missing key) derive it.
 	outcome := c.Outcome
 	if outcome == "" {
@@ -189,9 +229,12 @@ func (a *aggregator) add(c *record.Line) {
 		a.outcomeErrs.inc(reason)
 	}
 
+	return outcome
+}
+
+// addPhases adds c's phase durations and returns them, with which phases c has.
+func (a *aggregator) addPhases(c *record.Line, updateDur float64) (phase [len(phaseNames)]float64, has [len(phaseNames)]bool) {
 	// Phases: a phase is measured on every cycle that made at least one request in it.
-	var phase [len(phaseNames)]float64
-	var has [len(phaseNames)]bool
 	if len(c.Session) > 0 {
 		phase[0], has[0] = c.SessionDuration, true
 		if c.SessionDuration == 0 {
@@ -217,7 +260,11 @@ func (a *aggregator) add(c *record.Line) {
 		}
 	}
 
-	// Verdicts.
+	return phase, has
+}
+
+// addVerdict counts c's verdict, the verifier defects it shows, and the time to the verdict.
+func (a *aggregator) addVerdict(c *record.Line, outcome record.Outcome) {
 	switch c.Evaluation {
 	case record.EvaluationPass:
 		a.pass++
@@ -234,29 +281,6 @@ func (a *aggregator) add(c *record.Line) {
 	a.defects(c, outcome)
 	if c.HasVerdictSeconds {
 		a.verdict.add(c.VerdictSeconds)
-	}
-
-	// Requests and HTTP.
-	a.requestsOf(c.Session, -1, c.Schema)
-	a.requestsOf(c.Create, 2, c.Schema)
-	a.requestsOf(c.Update, 3, c.Schema)
-
-	// Scheduling.
-	if c.HasLateSeconds {
-		a.scheduled++
-		if record.IsLate(c.LateSeconds) {
-			a.late++
-		}
-		a.lateness.add(c.LateSeconds)
-	}
-
-	// Throughput by end time: the record's own end for schema 1, else the task end.
-	t := end
-	if c.Schema >= 1 && c.EndTime > 0 {
-		t = c.EndTime
-	}
-	if t != 0 {
-		a.timeline.add(t, outcome, &phase, &has)
 	}
 }
 

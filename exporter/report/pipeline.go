@@ -41,15 +41,6 @@ type lineSkip struct {
 	why  string
 }
 
-// pipeline reads paths into agg.
-type pipeline struct {
-	paths   []string
-	workers int
-	free    chan *chunk
-	work    chan *chunk
-	done    chan *chunk
-}
-
 // decodeChunk decodes every line of c.
 func decodeChunk(d *record.Decoder, c *chunk) {
 	c.n, c.skips = 0, c.skips[:0]
@@ -112,19 +103,7 @@ func runPipeline(ctx context.Context, paths []string, workers int, agg *aggregat
 		defer close(work)
 		rerr = readChunks(ctx, paths, free, work, closeErrs)
 	}()
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			var d record.Decoder
-			for c := range work {
-				if !c.tooLong && c.readErr == nil {
-					decodeChunk(&d, c)
-				}
-				decoded <- c
-			}
-		})
-	}
-	go func() { wg.Wait(); close(decoded) }()
+	startDecoders(workers, work, decoded)
 
 	// Aggregate in sequence order.
 	pending := map[int64]*chunk{}
@@ -144,28 +123,10 @@ func runPipeline(ctx context.Context, paths []string, workers int, agg *aggregat
 					failed = c.readErr
 					cancel()
 				} else {
-					if c.tooLong {
-						decodeChunk(nil, c)
-					}
-					for i := range c.n {
-						agg.add(&c.cycles[i])
-					}
-					for _, s := range c.skips {
-						skips.skip(paths[c.file], s.line, s.why)
-					}
-					if c.endFile && perFile != nil {
-						perFile(c.file, closeErrs[c.file])
-					}
+					aggregateChunk(c, agg, skips, paths, closeErrs, perFile)
 				}
 			}
-			c.data, c.tooLong, c.endFile, c.readErr = c.data[:0], false, false, nil
-			if cap(c.data) > 4*chunkBytes {
-				c.data = make([]byte, 0, chunkBytes) // do not keep a huge line's buffer
-			}
-			select {
-			case free <- c:
-			default:
-			}
+			recycle(c, free)
 		}
 	}
 	if failed != nil {
@@ -175,6 +136,54 @@ func runPipeline(ctx context.Context, paths []string, workers int, agg *aggregat
 		return rerr
 	}
 	return ctx.Err()
+}
+
+// startDecoders starts workers goroutines that decode the chunks from work and pass them on to decoded, which
+// is closed once work is drained.
+func startDecoders(workers int, work <-chan *chunk, decoded chan<- *chunk) {
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			var d record.Decoder
+			for c := range work {
+				if !c.tooLong && c.readErr == nil {
+					decodeChunk(&d, c)
+				}
+				decoded <- c
+			}
+		})
+	}
+	go func() { wg.Wait(); close(decoded) }()
+}
+
+// aggregateChunk adds a decoded chunk's records to agg and reports its skipped lines; after a file's last chunk
+// it calls perFile.
+func aggregateChunk(c *chunk, agg *aggregator, skips *skipLog, paths []string, closeErrs []error,
+	perFile func(file int, closeErr error)) {
+	if c.tooLong {
+		decodeChunk(nil, c)
+	}
+	for i := range c.n {
+		agg.add(&c.cycles[i])
+	}
+	for _, s := range c.skips {
+		skips.skip(paths[c.file], s.line, s.why)
+	}
+	if c.endFile && perFile != nil {
+		perFile(c.file, closeErrs[c.file])
+	}
+}
+
+// recycle empties c and returns it to free (unless free is full).
+func recycle(c *chunk, free chan<- *chunk) {
+	c.data, c.tooLong, c.endFile, c.readErr = c.data[:0], false, false, nil
+	if cap(c.data) > 4*chunkBytes {
+		c.data = make([]byte, 0, chunkBytes) // do not keep a huge line's buffer
+	}
+	select {
+	case free <- c:
+	default:
+	}
 }
 
 // readChunks cuts the files into chunks of whole lines. A line longer than the chunk grows its chunk up to
@@ -202,75 +211,93 @@ func readChunks(ctx context.Context, paths []string, free <-chan *chunk, work ch
 			work <- c
 			return err
 		}
-		line := int64(1)
-		var carry []byte // the start of a line the previous chunk did not finish
-		eof := false
-		for !eof {
-			c, err := get()
-			if err != nil {
-				rr.Close()
-				return err
-			}
-			c.file, c.firstLine = fi, line
-			c.data = append(c.data[:0], carry...)
-			carry = carry[:0]
-			// Fill the chunk; if it holds no newline, keep growing it for one long line.
-			for {
-				n, rerr := readFull(rr, c.data[len(c.data):cap(c.data)])
-				c.data = c.data[:len(c.data)+n]
-				if rerr != nil {
-					if !errors.Is(rerr, io.EOF) {
-						rr.Close()
-						c.readErr = fmt.Errorf("read %s: %w", p, rerr)
-						work <- c
-						return c.readErr
-					}
-					eof = true
-					break
-				}
-				if bytes.IndexByte(c.data, '\n') >= 0 {
-					break
-				}
-				if len(c.data) > MaxLineBytes {
-					// Skip the rest of this line without keeping it.
-					c.tooLong = true
-					rest, serr := skipLine(rr)
-					carry = append(carry, rest...)
-					if serr != nil {
-						eof = true
-					}
-					c.data = c.data[:0]
-					break
-				}
-				c.data = append(c.data, make([]byte, chunkBytes)...)[:len(c.data)]
-			}
-			if !c.tooLong && !eof {
-				cut := bytes.LastIndexByte(c.data, '\n') + 1
-				carry = append(carry, c.data[cut:]...)
-				c.data = c.data[:cut]
-			}
-			if c.tooLong {
-				line++
-			} else {
-				line += int64(bytes.Count(c.data, []byte{'\n'}))
-			}
-			if eof {
-				if cerr := rr.Close(); cerr != nil {
-					closeErrs[fi] = cerr
-				}
-				c.endFile = true
-			}
-			select {
-			case work <- c:
-			case <-ctx.Done():
-				if !eof {
-					rr.Close()
-				}
-				return ctx.Err()
-			}
+		if err := readFileChunks(ctx, fi, p, rr, get, work, closeErrs); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// readFileChunks cuts the open file fi (path p) into chunks taken from get, and closes it.
+func readFileChunks(ctx context.Context, fi int, p string, rr *resultsReader, get func() (*chunk, error),
+	work chan<- *chunk, closeErrs []error) error {
+	line := int64(1)
+	var carry []byte // the start of a line the previous chunk did not finish
+	eof := false
+	for !eof {
+		c, err := get()
+		if err != nil {
+			rr.Close()
+			return err
+		}
+		c.file, c.firstLine = fi, line
+		c.data = append(c.data[:0], carry...)
+		carry = carry[:0]
+		if eof, carry, err = fillChunk(rr, c, carry); err != nil {
+			rr.Close()
+			c.readErr = fmt.Errorf("read %s: %w", p, err)
+			work <- c
+			return c.readErr
+		}
+		if c.tooLong {
+			line++
+		} else {
+			line += int64(bytes.Count(c.data, []byte{'\n'}))
+		}
+		if eof {
+			if cerr := rr.Close(); cerr != nil {
+				closeErrs[fi] = cerr
+			}
+			c.endFile = true
+		}
+		select {
+		case work <- c:
+		case <-ctx.Done():
+			if !eof {
+				rr.Close()
+			}
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// fillChunk reads whole lines into c: if the chunk holds no newline it keeps growing it for one long line, up to
+// MaxLineBytes (past that c is tooLong and the line is skipped). What follows the last newline goes to carry, for
+// the next chunk. eof is true at the end of the stream; err is a read error other than the end.
+func fillChunk(rr io.Reader, c *chunk, carry []byte) (eof bool, _ []byte, err error) {
+	for {
+		n, rerr := readFull(rr, c.data[len(c.data):cap(c.data)])
+		c.data = c.data[:len(c.data)+n]
+		if rerr != nil {
+			if !errors.Is(rerr, io.EOF) {
+				return false, carry, rerr
+			}
+			eof = true
+			break
+		}
+		if bytes.IndexByte(c.data, '\n') >= 0 {
+			break
+		}
+		if len(c.data) > MaxLineBytes {
+			// Skip the rest of this line without keeping it.
+			c.tooLong = true
+			rest, serr := skipLine(rr)
+			carry = append(carry, rest...)
+			if serr != nil {
+				eof = true
+			}
+			c.data = c.data[:0]
+			break
+		}
+		c.data = append(c.data, make([]byte, chunkBytes)...)[:len(c.data)]
+	}
+	if !c.tooLong && !eof {
+		cut := bytes.LastIndexByte(c.data, '\n') + 1
+		carry = append(carry, c.data[cut:]...)
+		c.data = c.data[:cut]
+	}
+	return eof, carry, nil
 }
 
 // readFull reads until p is full or the stream ends.

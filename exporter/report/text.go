@@ -155,89 +155,11 @@ func buildSections(s *Summary) []section {
 	if keys := keyTypesLine(s.Runs); keys != "" {
 		out = append(out, section{title: "Attestation keys", lines: []string{keys}})
 	}
-
-	ph := tbl{header: append([]string{"phase"}, append(latencyHeader[1:], "per second")...)}
-	for _, l := range s.Phases {
-		ph.rows = append(ph.rows, append(latencyRow(l.Name, l), fmtRate(l.Rate)))
-	}
-	rq := tbl{header: append([]string{"request", "ok", "retry", "fail", "all"}, latencyHeader[2:]...)}
-	for _, r := range s.Requests {
-		l := r.Latency
-		rq.rows = append(rq.rows, []string{r.Name, i64(r.OK), i64(r.Retry), i64(r.Fail), i64(r.All),
-			fmtSeconds(l.P50), fmtSeconds(l.P90), fmtSeconds(l.P99), fmtSeconds(l.P999), fmtSeconds(l.Max),
-			fmtSeconds(l.Avg)})
-	}
-	out = append(out, section{title: "Latency percentiles", lines: []string{
-		"Phases: session (PoP token), negotiate (create), evidence (update), cycle (whole cycle), verdict " +
-			"(evidence accepted to verdict observed)."}, tbls: []tbl{ph, rq}})
-
-	o := s.Outcomes
-	total := o.Success + o.Fail + o.Aborted
-	ot := tbl{header: []string{"outcome", "count", "share"}, rows: [][]string{
-		{"success", i64(o.Success), share(o.Success, total)},
-		{"fail", i64(o.Fail), share(o.Fail, total)},
-		{"aborted", i64(o.Aborted), share(o.Aborted, total)},
-	}}
-	out = append(out, section{title: "Cycle outcomes", lines: []string{fmt.Sprintf("%d cycles.", total)},
-		tbls: []tbl{ot, namedTable("failed or aborted, by error", o.ByError, o.Fail+o.Aborted)}})
-
-	v := s.Verdicts
-	vt := tbl{header: []string{"verdict", "count", "share"}, rows: [][]string{
-		{"pass", i64(v.Pass), share(v.Pass, v.Pass+v.Fail+v.Unknown)},
-		{"fail", i64(v.Fail), share(v.Fail, v.Pass+v.Fail+v.Unknown)},
-		{"unknown", i64(v.Unknown), share(v.Unknown, v.Pass+v.Fail+v.Unknown)},
-	}}
-	ttv := tbl{header: append([]string{"time to verdict"}, latencyHeader[1:]...),
-		rows: [][]string{latencyRow("evidence → verdict", s.Phases[len(phaseNames)])}}
-	out = append(out, section{title: "Verification verdicts", tbls: []tbl{vt,
-		namedTable("fail reason", v.FailReasons, v.Fail), ttv}})
-
-	h := s.HTTP
-	out = append(out, section{title: "HTTP status and errors", lines: []string{
-		fmt.Sprintf("%d requests, %d not ok (%s).", h.Attempts, h.NotOK, share(h.NotOK, h.Attempts))},
-		tbls: []tbl{namedTable("status class", h.StatusClasses, h.Attempts), namedTable("error class", h.Errors, h.Attempts)}})
-
-	sc := s.Scheduling
-	dropped, lateRuns := "not recorded", "not recorded"
-	if sc.Dropped != nil {
-		dropped = i64(*sc.Dropped)
-	}
-	if sc.LateFromRuns != nil {
-		lateRuns = i64(*sc.LateFromRuns)
-	}
-	lateLine := "Late cycles: not recorded (no record carries late_seconds)."
-	if sc.Scheduled > 0 {
-		lateLine = fmt.Sprintf("Late cycles (started more than %s after their due time): %d of %d scheduled "+
-			"cycles (%s).", fmtTolerance(), sc.Late, sc.Scheduled, share(sc.Late, sc.Scheduled))
-	}
-	st := section{title: "Late and dropped cycles", lines: []string{lateLine,
-		"Late cycles reported by the runs: " + lateRuns + ".", "Dropped cycles: " + dropped + "."}}
-	if sc.Scheduled > 0 {
-		st.tbls = []tbl{{header: append([]string{"lateness"}, latencyHeader[1:]...),
-			rows: [][]string{latencyRow("start − due", sc.Lateness)}}}
-	}
-	out = append(out, st)
+	out = append(out, latencySection(s), outcomeSection(s), verdictSection(s), httpSection(s), schedulingSection(s))
 	if os := outageSection(s.Runs); os != nil {
 		out = append(out, *os)
 	}
-
-	tp := tbl{header: []string{"from", "cycles", "success", "fail", "aborted", "per second", "cycle p50", "cycle p99"}}
-	for _, b := range s.Throughput.Buckets {
-		tp.rows = append(tp.rows, []string{offsetLabel(b.Offset), i64(b.Cycles), i64(b.Success), i64(b.Fail),
-			i64(b.Aborted), fmtRate(&b.PerSecond), fmtSeconds(b.P50["cycle"]),
-			fmtSeconds(b.P99["cycle"])})
-	}
-	tput := section{title: "Throughput over time", lines: []string{fmt.Sprintf(
-		"Completed cycles per %s bucket (the size chosen to keep the table within %d rows), by end time, from the "+
-			"first bucket's start.",
-		fmtBucket(s.Throughput.BucketSeconds), maxBuckets)}}
-	if len(tp.rows) > 0 {
-		tput.tbls = []tbl{tp}
-	} else {
-		tput.lines = append(tput.lines, "No cycle has an end time.")
-	}
-	out = append(out, tput)
-
+	out = append(out, throughputSection(s))
 	if len(s.Thresholds) > 0 {
 		th := section{title: "Thresholds"}
 		for _, r := range s.Thresholds {
@@ -257,6 +179,103 @@ func buildSections(s *Summary) []section {
 		s.Records, len(s.Inputs), s.SkippedLines))
 	out = append(out, notes)
 	return out
+}
+
+// latencySection is the percentiles of every phase and request kind.
+func latencySection(s *Summary) section {
+	ph := tbl{header: append([]string{"phase"}, append(latencyHeader[1:], "per second")...)}
+	for _, l := range s.Phases {
+		ph.rows = append(ph.rows, append(latencyRow(l.Name, l), fmtRate(l.Rate)))
+	}
+	rq := tbl{header: append([]string{"request", "ok", "retry", "fail", "all"}, latencyHeader[2:]...)}
+	for _, r := range s.Requests {
+		l := r.Latency
+		rq.rows = append(rq.rows, []string{r.Name, i64(r.OK), i64(r.Retry), i64(r.Fail), i64(r.All),
+			fmtSeconds(l.P50), fmtSeconds(l.P90), fmtSeconds(l.P99), fmtSeconds(l.P999), fmtSeconds(l.Max),
+			fmtSeconds(l.Avg)})
+	}
+	return section{title: "Latency percentiles", lines: []string{
+		"Phases: session (PoP token), negotiate (create), evidence (update), cycle (whole cycle), verdict " +
+			"(evidence accepted to verdict observed)."}, tbls: []tbl{ph, rq}}
+}
+
+// outcomeSection counts the cycles by outcome, and the failed ones by error class.
+func outcomeSection(s *Summary) section {
+	o := s.Outcomes
+	total := o.Success + o.Fail + o.Aborted
+	ot := tbl{header: []string{"outcome", "count", "share"}, rows: [][]string{
+		{"success", i64(o.Success), share(o.Success, total)},
+		{"fail", i64(o.Fail), share(o.Fail, total)},
+		{"aborted", i64(o.Aborted), share(o.Aborted, total)},
+	}}
+	return section{title: "Cycle outcomes", lines: []string{fmt.Sprintf("%d cycles.", total)},
+		tbls: []tbl{ot, namedTable("failed or aborted, by error", o.ByError, o.Fail+o.Aborted)}}
+}
+
+// verdictSection counts the verdicts, the fail reasons, and the time to a verdict.
+func verdictSection(s *Summary) section {
+	v := s.Verdicts
+	vt := tbl{header: []string{"verdict", "count", "share"}, rows: [][]string{
+		{"pass", i64(v.Pass), share(v.Pass, v.Pass+v.Fail+v.Unknown)},
+		{"fail", i64(v.Fail), share(v.Fail, v.Pass+v.Fail+v.Unknown)},
+		{"unknown", i64(v.Unknown), share(v.Unknown, v.Pass+v.Fail+v.Unknown)},
+	}}
+	ttv := tbl{header: append([]string{"time to verdict"}, latencyHeader[1:]...),
+		rows: [][]string{latencyRow("evidence → verdict", s.Phases[len(phaseNames)])}}
+	return section{title: "Verification verdicts", tbls: []tbl{vt,
+		namedTable("fail reason", v.FailReasons, v.Fail), ttv}}
+}
+
+// httpSection counts the requests by status class and error class.
+func httpSection(s *Summary) section {
+	h := s.HTTP
+	return section{title: "HTTP status and errors", lines: []string{
+		fmt.Sprintf("%d requests, %d not ok (%s).", h.Attempts, h.NotOK, share(h.NotOK, h.Attempts))},
+		tbls: []tbl{namedTable("status class", h.StatusClasses, h.Attempts), namedTable("error class", h.Errors, h.Attempts)}}
+}
+
+// schedulingSection is the late and dropped cycles, and how late the late ones were.
+func schedulingSection(s *Summary) section {
+	sc := s.Scheduling
+	dropped, lateRuns := "not recorded", "not recorded"
+	if sc.Dropped != nil {
+		dropped = i64(*sc.Dropped)
+	}
+	if sc.LateFromRuns != nil {
+		lateRuns = i64(*sc.LateFromRuns)
+	}
+	lateLine := "Late cycles: not recorded (no record carries late_seconds)."
+	if sc.Scheduled > 0 {
+		lateLine = fmt.Sprintf("Late cycles (started more than %s after their due time): %d of %d scheduled "+
+			"cycles (%s).", fmtTolerance(), sc.Late, sc.Scheduled, share(sc.Late, sc.Scheduled))
+	}
+	st := section{title: "Late and dropped cycles", lines: []string{lateLine,
+		"Late cycles reported by the runs: " + lateRuns + ".", "Dropped cycles: " + dropped + "."}}
+	if sc.Scheduled > 0 {
+		st.tbls = []tbl{{header: append([]string{"lateness"}, latencyHeader[1:]...),
+			rows: [][]string{latencyRow("start − due", sc.Lateness)}}}
+	}
+	return st
+}
+
+// throughputSection is the completed cycles per time bucket.
+func throughputSection(s *Summary) section {
+	tp := tbl{header: []string{"from", "cycles", "success", "fail", "aborted", "per second", "cycle p50", "cycle p99"}}
+	for _, b := range s.Throughput.Buckets {
+		tp.rows = append(tp.rows, []string{offsetLabel(b.Offset), i64(b.Cycles), i64(b.Success), i64(b.Fail),
+			i64(b.Aborted), fmtRate(&b.PerSecond), fmtSeconds(b.P50["cycle"]),
+			fmtSeconds(b.P99["cycle"])})
+	}
+	tput := section{title: "Throughput over time", lines: []string{fmt.Sprintf(
+		"Completed cycles per %s bucket (the size chosen to keep the table within %d rows), by end time, from the "+
+			"first bucket's start.",
+		fmtBucket(s.Throughput.BucketSeconds), maxBuckets)}}
+	if len(tp.rows) > 0 {
+		tput.tbls = []tbl{tp}
+	} else {
+		tput.lines = append(tput.lines, "No cycle has an end time.")
+	}
+	return tput
 }
 
 // alignTable renders a table with the first column left-aligned and the others right-aligned.
