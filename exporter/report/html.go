@@ -149,16 +149,7 @@ func throughputChart(s *Summary) string {
 func percentileChart(s *Summary) string {
 	const title = "Latency percentiles over time per phase (log scale; p50 dashed, p99 solid)"
 	bs := s.Throughput.Buckets
-	peak, low := 0.0, math.Inf(1)
-	for _, b := range bs {
-		for _, m := range []map[string]*float64{b.P50, b.P99} {
-			for _, p := range m {
-				if p != nil && *p > 0 {
-					peak, low = math.Max(peak, *p), math.Min(low, *p)
-				}
-			}
-		}
-	}
+	peak, low := latencyRange(bs)
 	if len(bs) == 0 || peak == 0 {
 		return emptyChart(title, "no latency data over time")
 	}
@@ -205,34 +196,62 @@ func percentileChart(s *Summary) string {
 			dash string
 		}{{func(b Bucket) *float64 { return b.P50[n] }, ` stroke-dasharray="4 3"`},
 			{func(b Bucket) *float64 { return b.P99[n] }, ""}} {
-			// A bucket without data breaks the line, so a gap in the run does not read as a trend.
-			var segs [][]string
-			var cur []string
-			for i, b := range bs {
-				v := q.get(b)
-				if v == nil {
-					if len(cur) > 0 {
-						segs, cur = append(segs, cur), nil
-					}
-					continue
-				}
-				cur = append(cur, f1(padL+(float64(i)+0.5)*w)+","+f1(yOf(*v)))
-			}
-			if len(cur) > 0 {
-				segs = append(segs, cur)
-			}
-			for _, pts := range segs {
-				if len(pts) == 1 {
-					xy := strings.Split(pts[0], ",")
-					fmt.Fprintf(&c.b, `<circle cx="%s" cy="%s" r="3" fill="%s"/>`, xy[0], xy[1], phaseColors[n])
-					continue
-				}
-				fmt.Fprintf(&c.b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"%s/>`,
-					strings.Join(pts, " "), phaseColors[n], q.dash)
-			}
+			segs := segments(bs, q.get, func(i int, v float64) string {
+				return f1(padL+(float64(i)+0.5)*w) + "," + f1(yOf(v))
+			})
+			c.polylines(segs, phaseColors[n], q.dash)
 		}
 	}
 	return c.close()
+}
+
+// latencyRange is the highest and the lowest positive p50 or p99 of the buckets (0 and +Inf without any).
+func latencyRange(bs []Bucket) (peak, low float64) {
+	peak, low = 0.0, math.Inf(1)
+	for _, b := range bs {
+		for _, m := range []map[string]*float64{b.P50, b.P99} {
+			for _, p := range m {
+				if p != nil && *p > 0 {
+					peak, low = math.Max(peak, *p), math.Min(low, *p)
+				}
+			}
+		}
+	}
+	return peak, low
+}
+
+// segments turns the buckets' values (get) into runs of "x,y" points (point): a bucket without data breaks the
+// line, so a gap in the run does not read as a trend.
+func segments(bs []Bucket, get func(Bucket) *float64, point func(i int, v float64) string) [][]string {
+	var segs [][]string
+	var cur []string
+	for i, b := range bs {
+		v := get(b)
+		if v == nil {
+			if len(cur) > 0 {
+				segs, cur = append(segs, cur), nil
+			}
+			continue
+		}
+		cur = append(cur, point(i, *v))
+	}
+	if len(cur) > 0 {
+		segs = append(segs, cur)
+	}
+	return segs
+}
+
+// polylines draws each segment as a line in color (dash: extra attributes), or as a dot when it is one point.
+func (c *svg) polylines(segs [][]string, color, dash string) {
+	for _, pts := range segs {
+		if len(pts) == 1 {
+			xy := strings.Split(pts[0], ",")
+			fmt.Fprintf(&c.b, `<circle cx="%s" cy="%s" r="3" fill="%s"/>`, xy[0], xy[1], color)
+			continue
+		}
+		fmt.Fprintf(&c.b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"%s/>`,
+			strings.Join(pts, " "), color, dash)
+	}
 }
 
 // decadeLabel writes a power of ten seconds with the unit that makes it a whole number: 10ms, 1s, 100s.
