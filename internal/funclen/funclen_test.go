@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/attestload/attestload/internal/sharedtest"
 )
 
 // allowed lists the functions that were over MaxLines when this test was written, as "dir/file.go Name" (methods
@@ -21,7 +23,7 @@ var allowed = map[string]bool{
 }
 
 func TestNoLongFunctions(t *testing.T) {
-	root := moduleRoot(t)
+	root := sharedtest.RepoRoot(t)
 	long := longFunctions(t, root)
 	for _, f := range long {
 		if !allowed[f.key] {
@@ -134,23 +136,4 @@ func funcName(fd *ast.FuncDecl) string {
 		return id.Name + "." + fd.Name.Name
 	}
 	return fd.Name.Name
-}
-
-// moduleRoot is the directory of the go.mod above this package.
-func moduleRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := filepath.Abs(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test's directory")
-		}
-		dir = parent
-	}
 }
