@@ -21,12 +21,46 @@ func (e *exitCodeError) Error() string { return fmt.Sprintf("exit status %d", e.
 // ExitCode returns the process exit status to use.
 func (e *exitCodeError) ExitCode() int { return e.code }
 
+// Exit statuses of a report besides 0, 1 (an error) and 2 (a usage error).
+const (
+	exitSkipped          = 3  // --strict, and at least one line was skipped as malformed
+	exitThresholdCrossed = 99 // at least one threshold was crossed; wins over exitSkipped
+)
+
+// reportStatus is the exit status a report's result calls for.
+func reportStatus(res report.Result, strict bool) int {
+	switch {
+	case res.ThresholdsCrossed:
+		return exitThresholdCrossed
+	case strict && res.SkippedLines > 0:
+		return exitSkipped
+	}
+	return 0
+}
+
+// flagError names the flag behind a report option error: --format, --legacy or --threshold.
+func flagError(opts report.Options, err error) error {
+	var oe *report.OptionError
+	if !errors.As(err, &oe) {
+		return err
+	}
+	switch oe.Option {
+	case report.OptionFormat:
+		return fmt.Errorf("--format %w", oe.Err)
+	case report.OptionLegacy:
+		return errors.New("--legacy prints the old text tables only; it cannot be combined with --format " + opts.Format)
+	default:
+		return fmt.Errorf("--threshold: %w", oe.Err)
+	}
+}
+
 // newReportCmd builds `attestload report`. All logic is in exporter/report; this only maps flags.
 func newReportCmd() *cobra.Command {
 	var (
 		opts   report.Options
 		color  string
 		format string
+		strict bool
 	)
 	cmd := &cobra.Command{
 		Use:   "report FILE|TIMESTAMP|GLOB...",
@@ -56,13 +90,13 @@ Exit status: 0 ok; 1 error; 2 usage error; 3 lines were skipped and --strict was
 				return &usageError{fmt.Errorf("--color %q: want auto, always or never", color)}
 			}
 			if err := opts.Validate(); err != nil {
-				return &usageError{err}
+				return &usageError{flagError(opts, err)}
 			}
-			code, err := report.Run(cmd.Context(), opts, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			res, err := report.Generate(cmd.Context(), opts, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			if err != nil {
-				return err
+				return flagError(opts, err)
 			}
-			if code != 0 {
+			if code := reportStatus(res, strict); code != 0 {
 				cmd.SilenceErrors, cmd.SilenceUsage = true, true
 				return &exitCodeError{code: code}
 			}
@@ -73,7 +107,7 @@ Exit status: 0 ok; 1 error; 2 usage error; 3 lines were skipped and --strict was
 	f.StringVar(&opts.ResultsDir, "results-dir", "results", "directory where run timestamps are looked up")
 	f.StringVar(&format, "format", report.FormatText, "output format: text, json, markdown or html")
 	f.BoolVar(&opts.Legacy, "legacy", false, "print exactly the old summary tables and nothing else")
-	f.BoolVar(&opts.Strict, "strict", false, "exit with status 3 when any line was skipped")
+	f.BoolVar(&strict, "strict", false, "exit with status 3 when any line was skipped")
 	f.StringArrayVar(&opts.Thresholds, "threshold", nil,
 		"pass/fail check such as 'evidence.p99<2s' (repeatable; durations need a unit); a crossed one is also "+
 			"printed on stderr and exits with status 99. Metrics: "+threshold.MetricsHelp)

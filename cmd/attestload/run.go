@@ -199,8 +199,10 @@ func runLoad(parent context.Context, cfg daemon.Config, stdout, stderr io.Writer
 	if len(inputs) == 0 {
 		inputs = []string{sum.ResultsPath}
 	}
-	code, repErr := report.Run(context.Background(), report.Options{Inputs: inputs,
-		Thresholds: cfg.Thresholds, Color: isTerminal(stdout)}, stdout, stderr)
+	ropts := report.Options{Inputs: inputs, Thresholds: cfg.Thresholds, Color: isTerminal(stdout)}
+	res, repErr := report.Generate(context.Background(), ropts, stdout, stderr)
+	repErr = flagError(ropts, repErr)
+	code := reportStatus(res, false)
 	if errors.Is(repErr, report.ErrNoRecords) && sum.Stats.Finished == 0 {
 		// Stopped before any cycle started: nothing to summarise is not a failure of the run itself (a
 		// threshold given for it would still have nothing to pass, so that case keeps the error).

@@ -167,12 +167,12 @@ func TestLargeFile(t *testing.T) {
 			}()
 			start := time.Now()
 			var sink bytes.Buffer
-			code, err := Run(context.Background(), Options{Inputs: []string{path}}, &sink, &sink)
+			res, err := Generate(context.Background(), Options{Inputs: []string{path}}, &sink, &sink)
 			elapsed := time.Since(start)
 			close(stop)
 			heap := <-peakHeap
-			if err != nil || code != 0 {
-				t.Fatalf("Run: %d %v", code, err)
+			if err != nil || res.ThresholdsCrossed {
+				t.Fatalf("Generate: %+v %v", res, err)
 			}
 			if !strings.Contains(sink.String(), "Performed "+f+" attestations") {
 				t.Errorf("report does not count %s attestations", f)

@@ -23,10 +23,10 @@ func TestLegacyGolden(t *testing.T) {
 				t.Fatalf("golden files (testdata/report-golden) not readable: %v", err)
 			}
 			var out, errb bytes.Buffer
-			code, err := Run(context.Background(), Options{Inputs: []string{filepath.Join(dir, name+".jsonl")},
+			res, err := Generate(context.Background(), Options{Inputs: []string{filepath.Join(dir, name+".jsonl")},
 				Legacy: true}, &out, &errb)
-			if err != nil || code != 0 {
-				t.Fatalf("Run: %d %v %s", code, err, errb.String())
+			if err != nil || res.ThresholdsCrossed {
+				t.Fatalf("Generate: %+v %v %s", res, err, errb.String())
 			}
 			if !bytes.Equal(out.Bytes(), want) {
 				os.WriteFile(filepath.Join(t.TempDir(), "got.txt"), out.Bytes(), 0o644)
@@ -93,17 +93,13 @@ func TestFormatsGolden(t *testing.T) {
 		for _, format := range []string{FormatText, FormatJSON, FormatMarkdown, FormatHTML} {
 			t.Run(c.name+"."+format, func(t *testing.T) {
 				var out, errb bytes.Buffer
-				code, err := Run(context.Background(), Options{Inputs: []string{c.input}, Format: format,
+				res, err := Generate(context.Background(), Options{Inputs: []string{c.input}, Format: format,
 					Thresholds: c.thresholds}, &out, &errb)
 				if err != nil {
 					t.Fatal(err)
 				}
-				wantCode := 0
-				if len(c.thresholds) > 0 {
-					wantCode = ExitThresholdCrossed
-				}
-				if code != wantCode {
-					t.Errorf("exit status %d, want %d", code, wantCode)
+				if want := len(c.thresholds) > 0; res.ThresholdsCrossed != want {
+					t.Errorf("thresholds crossed %v, want %v", res.ThresholdsCrossed, want)
 				}
 				golden := filepath.Join("testdata", c.name+"."+format+".golden")
 				if *update {

@@ -9,16 +9,6 @@ import (
 	"github.com/attestload/attestload/exporter/threshold"
 )
 
-// Exit statuses of Run besides 0.
-const (
-	// ExitError: the report could not be made (bad input, bad flag); Run also returns the error.
-	ExitError = 1
-	// ExitSkipped: with Options.Strict, at least one line was skipped as malformed.
-	ExitSkipped = 3
-	// ExitThresholdCrossed: at least one threshold was crossed. It wins over ExitSkipped.
-	ExitThresholdCrossed = 99
-)
-
 // Formats accepted by Options.Format.
 const (
 	FormatText     = "text"
@@ -27,13 +17,12 @@ const (
 	FormatHTML     = "html"
 )
 
-// Options select the inputs and the output of Run.
+// Options select the inputs and the output of Generate.
 type Options struct {
 	Inputs     []string // files, run timestamps (looked up under ResultsDir) or globs
 	ResultsDir string   // where run timestamps are looked up; "results" when empty
 	Format     string   // text (default), json, markdown or html
 	Legacy     bool     // only the old tables, exactly (text format only)
-	Strict     bool     // exit with ExitSkipped when any line was skipped
 	Thresholds []string // threshold expressions, see package threshold
 	Color      bool     // colour the legacy banner; the caller decides whether the output is a terminal
 }
@@ -46,34 +35,58 @@ func (opts Options) format() string {
 	return opts.Format
 }
 
-// Validate checks the options that come from the command line (format, legacy, thresholds) without reading
-// any input, so a caller can tell a usage mistake from a failure to read the results. The error names the flag.
+// Options named by OptionError.
+const (
+	OptionFormat    = "format"
+	OptionLegacy    = "legacy"
+	OptionThreshold = "threshold"
+)
+
+// OptionError is a bad option. Option says which one (OptionFormat, OptionLegacy, OptionThreshold), so that a
+// command can name its own flag or key; Err says what is wrong.
+type OptionError struct {
+	Option string
+	Err    error
+}
+
+func (e *OptionError) Error() string { return "report option " + e.Option + ": " + e.Err.Error() }
+
+func (e *OptionError) Unwrap() error { return e.Err }
+
+// Validate checks the options (format, legacy, thresholds) without reading any input, so a caller can tell a
+// usage mistake from a failure to read the results. Its errors are *OptionError.
 func (opts Options) Validate() error {
 	format := opts.format()
 	switch format {
 	case FormatText, FormatJSON, FormatMarkdown, FormatHTML:
 	default:
-		return fmt.Errorf("--format %q: want text, json, markdown or html", opts.Format)
+		return &OptionError{OptionFormat, fmt.Errorf("%q: want text, json, markdown or html", opts.Format)}
 	}
 	if opts.Legacy && format != FormatText {
-		return errors.New("--legacy prints the old text tables only; it cannot be combined with --format " + format)
+		return &OptionError{OptionLegacy, errors.New("the old text tables cannot be combined with format " + format)}
 	}
 	if _, err := threshold.ParseAll(opts.Thresholds); err != nil {
-		return fmt.Errorf("--threshold: %w", err)
+		return &OptionError{OptionThreshold, err}
 	}
 	return nil
 }
 
-// Run makes the report and writes it to stdout; diagnostics (skipped lines, legacy-mode threshold results) go to
-// stderr. It returns the exit status the command should use, and an error when no report could be made.
-func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) (int, error) {
+// Result is what a report found that decides how a command exits.
+type Result struct {
+	SkippedLines      int64 // malformed lines skipped
+	ThresholdsCrossed bool  // at least one threshold was crossed
+}
+
+// Generate makes the report and writes it to stdout; diagnostics (skipped lines, legacy-mode threshold results)
+// go to stderr. It returns what the command's exit status depends on, and an error when no report could be made.
+func Generate(ctx context.Context, opts Options, stdout, stderr io.Writer) (Result, error) {
 	if err := opts.Validate(); err != nil {
-		return ExitError, err
+		return Result{}, err
 	}
 	format := opts.format()
 	ts, err := threshold.ParseAll(opts.Thresholds)
 	if err != nil {
-		return ExitError, fmt.Errorf("--threshold: %w", err)
+		return Result{}, &OptionError{OptionThreshold, err}
 	}
 	dir := opts.ResultsDir
 	if dir == "" {
@@ -81,15 +94,15 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) (int, erro
 	}
 	paths, err := ResolveInputs(opts.Inputs, dir)
 	if err != nil {
-		return ExitError, err
+		return Result{}, err
 	}
 	s, err := Load(ctx, paths, stderr)
 	if err != nil {
-		return ExitError, err
+		return Result{}, err
 	}
 	s.Thresholds = threshold.Evaluate(ts, s)
 	if err := Write(stdout, s, format, opts.Legacy, opts.Color); err != nil {
-		return ExitError, fmt.Errorf("write report: %w", err)
+		return Result{}, fmt.Errorf("write report: %w", err)
 	}
 	if opts.Legacy {
 		// The legacy output must stay exactly the old tables, so threshold results go to stderr.
@@ -98,20 +111,14 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) (int, erro
 		}
 	} else if stderr != nil {
 		// The report on stdout lists every threshold; a crossed one also gets a line on stderr, where a run's
-		// log and a CI job's eye look (the exit status is 99).
+		// log and a CI job's eye look.
 		for _, r := range s.Thresholds {
 			if !r.Passed {
 				fmt.Fprintf(stderr, "threshold %s\n", r)
 			}
 		}
 	}
-	switch {
-	case threshold.AnyCrossed(s.Thresholds):
-		return ExitThresholdCrossed, nil
-	case opts.Strict && s.SkippedLines > 0:
-		return ExitSkipped, nil
-	}
-	return 0, nil
+	return Result{SkippedLines: s.SkippedLines, ThresholdsCrossed: threshold.AnyCrossed(s.Thresholds)}, nil
 }
 
 // Write renders s in the given format.

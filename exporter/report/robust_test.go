@@ -29,7 +29,7 @@ func v0Line(agent, worker int, createOK, updateOK bool, start, cd, ud float64) s
 		agent, worker, createOK, createOK && updateOK, cd, ud, start, start+cd, cd, createOK, upd)
 }
 
-func runOn(t *testing.T, content string, opts Options) (*bytes.Buffer, string, int) {
+func runOn(t *testing.T, content string, opts Options) (*bytes.Buffer, string, Result) {
 	t.Helper()
 	dir := t.TempDir()
 	p := filepath.Join(dir, "r.jsonl")
@@ -38,25 +38,24 @@ func runOn(t *testing.T, content string, opts Options) (*bytes.Buffer, string, i
 	}
 	opts.Inputs = []string{p}
 	var out, errb bytes.Buffer
-	code, err := Run(context.Background(), opts, &out, &errb)
+	res, err := Generate(context.Background(), opts, &out, &errb)
 	if err != nil {
-		t.Fatalf("Run: %v", err)
+		t.Fatalf("Generate: %v", err)
 	}
-	return &out, errb.String(), code
+	return &out, errb.String(), res
 }
 
 func TestTruncatedLastLine(t *testing.T) {
 	full := v0Line(0, 0, true, true, 1, 0.1, 0.2)
-	out, stderr, code := runOn(t, full+"\n"+full[:len(full)/2], Options{Legacy: true})
-	if code != 0 || !strings.Contains(out.String(), "Performed 1 attestations") {
-		t.Errorf("exit %d, output:\n%s", code, out)
+	out, stderr, res := runOn(t, full+"\n"+full[:len(full)/2], Options{Legacy: true})
+	if res.ThresholdsCrossed || !strings.Contains(out.String(), "Performed 1 attestations") {
+		t.Errorf("result %+v, output:\n%s", res, out)
 	}
 	if !strings.Contains(stderr, "r.jsonl:2: skipped: truncated last line") {
 		t.Errorf("stderr %q must name line 2 as truncated", stderr)
 	}
-	_, _, code = runOn(t, full+"\n"+full[:len(full)/2], Options{Legacy: true, Strict: true})
-	if code != ExitSkipped {
-		t.Errorf("--strict: exit %d, want %d", code, ExitSkipped)
+	if _, _, res = runOn(t, full+"\n"+full[:len(full)/2], Options{Legacy: true}); res.SkippedLines != 1 {
+		t.Errorf("%d lines skipped, want 1 (--strict exits 3 on it)", res.SkippedLines)
 	}
 }
 
@@ -65,9 +64,9 @@ func TestGarbageLines(t *testing.T) {
 	in := strings.Join([]string{good, "garbage", "", "{\"agent_index\": \"x\"}", good, "[1,2]", "\x00\xff", good}, "\n") + "\n"
 	var opts Options
 	opts.Format = FormatJSON
-	out, stderr, code := runOn(t, in, opts)
-	if code != 0 {
-		t.Errorf("exit %d without --strict", code)
+	out, stderr, res := runOn(t, in, opts)
+	if res.SkippedLines != 4 || res.ThresholdsCrossed {
+		t.Errorf("result %+v, want 4 skipped lines and nothing else (no exit status without --strict)", res)
 	}
 	for _, want := range []string{":2: skipped", ":4: skipped", ":6: skipped", ":7: skipped", "skipped 4 malformed line(s)"} {
 		if !strings.Contains(stderr, want) {
@@ -89,9 +88,9 @@ func TestObjectsThatAreNotRecords(t *testing.T) {
 	v1 := string(bytes.TrimSpace(genRecords(t, 1, 1, 1.7e9, 60)))
 	in := strings.Join([]string{good, `{"a":1}`, `{}`, `{"agent_index": 3}`, `{"agent_id": ""}`, v1,
 		`{"agent_id": "a-1", "outcome": "success"}`}, "\n") + "\n"
-	out, stderr, code := runOn(t, in, Options{Format: FormatJSON})
-	if code != 0 {
-		t.Errorf("exit %d without --strict", code)
+	out, stderr, res := runOn(t, in, Options{Format: FormatJSON})
+	if res.SkippedLines != 4 || res.ThresholdsCrossed {
+		t.Errorf("result %+v, want 4 skipped lines and nothing else (no exit status without --strict)", res)
 	}
 	for _, want := range []string{":2: skipped: not a results record", ":3: skipped", ":4: skipped", ":5: skipped",
 		"skipped 4 malformed line(s)"} {
@@ -102,8 +101,8 @@ func TestObjectsThatAreNotRecords(t *testing.T) {
 	if !strings.Contains(out.String(), `"records": 3,`) || !strings.Contains(out.String(), `"skipped_lines": 4,`) {
 		t.Errorf("JSON must count 3 records and 4 skipped lines:\n%s", out)
 	}
-	if _, _, code := runOn(t, in, Options{Strict: true}); code != ExitSkipped {
-		t.Errorf("--strict: exit %d, want %d", code, ExitSkipped)
+	if _, _, res := runOn(t, in, Options{}); res.SkippedLines == 0 {
+		t.Errorf("no line skipped (--strict exits 3 on one)")
 	}
 }
 
@@ -153,9 +152,9 @@ func TestNoRecordsIsAnError(t *testing.T) {
 	} {
 		for _, f := range []string{FormatText, FormatJSON, FormatMarkdown, FormatHTML} {
 			var out, errb bytes.Buffer
-			code, err := Run(context.Background(), Options{Inputs: c.inputs, Format: f}, &out, &errb)
-			if code != ExitError || !errors.Is(err, ErrNoRecords) {
-				t.Fatalf("%v %s: exit %d, err %v; want %d and ErrNoRecords", c.inputs, f, code, err, ExitError)
+			_, err := Generate(context.Background(), Options{Inputs: c.inputs, Format: f}, &out, &errb)
+			if !errors.Is(err, ErrNoRecords) {
+				t.Fatalf("%v %s: err %v; want ErrNoRecords", c.inputs, f, err)
 			}
 			for _, w := range c.want {
 				if !strings.Contains(err.Error(), w) {
@@ -169,9 +168,9 @@ func TestNoRecordsIsAnError(t *testing.T) {
 	}
 	// An empty file next to one with records is fine: it is noted, and the report covers the rest.
 	var out, errb bytes.Buffer
-	code, err := Run(context.Background(), Options{Inputs: []string{empty, good}, Legacy: true}, &out, &errb)
-	if err != nil || code != 0 {
-		t.Fatalf("empty and good: exit %d, %v", code, err)
+	res, err := Generate(context.Background(), Options{Inputs: []string{empty, good}, Legacy: true}, &out, &errb)
+	if err != nil || res.ThresholdsCrossed {
+		t.Fatalf("empty and good: %+v, %v", res, err)
 	}
 	if !strings.Contains(out.String(), "Performed 1 attestations") ||
 		!strings.Contains(errb.String(), "no records in "+empty+" (empty)") {
@@ -217,9 +216,9 @@ func TestOnlyFailedCycles(t *testing.T) {
 			t.Errorf("legacy output lacks %q:\n%s", want, s)
 		}
 	}
-	out, _, code := runOn(t, strings.Join(lines, "\n")+"\n", Options{Thresholds: []string{"cycles.fail_rate<0.5"}})
-	if code != ExitThresholdCrossed || !strings.Contains(out.String(), "crossed  cycles.fail_rate<0.5 (actual 100%)") {
-		t.Errorf("exit %d\n%s", code, out)
+	out, _, res := runOn(t, strings.Join(lines, "\n")+"\n", Options{Thresholds: []string{"cycles.fail_rate<0.5"}})
+	if !res.ThresholdsCrossed || !strings.Contains(out.String(), "crossed  cycles.fail_rate<0.5 (actual 100%)") {
+		t.Errorf("result %+v\n%s", res, out)
 	}
 }
 
@@ -307,9 +306,9 @@ func TestInputDirectory(t *testing.T) {
 		}
 	}
 	var out, errb bytes.Buffer
-	code, err := Run(context.Background(), Options{Inputs: []string{dir}}, &out, &errb)
-	if code != ExitError || err == nil || !strings.Contains(err.Error(), "is a directory") {
-		t.Errorf("Run on a directory: exit %d, %v", code, err)
+	_, err := Generate(context.Background(), Options{Inputs: []string{dir}}, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "is a directory") {
+		t.Errorf("Generate on a directory: %v", err)
 	}
 }
 
@@ -374,11 +373,11 @@ func TestHTMLInChromium(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, err := Run(context.Background(), Options{Inputs: []string{filepath.Join("testdata", "v1-sample.jsonl")},
+	res, err := Generate(context.Background(), Options{Inputs: []string{filepath.Join("testdata", "v1-sample.jsonl")},
 		Format: FormatHTML}, f, &bytes.Buffer{})
 	f.Close()
-	if err != nil || code != 0 {
-		t.Fatalf("Run: %d %v", code, err)
+	if err != nil || res.ThresholdsCrossed {
+		t.Fatalf("Generate: %+v %v", res, err)
 	}
 	cmd := exec.Command("bash", filepath.Join("..", "..", "scripts", "html-check.sh"), page, filepath.Join(dir, "shot.png"))
 	out, err := cmd.CombinedOutput()

@@ -20,7 +20,7 @@ func TestLegacyTablesTakeTheRunFromTheSidecar(t *testing.T) {
 	}
 	legacy := func() string {
 		var out, errb bytes.Buffer
-		if _, err := Run(context.Background(), Options{Inputs: []string{p}, Legacy: true}, &out, &errb); err != nil {
+		if _, err := Generate(context.Background(), Options{Inputs: []string{p}, Legacy: true}, &out, &errb); err != nil {
 			t.Fatal(err)
 		}
 		return out.String()
