@@ -89,7 +89,7 @@ func TestMixedKeyFleetPasses(t *testing.T) {
 	cfg.Run.Agents, cfg.Run.Workers, cfg.Run.Tasks, cfg.Run.DistinctKeys = 6, 3, 2, 1
 	cfg.Run.KeyType = "rsa2048=50%,ecc-p256=50%"
 	ctx := t.Context()
-	r, err := Setup(ctx, cfg, SetupOptions{})
+	r, err := newLoad(ctx, cfg, loadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,13 +53,13 @@ func TestMetricsAgreeWithResultsAndVerdicts(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
-	r, err := Setup(t.Context(), cfg, SetupOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Registerer: reg},
+	r, err := newLoad(t.Context(), cfg, loadOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Registerer: reg},
 		engine.WithResultsSink(m), engine.WithObserver(m))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.VerdictSource() != VerdictSimulator {
-		t.Fatalf("verdict.source auto resolved to %q with the in-process simulator, want simulator", r.VerdictSource())
+	if r.verdictSourceName() != VerdictSimulator {
+		t.Fatalf("verdict.source auto resolved to %q with the in-process simulator, want simulator", r.verdictSourceName())
 	}
 	sum := executeAndClose(t, t.Context(), r)
 
@@ -111,7 +111,7 @@ func TestNoVerdictSourceSaidOnce(t *testing.T) {
 	cfg := testConfig(t, dir)
 	cfg.Verdict.Source = VerdictNone
 	var logs bytes.Buffer
-	r, err := Setup(t.Context(), cfg, SetupOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	r, err := newLoad(t.Context(), cfg, loadOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

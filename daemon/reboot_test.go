@@ -14,7 +14,7 @@ func TestRebootSimulation(t *testing.T) {
 	cfg.Run.Agents = 2
 	cfg.Run.Tasks = 5
 	cfg.Evidence.RebootEvery = 2
-	r, err := Setup(t.Context(), cfg, SetupOptions{})
+	r, err := newLoad(t.Context(), cfg, loadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func TestRebootDefectReproduced(t *testing.T) {
 	cfg.Run.Agents = 2
 	cfg.Run.Tasks = 4
 	cfg.Evidence.RebootEvery = 2
-	r, err := Setup(t.Context(), cfg, SetupOptions{})
+	r, err := newLoad(t.Context(), cfg, loadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,13 +26,13 @@ func TestResultsFileNameClashUsesRunID(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r, err := Setup(t.Context(), cfg, SetupOptions{})
+	r, err := newLoad(t.Context(), cfg, loadOptions{})
 	if err != nil {
 		t.Fatalf("setup with the plain results name taken: %v", err)
 	}
 	sum := executeAndClose(t, t.Context(), r)
-	if base := filepath.Base(sum.ResultsPath); !strings.HasSuffix(base, "-"+r.RunID()+".jsonl") {
-		t.Fatalf("results file %s, want <stamp>-%s.jsonl", base, r.RunID())
+	if base := filepath.Base(sum.ResultsPath); !strings.HasSuffix(base, "-"+r.runID+".jsonl") {
+		t.Fatalf("results file %s, want <stamp>-%s.jsonl", base, r.runID)
 	}
 	if n := len(readRecords(t, sum.ResultsPath)); n != cfg.Run.Agents*cfg.Run.Tasks {
 		t.Fatalf("%d records, want %d", n, cfg.Run.Agents*cfg.Run.Tasks)

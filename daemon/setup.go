@@ -34,10 +34,10 @@ import (
 	"github.com/attestload/attestload/internal/pyfmt"
 )
 
-// Run is one prepared load run: agents enrolled, verifier reachable (or simulated), results file open. Execute
-// runs it; Close releases what Setup acquired (cleanup of the enrolled rows included) and is safe to call on every
-// exit path, any number of times.
-type Run struct {
+// load is one prepared load run: agents enrolled, verifier reachable (or simulated), results file open. execute
+// runs it; close releases what newLoad acquired (cleanup of the enrolled rows included) and is safe to call on
+// every exit path, any number of times. The Daemon owns one; tests drive it directly.
+type load struct {
 	cfg      Config
 	log      *slog.Logger
 	runID    string
@@ -50,53 +50,61 @@ type Run struct {
 	simDone  chan error
 	simStop  context.CancelFunc
 	verbose  io.Writer
+	pool     *pgxpool.Pool // the verifier's database; nil without database.url
 	// verdictSrc is what verdict.source resolved to (auto chooses).
 	verdictSrc string
-	// watcher is the verdict watcher once the engine built it; Abort tells it to stop waiting for verdicts.
+	// watcher is the verdict watcher once the engine built it; abort tells it to stop waiting for verdicts.
 	watcher atomic.Pointer[verdict.Watcher]
 	aborted atomic.Bool
+	done    atomic.Bool // execute returned
 
-	emu      sync.Mutex // guards stopRun, writeErr and diskErr; separate from mu because Close triggers onResultsError
+	emu      sync.Mutex // guards stopRun, writeErr and diskErr; separate from mu because close triggers onResultsError
 	stopRun  context.CancelFunc
 	writeErr error
 	diskErr  error
 	vmu      sync.Mutex // serialises verbose lines
 
 	mu       sync.Mutex
-	closers  []func(ctx context.Context) error // undone in reverse order by Close
+	closers  []func(ctx context.Context) error // undone in reverse order by close
 	closed   bool
 	closeErr error
 }
 
-// Summary is what Execute reports.
+// Summary is what a run reports when its load is over.
 type Summary struct {
 	RunID       string
 	ResultsPath string
 	// ResultsPaths is every part of the results, in order (just ResultsPath without rotation).
 	ResultsPaths []string
 	Stats        engine.Stats
-	Elapsed      time.Duration
+	Elapsed      time.Duration // from the start of setup
+	LoadTime     time.Duration // the load itself, without setup (key generation, enrolment)
+	// Started is set when setup succeeded and the load ran; without it the other fields are empty.
+	Started bool
 	// ResultsErr is set when the results file failed (lines were lost).
 	ResultsErr error
 	// DiskLow is set when the run stopped because the results file system ran short of space.
 	DiskLow error
 }
 
-// SetupOptions are the run's outside connections, set by the command line.
-type SetupOptions struct {
+// loadOptions are the load's outside connections, set by the Daemon.
+type loadOptions struct {
 	Logger  *slog.Logger
 	Verbose io.Writer // per-request log lines (-v); nil: none
-	RunID   string    // the run's marker; empty: a new random one (set it to label metrics before Setup)
+	RunID   string    // the run's marker; empty: a new random one
 	// Registerer receives the verdict watcher's collector (attestload_verdict_*); nil: not exported.
 	Registerer prometheus.Registerer
 	// Hooks are the attestation client's hooks (tracing, request metrics); nil: none.
 	Hooks client.Hooks
-	// WrapTransport wraps the HTTP transport Setup builds (tracing, request metrics); nil: unwrapped.
+	// WrapTransport wraps the HTTP transport newLoad builds (tracing, request metrics); nil: unwrapped.
 	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
-// Setup prepares a run from a validated configuration. On error everything already acquired is released.
-func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...engine.Option) (_ *Run, err error) {
+// newLoad prepares a run from a configuration, in the order each step needs the one before: evidence profile and
+// keys, the database (leftovers handled), the simulated verifier when no verifier.url is given, the agents and
+// their enrolment, the client, the results file and its sidecar, the verdict source and the engine. On error
+// everything already acquired is released.
+func newLoad(ctx context.Context, cfg Config, so loadOptions, opts ...engine.Option) (_ *load, err error) {
 	cfg = cfg.Resolved()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -105,7 +113,7 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...engine.Opti
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &Run{cfg: cfg, log: log, runID: so.RunID, start: time.Now(), verbose: so.Verbose}
+	r := &load{cfg: cfg, log: log, runID: so.RunID, start: time.Now(), verbose: so.Verbose}
 	if r.runID == "" {
 		r.runID = enroll.NewRunID()
 	}
@@ -113,19 +121,62 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...engine.Opti
 		if err != nil {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 			defer cancel()
-			err = errors.Join(err, r.Close(cctx))
+			err = errors.Join(err, r.close(cctx))
 		}
 	}()
 	profile, err := newProfile(cfg.Evidence)
 	if err != nil {
 		return nil, err
 	}
-	n := cfg.Run.Agents
+	keys, keyCounts, err := r.keys()
+	if err != nil {
+		return nil, err
+	}
+	tlsOpts := client.TLSOptions{CAFile: cfg.Verifier.CAFile, CertFile: cfg.Verifier.CertFile, KeyFile: cfg.Verifier.KeyFile,
+		InsecureSkipVerify: cfg.Verifier.InsecureSkipVerify, ConnectTimeout: cfg.Verifier.ConnectTimeout,
+		MaxConnsPerHost: cfg.Verifier.MaxConnsPerHost, LocalAddrs: cfg.Verifier.LocalAddrs}
+	if err := r.openDatabase(ctx); err != nil {
+		return nil, err
+	}
+	baseURL := cfg.Verifier.URL
+	if baseURL == "" {
+		if baseURL, err = r.startSim(ctx, r.pool, &tlsOpts); err != nil {
+			return nil, err
+		}
+	}
+	agents, err := r.newAgents(profile, keys)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.enroll(ctx, profile, keys, agents); err != nil {
+		return nil, err
+	}
+	cl, tap, err := r.newClient(baseURL, tlsOpts, so)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.openResults(profile, keyCounts); err != nil {
+		return nil, err
+	}
+	if opts, err = r.verdictOptions(opts, so.Registerer); err != nil {
+		return nil, err
+	}
+	runner := &clientRunner{c: cl, agents: agents, runID: r.runID, instance: cfg.Run.Instance,
+		rebootEvery: cfg.Evidence.RebootEvery, rebootProb: cfg.Evidence.RebootProbability}
+	if err := r.newEngine(runner, tap, opts); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// keys loads or creates the agents' attestation keys (RSA ones from run.key_pool) and counts them by type.
+func (r *load) keys() ([]*softtpm.Key, map[string]int, error) {
+	cfg := r.cfg
 	mix, err := ParseKeyType(cfg.Run.KeyType)
 	if err != nil {
-		return nil, keyErr("run.key_type", "%v", err)
+		return nil, nil, keyErr("run.key_type", "%v", err)
 	}
-	keys, keyCounts, err := agentKeys(mix, cfg.Run.FirstIndex, n, func(nrsa int) ([]*softtpm.Key, error) {
+	return agentKeys(mix, cfg.Run.FirstIndex, cfg.Run.Agents, func(nrsa int) ([]*softtpm.Key, error) {
 		poolPath, err := cfg.Run.KeyPoolPath()
 		if err != nil {
 			return nil, fmt.Errorf("attestation keys (run.key_pool): %w", err)
@@ -141,92 +192,100 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...engine.Opti
 		}
 		return pool, nil
 	}, nil)
+}
+
+// openDatabase connects to the verifier's PostgreSQL (database.url), checks its schema and handles the leftovers
+// of earlier runs. Without database.url it does nothing.
+func (r *load) openDatabase(ctx context.Context) error {
+	if r.cfg.Database.URL == "" {
+		return nil
+	}
+	pool, err := enroll.Connect(ctx, r.cfg.Database.URL)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("database: %w", err)
 	}
-	agents := make([]*client.Agent, n)
-
-	baseURL := cfg.Verifier.URL
-	tlsOpts := client.TLSOptions{CAFile: cfg.Verifier.CAFile, CertFile: cfg.Verifier.CertFile, KeyFile: cfg.Verifier.KeyFile,
-		InsecureSkipVerify: cfg.Verifier.InsecureSkipVerify, ConnectTimeout: cfg.Verifier.ConnectTimeout,
-		MaxConnsPerHost: cfg.Verifier.MaxConnsPerHost, LocalAddrs: cfg.Verifier.LocalAddrs}
-
-	var pool *pgxpool.Pool
-	if cfg.Database.URL != "" {
-		pool, err = enroll.Connect(ctx, cfg.Database.URL)
-		if err != nil {
-			return nil, fmt.Errorf("database: %w", err)
-		}
-		r.addCloser(func(context.Context) error { pool.Close(); return nil })
-		if err := enroll.CheckSchema(ctx, pool); err != nil {
-			return nil, fmt.Errorf("database %s: %w", enroll.RedactURL(cfg.Database.URL), err)
-		}
-		if err := r.handleLeftovers(ctx, pool); err != nil {
-			return nil, err
-		}
+	r.pool = pool
+	r.addCloser(func(context.Context) error { pool.Close(); return nil })
+	if err := enroll.CheckSchema(ctx, pool); err != nil {
+		return fmt.Errorf("database %s: %w", enroll.RedactURL(r.cfg.Database.URL), err)
 	}
+	return r.handleLeftovers(ctx, pool)
+}
 
-	if baseURL == "" {
-		if baseURL, err = r.startSim(ctx, pool, &tlsOpts); err != nil {
-			return nil, err
-		}
-	}
-
-	// Every agent's TPM starts from one bank holding the profile's static PCRs, and copies it only when its PCRs
-	// change (PCR 10 with IMA): an idle or quote-only fleet keeps one bank instead of 768 bytes per agent.
+// newAgents builds the mock agents. Every agent's TPM starts from one bank holding the profile's static PCRs, and
+// copies it only when its PCRs change (PCR 10 with IMA): an idle or quote-only fleet keeps one bank instead of
+// 768 bytes per agent.
+func (r *load) newAgents(profile evidence.Profile, keys []*softtpm.Key) ([]*client.Agent, error) {
 	bank, err := softtpm.NewPCRBank(profile.StaticPCRs())
 	if err != nil {
 		return nil, fmt.Errorf("evidence profile %q: %w", profile.Name(), err)
 	}
-	for i := range n {
-		idx := cfg.Run.FirstIndex + i
-		agents[i] = client.NewAgent(enroll.AgentID(cfg.Database.Prefix, r.runID, idx), idx,
+	agents := make([]*client.Agent, r.cfg.Run.Agents)
+	for i := range agents {
+		idx := r.cfg.Run.FirstIndex + i
+		agents[i] = client.NewAgent(enroll.AgentID(r.cfg.Database.Prefix, r.runID, idx), idx,
 			softtpm.NewTPM(keys[i], softtpm.WithPCRBank(bank)), profile)
 	}
+	return agents, nil
+}
 
-	if pool != nil {
-		t0 := time.Now()
-		en, err := enroll.Enroll(ctx, pool, enroll.Plan{Prefix: cfg.Database.Prefix, RunID: r.runID, Count: n,
-			FirstIndex: cfg.Run.FirstIndex, Keys: func(i int) string { return keys[i-cfg.Run.FirstIndex].PublicBase64() },
-			TPMPolicy: profile.TPMPolicy(), IMAPolicyJSON: profile.PolicyJSON(), IMAGenerator: profile.Generator(),
-			MBPolicy: mbPolicy(profile)})
-		if err != nil {
-			return nil, fmt.Errorf("enroll agents: %w", err)
-		}
-		if en.AgentIDs[0] != agents[0].ID {
-			// The ids the client uses must be the ids enrolled; a mismatch would attest agents the verifier lacks.
-			return nil, fmt.Errorf("enroll agents: enrolled id %q differs from the client's %q", en.AgentIDs[0], agents[0].ID)
-		}
-		r.addCloser(func(ctx context.Context) error {
-			removed, err := cleanupWithRetry(ctx, r.log, func(ctx context.Context) (enroll.RemovedCounts, error) {
-				return en.Cleanup(ctx, pool)
-			})
-			if err != nil {
-				return fmt.Errorf("cleanup of run %s (run `attestload cleanup` with --prefix %s): %w", r.runID, cfg.Database.Prefix, err)
-			}
-			log.Info("removed the run's rows", "component", "enroll", "run_id", r.runID, "removed", removed)
+// enroll writes the agents and their policies into the verifier's database (removed again by close), or, with
+// the in-memory simulated verifier, into the simulator.
+func (r *load) enroll(ctx context.Context, profile evidence.Profile, keys []*softtpm.Key, agents []*client.Agent) error {
+	cfg := r.cfg
+	if r.pool == nil {
+		if r.sim == nil {
 			return nil
-		})
-		log.Info("enrolled agents", "component", "enroll", "agents", n, "run_id", r.runID,
-			"database", enroll.RedactURL(cfg.Database.URL), "took", time.Since(t0).Round(time.Millisecond))
-		if r.sim != nil {
-			if _, err := r.sim.LoadAgents(ctx); err != nil {
-				return nil, fmt.Errorf("simulated verifier: load enrolled agents: %w", err)
-			}
 		}
-	} else if r.sim != nil {
 		for _, a := range agents {
 			if err := r.sim.EnrollAgent(simverifier.AgentSpec{ID: a.ID, AKPublic: a.TPM.Key().Public,
 				TPMPolicy: profile.TPMPolicy(), IMAPolicyJSON: profile.PolicyJSON(), IMAGenerator: profile.Generator(),
 				MBPolicy: mbPolicyText(profile)}); err != nil {
-				return nil, fmt.Errorf("simulated verifier: enroll %s: %w", a.ID, err)
+				return fmt.Errorf("simulated verifier: enroll %s: %w", a.ID, err)
 			}
 		}
+		return nil
 	}
+	t0 := time.Now()
+	pool := r.pool
+	en, err := enroll.Enroll(ctx, pool, enroll.Plan{Prefix: cfg.Database.Prefix, RunID: r.runID, Count: cfg.Run.Agents,
+		FirstIndex: cfg.Run.FirstIndex, Keys: func(i int) string { return keys[i-cfg.Run.FirstIndex].PublicBase64() },
+		TPMPolicy: profile.TPMPolicy(), IMAPolicyJSON: profile.PolicyJSON(), IMAGenerator: profile.Generator(),
+		MBPolicy: mbPolicy(profile)})
+	if err != nil {
+		return fmt.Errorf("enroll agents: %w", err)
+	}
+	if en.AgentIDs[0] != agents[0].ID {
+		// The ids the client uses must be the ids enrolled; a mismatch would attest agents the verifier lacks.
+		return fmt.Errorf("enroll agents: enrolled id %q differs from the client's %q", en.AgentIDs[0], agents[0].ID)
+	}
+	r.addCloser(func(ctx context.Context) error {
+		removed, err := cleanupWithRetry(ctx, r.log, func(ctx context.Context) (enroll.RemovedCounts, error) {
+			return en.Cleanup(ctx, pool)
+		})
+		if err != nil {
+			return fmt.Errorf("cleanup of run %s (run `attestload cleanup` with --prefix %s): %w", r.runID, cfg.Database.Prefix, err)
+		}
+		r.log.Info("removed the run's rows", "component", "enroll", "run_id", r.runID, "removed", removed)
+		return nil
+	})
+	r.log.Info("enrolled agents", "component", "enroll", "agents", cfg.Run.Agents, "run_id", r.runID,
+		"database", enroll.RedactURL(cfg.Database.URL), "took", time.Since(t0).Round(time.Millisecond))
+	if r.sim != nil {
+		if _, err := r.sim.LoadAgents(ctx); err != nil {
+			return fmt.Errorf("simulated verifier: load enrolled agents: %w", err)
+		}
+	}
+	return nil
+}
 
+// newClient builds the verifier client over a transport that remembers the last transport error (errTap) and
+// that tracing may wrap.
+func (r *load) newClient(baseURL string, tlsOpts client.TLSOptions, so loadOptions) (*client.Client, *errTap, error) {
+	cfg := r.cfg
 	tr, err := client.NewTransport(tlsOpts)
 	if err != nil {
-		return nil, fmt.Errorf("verifier transport: %w", err)
+		return nil, nil, fmt.Errorf("verifier transport: %w", err)
 	}
 	r.addCloser(func(context.Context) error { tr.CloseIdleConnections(); return nil })
 	tap := &errTap{rt: tr}
@@ -234,69 +293,76 @@ func Setup(ctx context.Context, cfg Config, so SetupOptions, opts ...engine.Opti
 	if so.WrapTransport != nil {
 		rt = so.WrapTransport(rt)
 	}
-	ccfg := client.Config{BaseURL: baseURL, APIPrefix: cfg.Verifier.APIPrefix, Transport: rt,
+	cl, err := client.New(client.Config{BaseURL: baseURL, APIPrefix: cfg.Verifier.APIPrefix, Transport: rt,
 		RequestTimeout: cfg.Verifier.RequestTimeout, MaxRetries: cfg.Verifier.MaxRetries,
 		MaxRetryAfter: cfg.Verifier.MaxRetryAfter, FixedTokenExpiry: !cfg.Verifier.ExtendTokenOnAttestation,
-		Logger: log.With("component", "client"), Hooks: so.Hooks}
-	cl, err := client.New(ccfg)
+		Logger: r.log.With("component", "client"), Hooks: so.Hooks})
 	if err != nil {
-		return nil, fmt.Errorf("verifier client: %w", err)
+		return nil, nil, fmt.Errorf("verifier client: %w", err)
 	}
+	return cl, tap, nil
+}
 
+// openResults creates the results file and writes its sidecar (the run's description; execute rewrites it with
+// the end time and counters).
+func (r *load) openResults(profile evidence.Profile, keyCounts map[string]int) error {
+	cfg := r.cfg
+	var err error
 	r.writer, err = results.Create(cfg.Results.Dir, r.start, results.Options{FlushInterval: cfg.Results.FlushInterval,
-		Logger: log.With("component", "results"), OnError: r.onResultsError, RunID: r.runID,
+		Logger: r.log.With("component", "results"), OnError: r.onResultsError, RunID: r.runID,
 		Compression: cfg.Results.Compression, RotateSize: int64(cfg.Results.RotateSize),
 		RotateInterval: cfg.Results.RotateInterval, MinFreeDisk: int64(cfg.Results.MinFreeDisk), OnDiskLow: r.onDiskLow})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	r.addCloser(func(context.Context) error { return r.writer.Close() })
-
 	r.info = record.RunInfo{Schema: record.SchemaVersion, RunID: r.runID, Instance: cfg.Run.Instance,
-		Model: cfg.Scheduler.Model, StartTime: unixSeconds(r.start), Agents: n, Workers: cfg.Run.Workers,
+		Model: cfg.Scheduler.Model, StartTime: unixSeconds(r.start), Agents: cfg.Run.Agents, Workers: cfg.Run.Workers,
 		KeyTypes: keyCounts, Profile: profile.Name(), MeasuredBoot: profile.MeasuredBoot() != nil}
-	if err := results.WriteSidecar(r.writer.Path(), r.info); err != nil {
-		return nil, err
-	}
+	return results.WriteSidecar(r.writer.Path(), r.info)
+}
 
-	sched := engine.Schedule{Model: cfg.Scheduler.Model, Agents: n, Workers: cfg.Run.Workers, Tasks: cfg.Run.Tasks,
-		Duration: cfg.Run.Duration, DrainTimeout: cfg.Run.DrainTimeout, Interval: cfg.Scheduler.Fleet.Interval,
-		Jitter: cfg.Scheduler.Fleet.Jitter, Seed: uint64(r.start.UnixNano()),
-		Backoff: engine.Backoff{Initial: cfg.Scheduler.Backoff.Initial, Max: cfg.Scheduler.Backoff.Max}}
-	if cfg.Scheduler.Model == engine.ModelRate {
-		p, err := engine.NewStagedPacer(cfg.Scheduler.Rate.Start, cfg.Scheduler.Rate.PacerStages())
-		if err != nil {
-			return nil, keyErr("scheduler.rate", "%v", err)
-		}
-		sched.Pacer = p
-	}
-	src, srcName, err := r.verdictSource(pool)
+// verdictOptions resolves verdict.source and adds the verdict watcher's stage to the engine's options.
+func (r *load) verdictOptions(opts []engine.Option, reg prometheus.Registerer) ([]engine.Option, error) {
+	src, srcName, err := r.verdictSource(r.pool)
 	if err != nil {
 		return nil, err
 	}
 	r.verdictSrc = srcName
 	if srcName != VerdictNone {
-		log.Info("verdicts are learned from the "+srcName, "component", "verdict", "source", srcName,
-			"timeout", cfg.Verdict.Timeout)
+		r.log.Info("verdicts are learned from the "+srcName, "component", "verdict", "source", srcName,
+			"timeout", r.cfg.Verdict.Timeout)
 	}
-	opts = append(opts, r.verdictStage(src, so.Registerer))
+	return append(opts, r.verdictStage(src, reg)), nil
+}
 
+// newEngine builds the engine for the configured model over the client's runner, with the results file as its
+// lossless sink.
+func (r *load) newEngine(runner *clientRunner, tap *errTap, opts []engine.Option) error {
+	cfg := r.cfg
+	sched := engine.Schedule{Model: cfg.Scheduler.Model, Agents: cfg.Run.Agents, Workers: cfg.Run.Workers,
+		Tasks: cfg.Run.Tasks, Duration: cfg.Run.Duration, DrainTimeout: cfg.Run.DrainTimeout,
+		Interval: cfg.Scheduler.Fleet.Interval, Jitter: cfg.Scheduler.Fleet.Jitter, Seed: uint64(r.start.UnixNano()),
+		Backoff: engine.Backoff{Initial: cfg.Scheduler.Backoff.Initial, Max: cfg.Scheduler.Backoff.Max}}
+	if cfg.Scheduler.Model == engine.ModelRate {
+		p, err := engine.NewStagedPacer(cfg.Scheduler.Rate.Start, cfg.Scheduler.Rate.PacerStages())
+		if err != nil {
+			return keyErr("scheduler.rate", "%v", err)
+		}
+		sched.Pacer = p
+	}
 	r.progress = engine.NewProgress(r.start)
-	runner := &clientRunner{c: cl, agents: agents, runID: r.runID, instance: cfg.Run.Instance,
-		rebootEvery: cfg.Evidence.RebootEvery, rebootProb: cfg.Evidence.RebootProbability}
 	if (runner.rebootEvery > 0 || runner.rebootProb > 0) && (r.sim == nil || cfg.Simulator.RebootDefect) {
-		log.Warn("reboot simulation is on: Keylime fails an agent's attestations after its simulated reboot with "+
+		r.log.Warn("reboot simulation is on: Keylime fails an agent's attestations after its simulated reboot with "+
 			"broken_evidence_chain until its IMA log has regrown to its old length (a verifier defect, see "+
 			"docs/verifier-conformance.md); expect those fails", "component", "daemon")
 	}
-	opts = append(opts, engine.WithResultsSink(r.writer), engine.WithLogger(log.With("component", "engine")),
+	opts = append(opts, engine.WithResultsSink(r.writer), engine.WithLogger(r.log.With("component", "engine")),
 		engine.WithQueueBounds(cfg.Results.Buffer, 4096), engine.WithRecordHook(r.onRecord),
 		engine.WithTransportErrorDetail(tap.last))
+	var err error
 	r.engine, err = engine.New(runner, sched, opts...)
-	if err != nil {
-		return nil, err
-	}
-	return r, nil
+	return err
 }
 
 func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
@@ -351,7 +417,7 @@ func baseProfile(c EvidenceConfig) (evidence.Profile, error) {
 
 // startSim starts the simulated verifier on loopback with TLS and points the client at its CA. With a pool, the
 // simulator keeps its agents in that database (the verifier's schema), so enrollment and cleanup run for real.
-func (r *Run) startSim(ctx context.Context, pool *pgxpool.Pool, tlsOpts *client.TLSOptions) (string, error) {
+func (r *load) startSim(ctx context.Context, pool *pgxpool.Pool, tlsOpts *client.TLSOptions) (string, error) {
 	dir, err := os.MkdirTemp("", "attestload-sim-")
 	if err != nil {
 		return "", fmt.Errorf("simulated verifier: %w", err)
@@ -420,7 +486,7 @@ func simVerdictHistory(quoteInterval int, poll time.Duration) int {
 	return min(max(n, 4), 32)
 }
 
-func (r *Run) handleLeftovers(ctx context.Context, pool *pgxpool.Pool) error {
+func (r *load) handleLeftovers(ctx context.Context, pool *pgxpool.Pool) error {
 	left, err := enroll.FindLeftovers(ctx, pool, r.cfg.Database.Prefix)
 	if err != nil {
 		return fmt.Errorf("look for leftovers of earlier runs: %w", err)
@@ -445,16 +511,16 @@ func (r *Run) handleLeftovers(ctx context.Context, pool *pgxpool.Pool) error {
 	return nil
 }
 
-func (r *Run) addCloser(f func(context.Context) error) {
+func (r *load) addCloser(f func(context.Context) error) {
 	r.mu.Lock()
 	r.closers = append(r.closers, f)
 	r.mu.Unlock()
 }
 
-// Close undoes Setup in reverse order: the results file is closed (flushed, synced), the simulated verifier
-// stopped, the run's rows removed from the database, connections closed. Give it a context with a deadline; the
+// close undoes newLoad in reverse order: the results file is closed (flushed, synced), the run's rows removed
+// from the database, the simulated verifier stopped, connections closed. Give it a context with a deadline; the
 // first call does the work, later calls return its error.
-func (r *Run) Close(ctx context.Context) error {
+func (r *load) close(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.engineAbortForClose()
@@ -470,17 +536,14 @@ func (r *Run) Close(ctx context.Context) error {
 	return r.closeErr
 }
 
-// ResultsPath is the run's results file.
-func (r *Run) ResultsPath() string { return r.writer.Path() }
+// resultsPath is the run's (first) results file.
+func (r *load) resultsPath() string { return r.writer.Path() }
 
-// VerdictSource is what verdict.source resolved to: simulator, database, admin_api or none.
-func (r *Run) VerdictSource() string { return r.verdictSrc }
+// verdictSourceName is what verdict.source resolved to: simulator, database, admin_api or none.
+func (r *load) verdictSourceName() string { return r.verdictSrc }
 
-// RunID is the run's marker in the database and in every record.
-func (r *Run) RunID() string { return r.runID }
-
-// Abort ends every running cycle at once (the second signal) and stops the wait for the last verdicts.
-func (r *Run) Abort() {
+// abort ends every running cycle at once (the second signal) and stops the wait for the last verdicts.
+func (r *load) abort() {
 	r.aborted.Store(true)
 	if w := r.watcher.Load(); w != nil {
 		w.Hurry()
@@ -488,7 +551,7 @@ func (r *Run) Abort() {
 	r.engine.Abort()
 }
 
-func (r *Run) onResultsError(err error) {
+func (r *load) onResultsError(err error) {
 	r.emu.Lock()
 	if r.writeErr == nil {
 		r.writeErr = err
@@ -503,7 +566,7 @@ func (r *Run) onResultsError(err error) {
 
 // onDiskLow stops the run whatever results.on_error says: the disk guard exists to end the run while there is
 // still room for the records of the cycles in flight.
-func (r *Run) onDiskLow(err error) {
+func (r *load) onDiskLow(err error) {
 	r.emu.Lock()
 	if r.diskErr == nil {
 		r.diskErr = err
@@ -517,16 +580,18 @@ func (r *Run) onDiskLow(err error) {
 	}
 }
 
-// ResultsBytes is what the results took: bytes on disk over every part, uncompressed JSONL bytes and records
+// resultsBytes is what the results took: bytes on disk over every part, uncompressed JSONL bytes and records
 // written. After Close the figures are final.
-func (r *Run) ResultsBytes() (disk, raw int64, records uint64) {
+func (r *load) resultsBytes() (disk, raw int64, records uint64) {
 	return r.writer.DiskBytes(), r.writer.RawBytes(), r.writer.Written()
 }
 
-// Snapshot returns the live figures for a status line.
-func (r *Run) Snapshot() engine.Snapshot { return r.progress.Snapshot(time.Now(), r.engine.InFlight()) }
+// snapshot returns the live figures for a status line.
+func (r *load) snapshot() engine.Snapshot {
+	return r.progress.Snapshot(time.Now(), r.engine.InFlight())
+}
 
-func (r *Run) onRecord(rec *record.Record) {
+func (r *load) onRecord(rec *record.Record) {
 	r.progress.Observe(rec)
 	if r.verbose != nil {
 		r.vmu.Lock()
@@ -535,10 +600,10 @@ func (r *Run) onRecord(rec *record.Record) {
 	}
 }
 
-// Execute runs the load until the schedule completes, ctx is cancelled (first signal), the duration passes or the
+// execute runs the load until the schedule completes, ctx is cancelled (first signal), the duration passes or the
 // results file fails with results.on_error stop. The sidecar is rewritten with the end time and counters. It does
-// not call Close.
-func (r *Run) Execute(ctx context.Context) (Summary, error) {
+// not call close.
+func (r *load) execute(ctx context.Context) (Summary, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	r.emu.Lock()
@@ -550,9 +615,11 @@ func (r *Run) Execute(ctx context.Context) (Summary, error) {
 		cancel()
 	}
 	// The sidecar's start is the load's: setup (keys, enrollment) is not part of the run's duration.
-	r.info.StartTime = unixSeconds(time.Now())
+	loadStart := time.Now()
+	r.info.StartTime = unixSeconds(loadStart)
 	st, err := r.engine.Run(ctx)
 	end := time.Now()
+	r.done.Store(true)
 	r.info.EndTime = unixSeconds(end)
 	r.info.DroppedCycles = int64(st.Dropped)
 	r.info.LateCycles = int64(st.Late)
@@ -561,7 +628,7 @@ func (r *Run) Execute(ctx context.Context) (Summary, error) {
 		r.info.Outages = append(r.info.Outages, record.OutageInfo{Start: o.Start, End: o.End, Error: o.Error, Ongoing: o.Ongoing})
 	}
 	sum := Summary{RunID: r.runID, ResultsPath: r.writer.Path(), ResultsPaths: r.writer.Paths(), Stats: st,
-		Elapsed: end.Sub(r.start)}
+		Elapsed: end.Sub(r.start), LoadTime: end.Sub(loadStart), Started: true}
 	if serr := results.WriteSidecar(r.writer.Path(), r.info); serr != nil {
 		err = errors.Join(err, serr)
 	}
@@ -575,13 +642,16 @@ func (r *Run) Execute(ctx context.Context) (Summary, error) {
 	return sum, err
 }
 
-// engineAbortForClose stops cycles that might still run when Close is called without Execute having returned
-// (Setup failed half-way, or a caller gave up); a finished engine ignores it.
-func (r *Run) engineAbortForClose() {
+// engineAbortForClose stops cycles that might still run when close is called without execute having returned
+// (newLoad failed half-way, or a caller gave up); a finished engine ignores it.
+func (r *load) engineAbortForClose() {
 	if r.engine != nil {
 		r.engine.Abort()
 	}
 }
+
+// finished reports whether execute has returned: the counts are final.
+func (r *load) finished() bool { return r.done.Load() }
 
 // errTap remembers the text of the last transport error (a refused connection, an x509 complaint) so that the
 // warning about an unreachable verifier can say exactly what went wrong. Records keep only the error class.

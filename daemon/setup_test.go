@@ -43,15 +43,15 @@ func testConfig(t *testing.T, dir string) Config {
 }
 
 // executeAndClose runs r to its end and closes it, as cmd/attestload does, failing the test on either error.
-func executeAndClose(t *testing.T, ctx context.Context, r *Run) Summary {
+func executeAndClose(t *testing.T, ctx context.Context, r *load) Summary {
 	t.Helper()
-	sum, err := r.Execute(ctx)
+	sum, err := r.execute(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := r.Close(cctx); err != nil {
+	if err := r.close(cctx); err != nil {
 		t.Fatal(err)
 	}
 	return sum
@@ -82,7 +82,7 @@ func TestSetupRunsAgainstTheSimulatedVerifier(t *testing.T) {
 	var logs, verbose bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	ctx := t.Context()
-	r, err := Setup(ctx, cfg, SetupOptions{Logger: log, Verbose: &verbose})
+	r, err := newLoad(ctx, cfg, loadOptions{Logger: log, Verbose: &verbose})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,14 +119,14 @@ func TestSetupErrorsNameTheKey(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(t, dir)
 	cfg.Verifier.URL = "https://127.0.0.1:1"
-	_, err := Setup(t.Context(), cfg, SetupOptions{})
+	_, err := newLoad(t.Context(), cfg, loadOptions{})
 	if err == nil || !strings.Contains(err.Error(), `config key "database.url"`) {
 		t.Fatalf("error %v; want one naming database.url", err)
 	}
 	cfg = testConfig(t, dir)
 	cfg.Evidence.Profile = "captured"
 	cfg.Evidence.CapturedLog = filepath.Join(dir, "missing.txt")
-	_, err = Setup(t.Context(), cfg, SetupOptions{})
+	_, err = newLoad(t.Context(), cfg, loadOptions{})
 	if err == nil || !strings.Contains(err.Error(), `config key "evidence.captured_log"`) {
 		t.Fatalf("error %v; want one naming evidence.captured_log", err)
 	}
@@ -164,7 +164,7 @@ func TestKeyPoolDefaultsToTheUserCacheDirectory(t *testing.T) {
 	cfg := testConfig(t, t.TempDir())
 	cfg.Run.KeyPool = ""
 	cfg.Database.URL = "postgres://attestload@127.0.0.1:1/none?sslmode=disable&connect_timeout=1" // fails after the keys
-	if _, err := Setup(t.Context(), cfg, SetupOptions{}); err == nil {
+	if _, err := newLoad(t.Context(), cfg, loadOptions{}); err == nil {
 		t.Fatal("Setup with an unreachable database succeeded")
 	}
 	want := filepath.Join(cache, "attestload", "ak-pool.bin")
@@ -220,7 +220,7 @@ func TestSetupRateModelFollowsTheConfiguredStages(t *testing.T) {
 	cfg.Scheduler.Rate = RateConfig{Start: 20, Stages: []StageConfig{{Duration: time.Second, Target: 20},
 		{Duration: time.Second, Target: 60}}}
 	ctx := t.Context()
-	r, err := Setup(ctx, cfg, SetupOptions{})
+	r, err := newLoad(ctx, cfg, loadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +269,7 @@ func TestSetupSidecarCountsLateCycles(t *testing.T) {
 	// interval, so each round starts about 0.8 s later than the one before.
 	cfg.Simulator.Latency = 100 * time.Millisecond
 	ctx := t.Context()
-	r, err := Setup(ctx, cfg, SetupOptions{})
+	r, err := newLoad(ctx, cfg, loadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

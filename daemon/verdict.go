@@ -14,7 +14,7 @@ import (
 // verdictSource resolves verdict.source to a Source and the name of what it resolved to. "auto" prefers the
 // in-process simulator (it knows every verdict at once), then the verifier's database. The Source is a nil
 // interface for none, so that the watcher says once that verdicts are unknown.
-func (r *Run) verdictSource(pool *pgxpool.Pool) (verdict.Source, string, error) {
+func (r *load) verdictSource(pool *pgxpool.Pool) (verdict.Source, string, error) {
 	c := r.cfg.Verdict
 	name := c.Source
 	if name == VerdictAuto {
@@ -70,7 +70,7 @@ func (r *Run) verdictSource(pool *pgxpool.Pool) (verdict.Source, string, error) 
 
 // verdictStage builds the option that puts the verdict watcher between the cycles and the fan-out, so that every
 // sink (results file, metrics, trace verdict spans) sees records with their verdict.
-func (r *Run) verdictStage(src verdict.Source, reg prometheus.Registerer) engine.Option {
+func (r *load) verdictStage(src verdict.Source, reg prometheus.Registerer) engine.Option {
 	c := r.cfg.Verdict
 	return engine.WithStage(func(down engine.Sink) engine.Sink {
 		w := verdict.NewWatcher(src, verdict.Options{Timeout: c.Timeout, PollInterval: c.PollInterval,

@@ -1,7 +1,7 @@
 // Command attestload load-tests a Keylime verifier by impersonating push-mode agents with software TPMs.
 //
-// The command line is thin: it parses flags and configuration, builds a daemon.Run, runs it, prints the summary and
-// maps errors to exit codes (0 ok, 1 runtime failure, 2 usage or configuration error, 99 threshold crossed).
+// The command line is thin: it parses flags and configuration, builds a daemon.Daemon, turns signals into its
+// context and Abort, runs it, prints the summary and maps errors to exit codes (0 ok, 1 runtime failure, 2 usage or configuration error, 99 threshold crossed).
 package main
 
 import (
@@ -56,7 +56,8 @@ func exitStatus(err error, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "attestload: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
 	var ue *usageError
 	var ce *daemon.ConfigError
-	if errors.As(err, &ue) || errors.As(err, &ce) {
+	var de *daemon.UsageError
+	if errors.As(err, &ue) || errors.As(err, &ce) || errors.As(err, &de) {
 		return exitUsage
 	}
 	return exitFailure

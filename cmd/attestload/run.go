@@ -9,25 +9,21 @@ import (
 	"os"
 	"os/signal"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/attestload/attestload/attestation/enroll"
 	"github.com/attestload/attestload/daemon"
 	"github.com/attestload/attestload/daemon/engine"
-	"github.com/attestload/attestload/daemon/shard"
 	"github.com/attestload/attestload/exporter/report"
 )
 
-// Close deadlines: the normal one leaves time to delete a large run's rows; after a second signal the user wants
-// out, so cleanup gets a short, best-effort deadline.
+// closeTimeout bounds the daemon's teardown; it leaves time to delete a large run's rows (after a second signal
+// the daemon shortens that itself). statusTick is how often the terminal's status line is redrawn.
 const (
-	closeTimeout      = 5 * time.Minute
-	closeTimeoutHurry = 15 * time.Second
-	statusTick        = 500 * time.Millisecond
+	closeTimeout = 5 * time.Minute
+	statusTick   = 500 * time.Millisecond
 )
 
 func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -55,36 +51,11 @@ crossed.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			positional := func(c *daemon.Config) {
-				if len(args) > 0 {
-					c.Verifier.URL = args[0]
-				}
-				if len(args) > 1 {
-					c.Database.URL = args[1]
-				}
-			}
-			cfg, err := daemon.Loader{File: configFile, Environ: os.Environ(), Flags: cmd.Flags(),
-				Override: positional}.Load()
+			cfg, err := loadRunConfig(cmd, configFile, args)
 			if err != nil {
-				if _, ok := errors.AsType[*daemon.ConfigError](err); ok {
-					return err
-				}
-				return &usageError{err}
+				return err
 			}
-			resolved := cfg.Resolved()
-			if shardFlag != "" {
-				sh, err := shard.Parse(shardFlag)
-				if err != nil {
-					return &usageError{fmt.Errorf("--shard: %w", err)}
-				}
-				first, count := sh.Range(resolved.Run.Agents)
-				if count < 1 {
-					return &usageError{fmt.Errorf("--shard %s: no agents left for this shard out of %d", shardFlag, resolved.Run.Agents)}
-				}
-				resolved.Run.FirstIndex += first
-				resolved.Run.Agents = count
-			}
-			return runLoad(cmd.Context(), resolved, stdout, stderr)
+			return runLoad(cmd.Context(), cfg, shardFlag, stdout, stderr)
 		},
 	}
 	f := cmd.Flags()
@@ -95,97 +66,58 @@ crossed.`,
 	return cmd
 }
 
-// runLoad is the run's lifecycle: signals, setup, the load, the summary, cleanup on every path.
-func runLoad(parent context.Context, cfg daemon.Config, stdout, stderr io.Writer) (retErr error) {
+// loadRunConfig reads the configuration: defaults < config file < environment < flags < the positional URLs.
+func loadRunConfig(cmd *cobra.Command, configFile string, args []string) (daemon.Config, error) {
+	positional := func(c *daemon.Config) {
+		if len(args) > 0 {
+			c.Verifier.URL = args[0]
+		}
+		if len(args) > 1 {
+			c.Database.URL = args[1]
+		}
+	}
+	cfg, err := daemon.Loader{File: configFile, Environ: os.Environ(), Flags: cmd.Flags(), Override: positional}.Load()
+	if err != nil {
+		if _, ok := errors.AsType[*daemon.ConfigError](err); ok {
+			return daemon.Config{}, err
+		}
+		return daemon.Config{}, &usageError{err}
+	}
+	return *cfg, nil
+}
+
+// runLoad is the run as the command line sees it: the daemon, the signals, the summary and the exit status.
+func runLoad(parent context.Context, cfg daemon.Config, shardFlag string, stdout, stderr io.Writer) error {
 	// On a terminal, log lines and -v lines go through the status line, which clears itself before them.
 	status := &statusLine{w: stderr, tty: isTerminal(stderr)}
 	stderr = status
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	ctx, stop := context.WithCancel(parent)
-	defer stop()
-
-	var (
-		current atomic.Pointer[daemon.Run]
-		hurry   atomic.Bool
-		done    = make(chan struct{})
-	)
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	defer close(done)
-	go func() {
-		select {
-		case s := <-sigs:
-			log.Info("signal received: no new cycles, draining running ones (signal again to abort them)",
-				"signal", s.String(), "drain_timeout", cfg.Run.DrainTimeout)
-			stop()
-		case <-done:
-			return
-		}
-		select {
-		case s := <-sigs:
-			log.Warn("second signal: aborting running cycles and exiting", "signal", s.String())
-			hurry.Store(true)
-			if r := current.Load(); r != nil {
-				r.Abort()
-			}
-		case <-done:
-		}
-	}()
-
-	runID := enroll.NewRunID()
-	tel, opts, err := startTelemetry(ctx, cfg, runID, log)
-	if err != nil {
-		return err
+	o := daemon.Options{Logger: log, Version: version, Revision: buildCommit(), Shard: shardFlag,
+		Progress: status.progress(log)}
+	if status.tty {
+		o.ProgressInterval = statusTick
 	}
-	scraped := false
-	defer func() {
-		// Without a finished run there are no final counts worth a scrape.
-		retErr = errors.Join(retErr, tel.close(scraped))
-	}()
-
-	so := daemon.SetupOptions{Logger: log, RunID: runID, Registerer: tel.registerer()}
-	tel.traceClient(&so)
 	if cfg.Run.Verbose {
-		so.Verbose = stderr
+		o.Verbose = stderr
 	}
-	r, err := daemon.Setup(ctx, cfg, so, opts...)
+	d, err := daemon.New(cfg, o)
 	if err != nil {
 		return err
 	}
-	current.Store(r)
-	if hurry.Load() {
-		r.Abort()
+	cfg = d.Config()
+	ctx, stop := onSignals(parent, d, log, cfg.Run.DrainTimeout)
+	defer stop()
+	sum, runErr := d.Run(ctx)
+	cctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	closeErr := d.Close(cctx)
+	cancel()
+	if !sum.Started {
+		return errors.Join(runErr, closeErr)
 	}
-	closeRun := func() error {
-		d := closeTimeout
-		if hurry.Load() {
-			d = closeTimeoutHurry
-		}
-		cctx, cancel := context.WithTimeout(context.Background(), d)
-		defer cancel()
-		return r.Close(cctx)
-	}
-	log.Info("run started", "run_id", r.RunID(), "results", r.ResultsPath(), "model", cfg.Scheduler.Model,
-		"agents", cfg.Run.Agents, "workers", cfg.Run.Workers)
-
-	statusDone := startStatus(r, status, log, cfg.Run.StatusInterval)
-	tel.setReady(true)
-	// Execute returns after the engine closed its stages: the verdict watcher's last lookups come before
-	// closeRun removes the agents' rows and stops the simulated verifier, so no pending verdict is lost to them.
-	loadStart := time.Now()
-	sum, runErr := r.Execute(ctx)
-	loadTime := time.Since(loadStart)
-	tel.setReady(false)
-	statusDone()
-	closeErr := closeRun()
-	scraped = true
-
 	log.Info("run finished", "cycles", sum.Stats.Finished, "success", sum.Stats.Success, "fail", sum.Stats.Fail,
 		"aborted", sum.Stats.Aborted, "dropped", sum.Stats.Dropped, "late", sum.Stats.Late,
 		"elapsed", sum.Elapsed.Round(time.Millisecond), "results", sum.ResultsPath)
-
-	if disk, raw, n := r.ResultsBytes(); n > 0 {
+	if disk, raw, n := d.ResultsBytes(); n > 0 {
 		log.Info("results size", "records", n, "parts", len(sum.ResultsPaths), "compression", cfg.Results.Compression,
 			"bytes_on_disk", disk, "bytes_per_cycle", fmt.Sprintf("%.1f", float64(disk)/float64(n)),
 			"uncompressed_bytes_per_cycle", fmt.Sprintf("%.1f", float64(raw)/float64(n)))
@@ -193,25 +125,8 @@ func runLoad(parent context.Context, cfg daemon.Config, stdout, stderr io.Writer
 	if sum.DiskLow != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("run stopped early: %w", sum.DiskLow))
 	}
-
-	// The summary is the same text `attestload report` prints for the run's files.
-	inputs := sum.ResultsPaths
-	if len(inputs) == 0 {
-		inputs = []string{sum.ResultsPath}
-	}
-	ropts := report.Options{Inputs: inputs, Thresholds: cfg.Thresholds, Color: isTerminal(stdout)}
-	res, repErr := report.Generate(context.Background(), ropts, stdout, stderr)
-	repErr = flagError(ropts, repErr)
-	code := reportStatus(res, false)
-	if errors.Is(repErr, report.ErrNoRecords) && sum.Stats.Finished == 0 {
-		// Stopped before any cycle started: nothing to summarise is not a failure of the run itself (a
-		// threshold given for it would still have nothing to pass, so that case keeps the error).
-		if len(cfg.Thresholds) == 0 {
-			fmt.Fprintln(stdout, "No attestation cycle was started, so there is no summary.")
-			repErr, code = nil, 0
-		}
-	}
-	runHints(log, cfg, sum.Stats, loadTime)
+	code, repErr := printSummary(cfg, sum, stdout, stderr)
+	runHints(log, cfg, sum.Stats, sum.LoadTime)
 	if st := sum.Stats; st.Success == 0 && st.Fail > 0 {
 		// Nothing got through: a run like that is a failure whatever the tables look like.
 		runErr = errors.Join(runErr, fmt.Errorf("every cycle failed (%d failed, none succeeded): the first error of "+
@@ -224,6 +139,53 @@ func runLoad(parent context.Context, cfg daemon.Config, stdout, stderr io.Writer
 		return &exitCodeError{code: code}
 	}
 	return nil
+}
+
+// onSignals turns the first SIGINT or SIGTERM into the cancellation of the returned context (no new cycles,
+// running ones drain for run.drain_timeout) and the second into d.Abort (running cycles end at once, cleanup
+// becomes a short best effort). stop releases the signals.
+func onSignals(parent context.Context, d *daemon.Daemon, log *slog.Logger, drain time.Duration) (_ context.Context, stop func()) {
+	ctx, cancel := context.WithCancel(parent)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sigs:
+			log.Info("signal received: no new cycles, draining running ones (signal again to abort them)",
+				"signal", s.String(), "drain_timeout", drain)
+			cancel()
+		case <-done:
+			return
+		}
+		select {
+		case s := <-sigs:
+			log.Warn("second signal: aborting running cycles and exiting", "signal", s.String())
+			d.Abort()
+		case <-done:
+		}
+	}()
+	return ctx, func() { signal.Stop(sigs); close(done); cancel() }
+}
+
+// printSummary prints the same text `attestload report` prints for the run's files and returns the report's exit
+// status (a crossed threshold).
+func printSummary(cfg daemon.Config, sum daemon.Summary, stdout, stderr io.Writer) (int, error) {
+	inputs := sum.ResultsPaths
+	if len(inputs) == 0 {
+		inputs = []string{sum.ResultsPath}
+	}
+	ropts := report.Options{Inputs: inputs, Thresholds: cfg.Thresholds, Color: isTerminal(stdout)}
+	res, err := report.Generate(context.Background(), ropts, stdout, stderr)
+	err = flagError(ropts, err)
+	code := reportStatus(res, false)
+	if errors.Is(err, report.ErrNoRecords) && sum.Stats.Finished == 0 && len(cfg.Thresholds) == 0 {
+		// Stopped before any cycle started: nothing to summarise is not a failure of the run itself (a
+		// threshold given for it would still have nothing to pass, so that case keeps the error).
+		fmt.Fprintln(stdout, "No attestation cycle was started, so there is no summary.")
+		return 0, nil
+	}
+	return code, err
 }
 
 // runHints says, after the summary, when the load asked for could not be produced: the rate model dropped ticks
@@ -282,38 +244,19 @@ func (s *statusLine) show(line string) {
 	s.line = line
 }
 
-// startStatus shows progress: one rewritten line on a terminal, otherwise a log line every interval. The returned
-// function stops it and clears the line.
-func startStatus(r *daemon.Run, status *statusLine, log *slog.Logger, interval time.Duration) func() {
-	tty := status.tty
-	tick := interval
-	if tty {
-		tick = statusTick
-	}
-	quit := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(tick)
-		defer t.Stop()
-		for {
-			select {
-			case <-quit:
-				if tty {
-					status.show("")
-				}
-				return
-			case <-t.C:
-				s := r.Snapshot()
-				if tty {
-					status.show(s.Line())
-				} else {
-					log.Info("progress", "elapsed", s.Elapsed.Truncate(time.Second), "cycles_per_second",
-						fmt.Sprintf("%.1f", s.Rate()), "in_flight", s.InFlight, "ok", s.OK, "fail", s.Fail,
-						"aborted", s.Aborted, "p99", s.P99.Round(time.Millisecond))
-				}
-			}
+// progress is the daemon's progress callback: a status line redrawn in place on a terminal, otherwise a log
+// line every run.status_interval. When the load ends the line is removed.
+func (s *statusLine) progress(log *slog.Logger) func(engine.Snapshot, bool) {
+	return func(snap engine.Snapshot, done bool) {
+		switch {
+		case s.tty && done:
+			s.show("")
+		case s.tty:
+			s.show(snap.Line())
+		case !done:
+			log.Info("progress", "elapsed", snap.Elapsed.Truncate(time.Second), "cycles_per_second",
+				fmt.Sprintf("%.1f", snap.Rate()), "in_flight", snap.InFlight, "ok", snap.OK, "fail", snap.Fail,
+				"aborted", snap.Aborted, "p99", snap.P99.Round(time.Millisecond))
 		}
-	}()
-	return func() { close(quit); <-finished }
+	}
 }
