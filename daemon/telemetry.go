@@ -161,10 +161,19 @@ func (t *telemetry) awaitFinalScrape(wait time.Duration, hurry <-chan struct{}) 
 		case <-ctx.Done():
 		}
 	}()
-	if err := t.srv.WaitScrape(ctx); err != nil {
+	if err := t.srv.WaitScrape(ctx); err != nil && !closedChan(hurry) {
 		// Not a run failure: the results file is complete; only Prometheus misses the last counts.
 		t.log.Warn("no final scrape within metrics.final_scrape_wait; Prometheus may lack the last counts",
 			"component", "metrics", "final_scrape_wait", wait)
+	}
+}
+
+func closedChan(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 
