@@ -623,10 +623,7 @@ func (r *load) execute(ctx context.Context) (Summary, error) {
 	r.info.EndTime = unixSeconds(end)
 	r.info.DroppedCycles = int64(st.Dropped)
 	r.info.LateCycles = int64(st.Late)
-	r.info.Outages = nil
-	for _, o := range st.Outages {
-		r.info.Outages = append(r.info.Outages, record.OutageInfo{Start: o.Start, End: o.End, Error: o.Error, Ongoing: o.Ongoing})
-	}
+	r.info.Outages = st.Outages
 	sum := Summary{RunID: r.runID, ResultsPath: r.writer.Path(), ResultsPaths: r.writer.Paths(), Stats: st,
 		Elapsed: end.Sub(r.start), LoadTime: end.Sub(loadStart), Started: true}
 	if serr := results.WriteSidecar(r.writer.Path(), r.info); serr != nil {

@@ -21,8 +21,10 @@ type Stats struct {
 	Dropped  uint64 // rate model ticks that found no idle agent
 	Late     uint64 // fleet/rate cycles that started more than record.LateTolerance after their due time
 	Blocked  uint64 // records that waited for room in the fan-out (results writer stalled)
-	// Outages are the time ranges during which the verifier could not be reached.
-	Outages []Outage
+	// Outages are the time ranges during which the verifier could not be reached at all: every cycle failed
+	// before any HTTP answer (Unix seconds, as in the records; Ongoing marks an outage the run ended in). They go
+	// to the run's sidecar as they are.
+	Outages []record.OutageInfo
 	// SinkDrops is, per WithSink sink in order, how many records it missed.
 	SinkDrops []uint64
 	// Aborting is true when the drain timeout passed or Abort was called with cycles still running.

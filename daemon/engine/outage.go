@@ -8,15 +8,6 @@ import (
 	"github.com/attestload/attestload/attestation/record"
 )
 
-// Outage is a time range during which the verifier could not be reached at all: every cycle failed before any
-// HTTP answer. Times are Unix seconds, as in the records; Ongoing marks an outage the run ended in.
-type Outage struct {
-	Start   float64           `json:"start"`
-	End     float64           `json:"end"`
-	Error   record.ErrorClass `json:"error"` // the error class that opened it (conn_refused, tls, ...)
-	Ongoing bool              `json:"ongoing,omitempty"`
-}
-
 // outageAfter is how many cycles in a row must fail to reach the verifier before it counts as unreachable, so that
 // one timeout among answered requests on a loaded verifier is not an outage.
 const outageAfter = 3
@@ -34,7 +25,7 @@ type outageTracker struct {
 	firstErr record.ErrorClass
 	lastUp   float64 // latest start time of a cycle that got an answer
 	seenUp   bool
-	outages  []Outage
+	outages  []record.OutageInfo
 }
 
 func newOutageTracker(log *slog.Logger, obs Observer, detail func() string, agents int) *outageTracker {
@@ -109,7 +100,7 @@ func (t *outageTracker) observe(r *record.Record) {
 		return
 	}
 	t.down = true
-	t.outages = append(t.outages, Outage{Start: t.first, Error: t.firstErr})
+	t.outages = append(t.outages, record.OutageInfo{Start: t.first, Error: t.firstErr})
 	detail := ""
 	if t.detail != nil {
 		detail = t.detail()
@@ -121,7 +112,7 @@ func (t *outageTracker) observe(r *record.Record) {
 }
 
 // finish closes an outage the run ended in and returns every outage.
-func (t *outageTracker) finish(end time.Time) []Outage {
+func (t *outageTracker) finish(end time.Time) []record.OutageInfo {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.down {
@@ -130,7 +121,7 @@ func (t *outageTracker) finish(end time.Time) []Outage {
 		length := time.Duration((o.End - o.Start) * float64(time.Second)).Round(time.Millisecond)
 		t.log.Warn("run ended with the verifier unreachable", "outage", length.String(), "from", unixTime(o.Start))
 	}
-	return append([]Outage(nil), t.outages...)
+	return append([]record.OutageInfo(nil), t.outages...)
 }
 
 func unixTime(s float64) string {
