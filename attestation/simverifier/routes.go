@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"io"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -192,22 +193,27 @@ func (v *Verifier) write(w http.ResponseWriter, r *http.Request, resp *response,
 	if len(body) > 0 && v.rnd.hit(rule.InvalidJSONRate) {
 		body = append([]byte(`{"data": {"type": "attestation", "attributes": {`), body[:len(body)/3]...)
 	}
+	pad := 0
 	if v.rnd.hit(rule.HugeBodyRate) {
-		n := rule.HugeBodyBytes
-		if n == 0 {
-			n = 8 << 20
+		pad = rule.HugeBodyBytes
+		if pad == 0 {
+			pad = 8 << 20
 		}
-		body = append(append([]byte(nil), body...), bytes.Repeat([]byte(" "), n)...)
 	}
 	if ct != "" {
 		h.Set("Content-Type", ct)
 	}
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	truncate := len(body) > 1 && v.rnd.hit(rule.TruncateRate)
+	total := len(body) + pad
+	h.Set("Content-Length", strconv.Itoa(total))
+	truncate := total > 1 && v.rnd.hit(rule.TruncateRate)
 	trickle := v.rnd.hit(rule.TrickleRate)
+	// The huge-body padding is streamed from one shared block, never built: 8 agents asking at once would
+	// otherwise make the simulator allocate hundreds of MiB and, under load or the race detector, answer so slowly
+	// that the client times out before it sees the oversized body it is meant to refuse.
+	content := io.MultiReader(bytes.NewReader(body), &padding{left: pad})
 	w.WriteHeader(resp.status)
 	if truncate {
-		_, _ = w.Write(body[:len(body)/2])
+		_, _ = io.CopyN(w, content, int64(total/2))
 		if f, ok := w.(http.Flusher); ok {
 			f.Flush()
 		}
@@ -220,26 +226,43 @@ func (v *Verifier) write(w http.ResponseWriter, r *http.Request, resp *response,
 			chunk = 16
 		}
 		f, _ := w.(http.Flusher)
-		for len(body) > 0 {
-			n := min(chunk, len(body))
-			if _, err := w.Write(body[:n]); err != nil {
+		for left := total; left > 0; {
+			n := min(chunk, left)
+			if _, err := io.CopyN(w, content, int64(n)); err != nil {
 				return
 			}
-			body = body[n:]
+			left -= n
 			if f != nil {
 				f.Flush()
 			}
-			if len(body) > 0 && sleepCtx(r.Context(), rule.TrickleDelay) != nil {
+			if left > 0 && sleepCtx(r.Context(), rule.TrickleDelay) != nil {
 				return
 			}
 		}
 		return
 	}
-	_, _ = w.Write(body)
+	if _, err := io.Copy(w, content); err != nil {
+		return
+	}
 	if f, ok := w.(http.Flusher); ok && resp.after != nil {
 		// The client must see the 202 before the verification that follows it starts.
 		f.Flush()
 	}
+}
+
+// spaces is the block the huge-body fault's padding is read from.
+var spaces = bytes.Repeat([]byte(" "), 64<<10)
+
+// padding reads left spaces without holding them.
+type padding struct{ left int }
+
+func (p *padding) Read(b []byte) (int, error) {
+	if p.left == 0 {
+		return 0, io.EOF
+	}
+	n := copy(b, spaces[:min(len(spaces), p.left, len(b))])
+	p.left -= n
+	return n, nil
 }
 
 // retryAfter formats a Retry-After value.
