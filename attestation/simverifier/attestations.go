@@ -87,6 +87,7 @@ func (v *Verifier) createAttestation(r *http.Request, body []byte, agentID, self
 	if resp != nil {
 		return resp
 	}
+	spendCPU(v.cfg.Costs.Create)
 	if v.beforeCommit != nil {
 		v.beforeCommit()
 	}
@@ -533,6 +534,7 @@ func (v *Verifier) updateAttestation(r *http.Request, body []byte, agentID strin
 	if resp != nil {
 		return resp
 	}
+	spendCPU(v.cfg.Costs.Evidence)
 	att.stage = stageEvaluating
 	att.evidenceReceivedAt = now
 	for i, it := range att.items {

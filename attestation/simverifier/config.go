@@ -34,9 +34,22 @@ type Config struct {
 	// SessionHashIterations is the PBKDF2-SHA256 cost spent on each session POST (the real verifier uses 600000,
 	// about 0.3 s of CPU). 0 skips the hashing; the token hash written in database mode then uses 1 iteration.
 	SessionHashIterations int
-	// Workers bounds how many requests (and the verifications that run after a 202) execute at once, like the real
-	// verifier's worker processes: a verification occupies its worker until done. 0 means no bound.
+	// Workers bounds how many requests (and the verifications that run after a 202) execute at once, a coarser
+	// stand-in for the real verifier's worker processes without their pinned connections (Processes models
+	// those). 0 means no bound.
 	Workers int
+	// Processes models the real verifier's forked worker processes (Keylime: one per core): the listener is shared
+	// by this many processes, a connection stays with the process that accepted it, a process serves one request at
+	// a time and runs the verification after a 202 before its next request, and only an idle process accepts. 0
+	// switches the model off.
+	Processes int
+	// Costs is the CPU the modelled verifier spends per kind of work (CalibratedCosts: measured from the stock
+	// verifier); zero costs nothing beyond the simulator's own handling.
+	Costs Costs
+	// TimeoutMonitor runs the real push-agent timeout monitor: after each verification, a timer in the process
+	// that verified marks the agent timed out (accept_attestations false) unless it is verified again within
+	// 5 × QuoteInterval. Timeouts counts the marks.
+	TimeoutMonitor bool
 	// VerdictHistory is how many recent verdicts per agent stay readable through Verdict (at least 1; default 4).
 	VerdictHistory int
 	// AdminToken, if set, grants admin identity to a request carrying "Authorization: Bearer <AdminToken>". It
@@ -133,6 +146,12 @@ func (c *Config) validate() error {
 	}
 	if c.Workers < 0 {
 		errs = append(errs, fmt.Errorf("workers %d: must be >= 0", c.Workers))
+	}
+	if c.Processes < 0 {
+		errs = append(errs, fmt.Errorf("processes %d: must be >= 0", c.Processes))
+	}
+	if err := c.Costs.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.VerdictHistory < 0 {
 		errs = append(errs, fmt.Errorf("verdict history %d: must be >= 0", c.VerdictHistory))

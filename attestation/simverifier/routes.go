@@ -139,6 +139,16 @@ func (v *Verifier) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if p := processFrom(ctx); p != nil {
+		if !v.procs.acquire(ctx, p) {
+			return
+		}
+		defer v.procs.release(p)
+	}
+	if v.beforeRequest != nil {
+		v.beforeRequest()
+	}
+	spendCPU(v.cfg.Costs.Request)
 	if v.rnd.hit(rule.CloseRate) {
 		panic(http.ErrAbortHandler)
 	}

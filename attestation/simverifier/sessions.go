@@ -235,6 +235,7 @@ func (v *Verifier) createSession(r *http.Request, body []byte) *response {
 	if !found {
 		return sessionErrorResponse(http.StatusBadRequest, "authentication_supported must include tpm_pop")
 	}
+	spendCPU(v.cfg.Costs.Session)
 	p, err := v.newPendingSession(agentID, now)
 	if err != nil {
 		v.log.Error("session create failed", "err", err)
@@ -338,6 +339,7 @@ func (v *Verifier) popSession(r *http.Request, body []byte, sessionID string) *r
 	if a == nil {
 		return doc(http.StatusOK)
 	}
+	spendCPU(v.cfg.Costs.PoP)
 	if err := v.verifyPoP(r, a, p.nonce, message, signature); err != nil {
 		v.log.Info("pop verification failed", "agent_id", agentID, "session_id", p.id, "reason", err.Error())
 		return doc(http.StatusUnauthorized)

@@ -38,8 +38,14 @@ type Verifier struct {
 	rnd     *lockedRand
 	faults  atomic.Pointer[Faults]
 	workers chan struct{} // nil when unbounded
-	tls     *tlsMaterial  // nil in plain-HTTP mode
-	db      *database     // nil unless in PostgreSQL mode
+	procs   *processes    // nil without the process model
+	monitor *process      // the timeout monitor's timers without the process model
+
+	timerMu       sync.Mutex // guards every process's timers and timersStopped
+	timersStopped bool
+	timeouts      atomic.Int64
+	tls           *tlsMaterial // nil in plain-HTTP mode
+	db            *database    // nil unless in PostgreSQL mode
 
 	mu       sync.RWMutex
 	agents   map[string]*agent
@@ -62,6 +68,10 @@ type Verifier struct {
 	beforeCommit func()
 	// beforeVerify, when set by a test, runs at the start of a verification (to hold it "in progress").
 	beforeVerify func()
+	// beforeRequest, when set by a test, runs once a request holds its process (to hold the process busy).
+	beforeRequest func()
+	// timeoutWindow, when set by a test, replaces the timeout monitor's 5 × quote_interval.
+	timeoutWindow time.Duration
 }
 
 // sharedPolicy is one parsed IMA policy, shared by every agent enrolled with the same JSON.
@@ -114,6 +124,10 @@ func New(cfg Config) (*Verifier, error) {
 	v.faults.Store(cfg.Faults.clone())
 	if cfg.Workers > 0 {
 		v.workers = make(chan struct{}, cfg.Workers)
+	}
+	v.monitor = &process{index: -1, timers: map[string]*timeoutHandle{}}
+	if cfg.Processes > 0 {
+		v.procs = newProcesses(cfg.Processes, processSeed(cfg.Seed), v.now)
 	}
 	if !cfg.PlainHTTP {
 		m, err := generateTLS(cfg.TLSDir)
@@ -425,6 +439,16 @@ func (v *Verifier) Serve(ctx context.Context, ln net.Listener) error {
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(v.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if p := connProcess(c); p != nil {
+				return context.WithValue(ctx, processKey{}, p)
+			}
+			return ctx
+		},
+	}
+	defer v.stopTimeouts()
+	if v.procs != nil {
+		ln = &processListener{Listener: ln, ps: v.procs, done: make(chan struct{})}
 	}
 	if v.tls != nil {
 		srv.TLSConfig = v.tls.serverConfig()

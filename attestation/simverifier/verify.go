@@ -273,6 +273,7 @@ func (v *Verifier) verify(r *http.Request, a *agent, att *attestation, q *quoteD
 	}
 	f := v.faults.Load()
 	burnCPU(f.VerifyCPU, f.VerifyHashIterations)
+	spendCPU(v.verificationCost(att))
 
 	a.mu.Lock()
 	o := v.evaluate(a, att, q)
@@ -334,6 +335,7 @@ func (v *Verifier) verify(r *http.Request, a *agent, att *attestation, q *quoteD
 	}
 	a.recordVerdict(att.index, att.evaluation, att.failureReason, v.cfg.VerdictHistory)
 	a.mu.Unlock()
+	v.scheduleTimeout(processFrom(r.Context()), a.id)
 	if o.reason == "" {
 		v.log.Debug("attestation passed", "agent_id", a.id, "index", att.index)
 	} else {

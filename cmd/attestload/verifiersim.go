@@ -29,6 +29,7 @@ func newVerifierSimCmd() *cobra.Command {
 		verifyCPU        time.Duration
 		verifyHashRounds int
 		verbose          bool
+		calibrated       bool
 	)
 	cmd := &cobra.Command{
 		Use:   "verifier-sim",
@@ -51,6 +52,9 @@ Example: --fault update:latency-median=50ms --fault update:latency-p99=400ms --f
 				}
 			}
 			cfg.Faults.VerifyCPU, cfg.Faults.VerifyHashIterations = verifyCPU, verifyHashRounds
+			if calibrated {
+				cfg.Calibrate()
+			}
 			cfg.TLSDir = tlsDir
 			cfg.AdminToken = os.Getenv(simAdminTokenEnv)
 			if !cfg.PlainHTTP && tlsDir == "" {
@@ -87,7 +91,9 @@ Example: --fault update:latency-median=50ms --fault update:latency-p99=400ms --f
 	f.IntVar(&cfg.RateLimits.PerAgent, "rate-limit-per-agent", cfg.RateLimits.PerAgent, "session creations per minute per agent (0 = off)")
 	f.BoolVar(&cfg.RebootIMADefect, "reboot-defect", cfg.RebootIMADefect, "reproduce Keylime's reboot defect: after a later boot_time the IMA log is replayed from the previous boot's PCR 10 (broken_evidence_chain until PCR 10 reaches that value again; docs/verifier-conformance.md)")
 	f.IntVar(&cfg.SessionHashIterations, "session-hash-iterations", cfg.SessionHashIterations, "PBKDF2 iterations per session creation (Keylime: 600000; 0 = skip the cost)")
-	f.IntVar(&cfg.Workers, "workers", 0, "requests and verifications running at once, like Keylime's worker processes (0 = unbounded)")
+	f.IntVar(&cfg.Workers, "workers", 0, "requests and verifications running at once, without pinned connections (0 = unbounded; --processes models Keylime's workers more closely)")
+	f.BoolVar(&calibrated, "calibrated", true, "behave like the stock Keylime verifier on this machine: worker processes with pinned connections (--processes), its CPU cost per request and evidence kind, and its push-agent timeout monitor (docs/simulator.md); --calibrated=false answers as fast as it can")
+	f.IntVar(&cfg.Processes, "processes", 0, "worker processes, each serving one request at a time on the connections it accepted (0 = one per CPU when --calibrated, else none)")
 	f.StringArrayVar(&faultSpecs, "fault", nil, "inject a fault: "+simverifier.FaultSpecHelp)
 	f.DurationVar(&verifyCPU, "verify-cpu", 0, "extra CPU time spent per verification (0 = none)")
 	f.IntVar(&verifyHashRounds, "verify-hash-iterations", 0, "extra SHA-256 rounds per verification, a machine-independent CPU cost (0 = none)")
@@ -115,6 +121,7 @@ func runVerifierSim(ctx context.Context, cfg simverifier.Config, listen string, 
 		scheme = "http"
 	}
 	log.Info("simulated verifier listening", "component", "verifier-sim", "url", scheme+"://"+ln.Addr().String(),
-		"tls_dir", cfg.TLSDir, "agents", v.AgentCount())
+		"tls_dir", cfg.TLSDir, "agents", v.AgentCount(), "processes", cfg.Processes,
+		"calibrated", cfg.Costs != (simverifier.Costs{}), "timeout_monitor", cfg.TimeoutMonitor)
 	return v.Serve(ctx, ln)
 }
