@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -101,8 +102,11 @@ type Client struct {
 	// warned holds the transport error classes already logged at warning level (the first of each class is, with
 	// its text: the record keeps only the class, and "tls" alone does not say which certificate check failed).
 	warned sync.Map
-	now    func() time.Time
-	sleep  func(ctx context.Context, d time.Duration) error
+	// blockWarnedUntil is the end (Unix ns) of the last session block logged: a block is logged once, not once per
+	// refused agent.
+	blockWarnedUntil atomic.Int64
+	now              func() time.Time
+	sleep            func(ctx context.Context, d time.Duration) error
 }
 
 // New validates cfg and builds a Client.
@@ -410,4 +414,22 @@ func isTLSErr(err error) bool {
 	return errors.As(err, &verr) || errors.As(err, &alert) || errors.As(err, &rh) || errors.As(err, &ua) ||
 		errors.As(err, &he) || errors.As(err, &ci) || strings.Contains(err.Error(), "tls: ") ||
 		strings.Contains(err.Error(), "HTTP response to HTTPS client")
+}
+
+// warnSessionBlock logs a session block of the verifier at WARN, once per block.
+func (c *Client) warnSessionBlock(d time.Duration, detail string) {
+	now := c.now()
+	for {
+		until := c.blockWarnedUntil.Load()
+		if now.UnixNano() < until {
+			return
+		}
+		if c.blockWarnedUntil.CompareAndSwap(until, now.Add(d).UnixNano()) {
+			break
+		}
+	}
+	c.log.Warn(fmt.Sprintf("the verifier blocks session creation for %s (its limits: 50 per minute per client "+
+		"address, 15 per agent; each further breach doubles the block, up to an hour, until the verifier restarts); "+
+		"the refused agents wait it out, the others keep attesting; spread the agents over more source addresses "+
+		"(verifier.local_addrs)", d), "detail", detail)
 }

@@ -46,7 +46,9 @@ type cycle struct {
 // Phases: a session (PoP) when the agent holds no token valid for TokenRenewMargin more; negotiation (POST, 201);
 // evidence (PATCH latest, 202). Retries, each bounded by MaxRetries per phase:
 //   - 429 and 503 with a Retry-After up to MaxRetryAfter: sleep it, repeat (retry_after = seconds slept). A longer
-//     Retry-After fails the cycle and sets Agent.NotBefore.
+//     Retry-After, and any 429 on the session POST (the verifier's per-address session block), fails the cycle and
+//     sets Agent.NotBefore, so that only that agent waits; a session block is logged at WARN once per block.
+//     Every attempt records the Retry-After the verifier sent (server_retry_after).
 //   - 5xx without Retry-After: repeat after 1 s, 2 s, 4 s, ... (capped at MaxRetryAfter).
 //   - 409 on the POST: repeat after 1 s (conflicts true, retry_after 1).
 //   - 401 on POST or PATCH: drop the token, redo the session once per cycle, repeat.
@@ -72,7 +74,7 @@ func (c *Client) Cycle(ctx context.Context, a *Agent, task, worker int) *record.
 		rec.Profile = a.Profile.Name()
 	}
 	rec.StartTime = unixSeconds(c.now())
-	ctx = c.hooks.CycleStart(ctx, a, task)
+	ctx = c.hooks.CycleStart(WithAgent(ctx, a.Index), a, task)
 	cy := &cycle{c: c, a: a, rec: rec, urls: a.urlsFor(c.base, c.prefix)}
 	cy.run(ctx)
 
@@ -204,6 +206,13 @@ func (cy *cycle) judge(att *record.Attempt, r *response, patch bool, retries int
 		setFailed(att, class)
 		if !hasRA {
 			return cy.backoff(retries, e.Detail)
+		}
+		if att.Action == record.ActionSessionCreate && class == record.ClassRateLimited {
+			// A session block (60 s, doubling up to an hour) is the agent's to wait out: the cycle ends and the
+			// scheduler brings the agent back after it, while the worker attests other agents meanwhile.
+			cy.a.NotBefore = cy.c.now().Add(ra)
+			cy.c.warnSessionBlock(ra, e.Detail)
+			return decFail, 0, e.Detail
 		}
 		if ra > cy.c.maxRetryWait {
 			// Sleeping an hour inside a cycle would stall a worker; the scheduler learns when to come back.
@@ -402,6 +411,12 @@ func (cy *cycle) step(pctx context.Context, list *[]record.Attempt, req *call, r
 		token = cy.a.token
 	}
 	att, r := cy.c.do(pctx, req.action, req.method, req.url, req.body, token)
+	if r != nil {
+		if ra, ok := retryAfter(r.header, cy.c.now()); ok {
+			secs := int((ra + time.Second - 1) / time.Second)
+			att.ServerRetryAfter = &secs
+		}
+	}
 	var dec decision
 	var wait time.Duration
 	var detail string

@@ -352,6 +352,38 @@ func TestCycleRetries(t *testing.T) {
 			},
 		},
 		{
+			name: "429 on the session POST: the agent waits the block out, not the worker",
+			setup: func(f *fakeVerifier) {
+				f.push("session_create", canned{status: 429, header: map[string]string{"Retry-After": "60"},
+					body: `{"errors":[{"status":"429","title":"Too Many Requests","detail":"Rate limit exceeded. Try again in 60 seconds."}]}`})
+			},
+			outcome: record.OutcomeFail, err: record.ClassRateLimited, creates: 0, updates: 0, sessions: 1,
+			check: func(t *testing.T, r *record.Record, a *Agent) {
+				s := r.SessionAttempts[0]
+				if s.RetryAfter != nil || intp(s.ServerRetryAfter) != "60" {
+					t.Errorf("session attempt retry_after %s, server_retry_after %s; want none and 60",
+						intp(s.RetryAfter), intp(s.ServerRetryAfter))
+				}
+				if a.NotBefore.IsZero() {
+					t.Error("NotBefore not set: the scheduler would bring the agent back into the block")
+				}
+			},
+		},
+		{
+			name:    "server Retry-After recorded on a retried answer too",
+			setup:   func(f *fakeVerifier) { f.push("create", premature("1")) },
+			outcome: record.OutcomeSuccess, creates: 2, updates: 1, sessions: 2,
+			slept: []time.Duration{time.Second},
+			check: func(t *testing.T, r *record.Record, _ *Agent) {
+				if a := r.CreateAttempts[0]; intp(a.ServerRetryAfter) != "1" || intp(a.RetryAfter) != "1" {
+					t.Errorf("429 attempt: server_retry_after %s retry_after %s, want 1 and 1", intp(a.ServerRetryAfter), intp(a.RetryAfter))
+				}
+				if a := r.CreateAttempts[1]; a.ServerRetryAfter != nil {
+					t.Errorf("201 attempt has server_retry_after %s", intp(a.ServerRetryAfter))
+				}
+			},
+		},
+		{
 			name:    "409 conflict retried after 1 s",
 			setup:   func(f *fakeVerifier) { f.push("create", apiErr(409, "conflict", "concurrent")) },
 			outcome: record.OutcomeSuccess, creates: 2, updates: 1, sessions: 2,

@@ -38,16 +38,29 @@ const defaultIdlePerHost = 4096
 // NewTransport builds an HTTP/1.1 transport for talking to a verifier. HTTP/1.1 matches real agents (each keep-alive
 // connection stays pinned to one verifier worker).
 func NewTransport(o TLSOptions) (*http.Transport, error) {
+	return newTransport(o, nil)
+}
+
+// NewCountingTransport is NewTransport whose connections and TLS handshakes c counts.
+func NewCountingTransport(o TLSOptions, c *ConnCounter) (*http.Transport, error) {
+	return newTransport(o, c)
+}
+
+func connectTimeoutOf(o TLSOptions) time.Duration {
+	if o.ConnectTimeout == 0 {
+		return 10 * time.Second
+	}
+	return o.ConnectTimeout
+}
+
+func newTransport(o TLSOptions, counter *ConnCounter) (*http.Transport, error) {
 	if o.ConnectTimeout < 0 {
 		return nil, fmt.Errorf("tls options: connect timeout %v is negative", o.ConnectTimeout)
 	}
 	if o.MaxConnsPerHost < 0 {
 		return nil, fmt.Errorf("tls options: max conns per host %d is negative", o.MaxConnsPerHost)
 	}
-	connectTimeout := o.ConnectTimeout
-	if connectTimeout == 0 {
-		connectTimeout = 10 * time.Second
-	}
+	connectTimeout := connectTimeoutOf(o)
 	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: o.InsecureSkipVerify} //nolint:gosec // opt-in only
 	if o.CAFile != "" {
 		pem, err := os.ReadFile(o.CAFile)
@@ -74,6 +87,10 @@ func NewTransport(o TLSOptions) (*http.Transport, error) {
 	dial, err := newDialer(o.LocalAddrs, connectTimeout)
 	if err != nil {
 		return nil, err
+	}
+	if counter != nil {
+		dial = counter.countDial(dial, nil)
+		counter.countHandshakes(tlsConf)
 	}
 	idle := defaultIdlePerHost
 	if o.MaxConnsPerHost > 0 && o.MaxConnsPerHost < idle {

@@ -49,6 +49,9 @@ type Attempt struct {
 	RequestID string      `json:"request_id"`     // the X-Request-ID sent
 	BytesSent int64       `json:"bytes_sent"`     // request body bytes
 	BytesRecv int64       `json:"bytes_received"` // response body bytes read
+	// ServerRetryAfter is the Retry-After the verifier sent with this answer, in whole seconds (absent when it sent
+	// none), whether or not the client waited it: retry_after is what the client waited.
+	ServerRetryAfter *int `json:"server_retry_after,omitempty"`
 }
 
 // Verdict is the verifier's judgement of a cycle's evidence, learned after the fact (the agent never sees it).

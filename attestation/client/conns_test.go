@@ -1,0 +1,140 @@
+package client
+
+import (
+	"context"
+	"encoding/pem"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// remoteAddrs serves 204s and remembers the client address of every request.
+type remoteAddrs struct {
+	mu    sync.Mutex
+	addrs []string
+}
+
+func (ra *remoteAddrs) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ra.mu.Lock()
+	ra.addrs = append(ra.addrs, r.RemoteAddr)
+	ra.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (ra *remoteAddrs) last() string {
+	ra.mu.Lock()
+	defer ra.mu.Unlock()
+	return ra.addrs[len(ra.addrs)-1]
+}
+
+func agentGet(t *testing.T, rt http.RoundTripper, url string, agent int) {
+	t.Helper()
+	ctx := context.Background()
+	if agent >= 0 {
+		ctx = WithAgent(ctx, agent)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+}
+
+// TestAgentTransportOneConnectionPerAgent: every agent keeps its own keep-alive connection; agents never share one.
+func TestAgentTransportOneConnectionPerAgent(t *testing.T) {
+	ra := &remoteAddrs{}
+	srv := httptest.NewServer(ra)
+	defer srv.Close()
+	tr, err := NewAgentTransport(TLSOptions{}, 100, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.CloseIdleConnections()
+	byAgent := map[int]string{}
+	for round := range 4 {
+		for a := range 3 {
+			agentGet(t, tr, srv.URL, a)
+			addr := ra.last()
+			if round == 0 {
+				byAgent[a] = addr
+			} else if addr != byAgent[a] {
+				t.Errorf("agent %d: request %d came from %s, its connection is %s", a, round, addr, byAgent[a])
+			}
+		}
+	}
+	if byAgent[0] == byAgent[1] || byAgent[1] == byAgent[2] || byAgent[0] == byAgent[2] {
+		t.Errorf("agents share connections: %v", byAgent)
+	}
+	if st := tr.Counter().Stats(); st.Opened != 3 || st.Open != 3 || st.Handshakes != 0 {
+		t.Errorf("stats %+v, want 3 opened, 3 open, no TLS handshake", st)
+	}
+}
+
+// TestAgentTransportBudget: past the budget, the least recently used idle agent's connection is closed; that agent
+// opens a new one when it next attests.
+func TestAgentTransportBudget(t *testing.T) {
+	ra := &remoteAddrs{}
+	srv := httptest.NewServer(ra)
+	defer srv.Close()
+	tr, err := NewAgentTransport(TLSOptions{}, 2, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.CloseIdleConnections()
+	for _, a := range []int{0, 1, 2} {
+		agentGet(t, tr, srv.URL, a)
+	}
+	st := tr.Counter().Stats()
+	if st.Open > 2 || st.Evicted != 1 || st.Opened != 3 {
+		t.Errorf("after 3 agents with a budget of 2: %+v, want at most 2 open, 1 evicted, 3 opened", st)
+	}
+	agentGet(t, tr, srv.URL, 2) // still connected
+	if got := tr.Counter().Stats().Opened; got != 3 {
+		t.Errorf("agent 2 reconnected (%d opened) although its connection was the most recently used", got)
+	}
+	agentGet(t, tr, srv.URL, 0) // evicted: a new connection, evicting agent 1's
+	if st := tr.Counter().Stats(); st.Opened != 4 || st.Evicted != 2 || st.Open > 2 {
+		t.Errorf("after agent 0 came back: %+v, want 4 opened, 2 evicted, at most 2 open", st)
+	}
+}
+
+// TestAgentTransportCountsHandshakes: each new connection to a TLS verifier is one handshake; keep-alive requests
+// add none; requests without an agent use the shared pool, counted too.
+func TestAgentTransportCountsHandshakes(t *testing.T) {
+	srv := httptest.NewTLSServer(&remoteAddrs{})
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := NewAgentTransport(TLSOptions{CAFile: ca}, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.CloseIdleConnections()
+	for range 3 {
+		agentGet(t, tr, srv.URL, 0)
+		agentGet(t, tr, srv.URL, 1)
+	}
+	agentGet(t, tr, srv.URL, -1)
+	if st := tr.Counter().Stats(); st.Handshakes != 3 || st.Opened != 3 {
+		t.Errorf("stats %+v, want 3 connections and 3 handshakes", st)
+	}
+}
+
+func TestDefaultConnBudget(t *testing.T) {
+	b, limit := DefaultConnBudget(false)
+	bs, _ := DefaultConnBudget(true)
+	if b < 16 || bs < 16 || (limit > 0 && uint64(b) >= limit) || bs > b {
+		t.Errorf("budget %d (with server %d) for a descriptor limit of %d", b, bs, limit)
+	}
+}
