@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/attestload/attestload/attestation/client"
 	"github.com/attestload/attestload/attestation/enroll"
 )
 
@@ -25,6 +26,17 @@ type VerifierConfig struct {
 	MaxRetryAfter      time.Duration `key:"max_retry_after" check:">=0"`
 	MaxConnsPerHost    int           `key:"max_conns_per_host" check:">=0"`
 	LocalAddrs         []string      `key:"local_addrs"`
+	// Connections is the connection model: per-agent (default; every agent its own keep-alive connection, as a
+	// fleet) or shared (one pool for all agents, max_conns_per_host applies).
+	Connections string `key:"connections"`
+	// MaxOpenConns caps the per-agent model's open connections; past it the least recently used idle agents'
+	// connections are closed (0: the descriptor limit less a reserve, halved with the built-in simulator).
+	MaxOpenConns int `key:"max_open_conns" check:">=0"`
+	// IdleTimeout is how long an agent keeps its unused connection open (per-agent model; default 90 s).
+	IdleTimeout time.Duration `key:"idle_timeout" check:">=0"`
+	// QuoteInterval is the verifier's quote_interval in seconds (Keylime's template default 2), used to warn when
+	// the load shape runs past its push-agent timeout window (5 × quote_interval); the simulator uses its own.
+	QuoteInterval int `key:"quote_interval" check:">=0"`
 	// ExtendTokenOnAttestation mirrors the verifier's option of that name (default true): whether a passing
 	// attestation slides the agent's token expiry. With it, agents keep their session while they pass, as real
 	// agents do; without it, they renew just before expiry.
@@ -33,7 +45,8 @@ type VerifierConfig struct {
 
 func defaultVerifier() VerifierConfig {
 	return VerifierConfig{APIPrefix: "v3.0", RequestTimeout: 30 * time.Second, ConnectTimeout: 10 * time.Second,
-		MaxRetries: 3, MaxRetryAfter: 60 * time.Second, ExtendTokenOnAttestation: true}
+		MaxRetries: 3, MaxRetryAfter: 60 * time.Second, ExtendTokenOnAttestation: true, QuoteInterval: 2,
+		Connections: client.ConnsPerAgent, IdleTimeout: client.DefaultAgentIdleTimeout}
 }
 
 func (c VerifierConfig) validate() error {
@@ -50,6 +63,11 @@ func (c VerifierConfig) validate() error {
 		return keyErr("verifier.url", "ends in the API version /%s, but verifier.api_prefix is %q: give the "+
 			"verifier's root URL (the version is added to every request path) and set verifier.api_prefix to %q "+
 			"if that version is meant", v, c.APIPrefix, v)
+	}
+	switch c.Connections {
+	case client.ConnsPerAgent, client.ConnsShared:
+	default:
+		return keyErr("verifier.connections", "must be per-agent or shared, got %q", c.Connections)
 	}
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		return keyErr("verifier.cert_file", "cert_file and key_file must be set together")

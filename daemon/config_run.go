@@ -184,10 +184,17 @@ type SimulatorConfig struct {
 	Latency       time.Duration `key:"latency" check:">=0"`        // added to every request, as a slow verifier would
 	// SessionHashIterations is the PBKDF2 cost of a session (the real verifier's is 600000).
 	SessionHashIterations int `key:"session_hash_iterations" check:">=1"`
-	// RateLimits turns on the real verifier's session-creation limits (50 per minute per client IP, 15 per agent).
-	// Off by default: with more than 50 agents on one IP they throttle the load generator itself, which hides
-	// everything else the built-in verifier is there to show. Turn it on to rehearse a real verifier's limits.
+	// RateLimits turns on the real verifier's session-creation limits (50 per minute per client IP, 15 per agent,
+	// a breach blocking 60 s, doubling up to an hour). On by default, as on the real verifier; the run spreads its
+	// agents over several loopback source addresses so that it is not throttled (verifier.local_addrs).
 	RateLimits bool `key:"rate_limits"`
+	// Calibrated makes the simulated verifier behave like the stock Keylime verifier on this machine: worker
+	// processes with pinned connections, its CPU cost per request and evidence kind, and its push-agent timeout
+	// monitor (docs/simulator.md). On by default; off, it answers as fast as it can.
+	Calibrated bool `key:"calibrated"`
+	// Processes is how many worker processes the calibrated simulator has (0: one per CPU, as Keylime's
+	// num_workers = 0).
+	Processes int `key:"processes" check:">=0"`
 	// RebootDefect reproduces the stock Keylime verifier's reboot defect (docs/verifier-conformance.md): after a
 	// simulated reboot an agent's attestations fail with broken_evidence_chain until its IMA log has regrown to
 	// the length it had. On by default, so that the simulator answers as the real verifier does.
@@ -195,5 +202,6 @@ type SimulatorConfig struct {
 }
 
 func defaultSimulator() SimulatorConfig {
-	return SimulatorConfig{QuoteInterval: 2, SessionHashIterations: 600000, RebootDefect: true}
+	return SimulatorConfig{QuoteInterval: 2, SessionHashIterations: 600000, RebootDefect: true, RateLimits: true,
+		Calibrated: true}
 }

@@ -229,7 +229,7 @@ func demoDefaults(cfg *Config, isSet func(key string) bool) {
 const (
 	DemoAgents                = 32
 	DemoWorkers               = 8
-	DemoQuoteInterval         = 1
+	DemoQuoteInterval         = 2
 	DemoSessionHashIterations = 10000
 )
 

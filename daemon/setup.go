@@ -47,6 +47,8 @@ type load struct {
 	progress *engine.Progress
 	info     record.RunInfo
 	sim      *simverifier.Verifier
+	conns    *client.ConnCounter
+	connInfo *record.ConnInfo
 	simDone  chan error
 	simStop  context.CancelFunc
 	verbose  io.Writer
@@ -283,10 +285,24 @@ func (r *load) enroll(ctx context.Context, profile evidence.Profile, keys []*sof
 // that tracing may wrap.
 func (r *load) newClient(baseURL string, tlsOpts client.TLSOptions, so loadOptions) (*client.Client, *errTap, error) {
 	cfg := r.cfg
-	tr, err := client.NewTransport(tlsOpts)
-	if err != nil {
-		return nil, nil, fmt.Errorf("verifier transport: %w", err)
+	n := cfg.Run.Agents
+	addrs, warning := sourceAddrs(baseURL, n, tlsOpts.LocalAddrs)
+	if warning != "" {
+		r.log.Warn(warning, "component", "client")
+	} else if len(addrs) > len(cfg.Verifier.LocalAddrs) {
+		r.log.Info("agents spread over loopback source addresses, within the verifier's 50 session creations per "+
+			"minute per address", "component", "client", "addresses", len(addrs), "first", addrs[0],
+			"last", addrs[len(addrs)-1], "agents_per_address", (n+len(addrs)-1)/len(addrs))
 	}
+	tlsOpts.LocalAddrs = addrs
+	for _, w := range loadShapeOf(cfg).startWarnings(cfg) {
+		r.log.Warn(w, "component", "daemon")
+	}
+	tr, counter, connInfo, err := verifierTransport(cfg, tlsOpts, r.sim != nil, r.log, so.Registerer)
+	if err != nil {
+		return nil, nil, err
+	}
+	r.conns, r.connInfo = counter, connInfo
 	r.addCloser(func(context.Context) error { tr.CloseIdleConnections(); return nil })
 	tap := &errTap{rt: tr}
 	var rt http.RoundTripper = tap
@@ -318,7 +334,8 @@ func (r *load) openResults(profile evidence.Profile, keyCounts map[string]int) e
 	r.addCloser(func(context.Context) error { return r.writer.Close() })
 	r.info = record.RunInfo{Schema: record.SchemaVersion, RunID: r.runID, Instance: cfg.Run.Instance,
 		Model: cfg.Scheduler.Model, StartTime: unixSeconds(r.start), Agents: cfg.Run.Agents, Workers: cfg.Run.Workers,
-		KeyTypes: keyCounts, Profile: profile.Name(), MeasuredBoot: profile.MeasuredBoot() != nil}
+		KeyTypes: keyCounts, Profile: profile.Name(), MeasuredBoot: profile.MeasuredBoot() != nil,
+		Connections: r.connInfo}
 	return results.WriteSidecar(r.writer.Path(), r.info)
 }
 
@@ -432,6 +449,10 @@ func (r *load) startSim(ctx context.Context, pool *pgxpool.Pool, tlsOpts *client
 	scfg.VerdictHistory = simVerdictHistory(r.cfg.Simulator.QuoteInterval, r.cfg.Verdict.PollInterval)
 	if !r.cfg.Simulator.RateLimits {
 		scfg.RateLimits = simverifier.RateLimits{}
+	}
+	if r.cfg.Simulator.Calibrated {
+		scfg.Processes = r.cfg.Simulator.Processes
+		scfg.Calibrate()
 	}
 	if r.cfg.Simulator.Latency > 0 {
 		scfg.Faults.Rules = map[simverifier.Endpoint]simverifier.FaultRule{
@@ -621,6 +642,7 @@ func (r *load) execute(ctx context.Context) (Summary, error) {
 	end := time.Now()
 	r.done.Store(true)
 	r.info.EndTime = unixSeconds(end)
+	fillConnInfo(r.info.Connections, r.conns)
 	r.info.DroppedCycles = int64(st.Dropped)
 	r.info.LateCycles = int64(st.Late)
 	r.info.Outages = st.Outages

@@ -22,6 +22,20 @@ type RunInfo struct {
 	// UEFI event log against an mbpolicies reference state; absent in older sidecars.
 	Profile      string `json:"profile,omitempty"`
 	MeasuredBoot bool   `json:"measured_boot,omitempty"`
+	// Connections is the connection model and what its connections did; absent in older sidecars.
+	Connections *ConnInfo `json:"connections,omitempty"`
+}
+
+// ConnInfo is a run's connection model (per-agent or shared) and its connections: opened, TLS handshakes, the
+// most open at once, idle ones closed to stay within the descriptor budget, and the source addresses used.
+type ConnInfo struct {
+	Model         string `json:"model"`
+	Opened        int64  `json:"opened"`
+	TLSHandshakes int64  `json:"tls_handshakes"`
+	PeakOpen      int64  `json:"peak_open"`
+	Evicted       int64  `json:"evicted,omitempty"`
+	Budget        int    `json:"budget,omitempty"`
+	SourceAddrs   int    `json:"source_addrs,omitempty"`
 }
 
 // OutageInfo is one outage of the verifier: Unix seconds, the error class that opened it, and whether the run

@@ -192,6 +192,9 @@ func printSummary(cfg daemon.Config, sum daemon.Summary, stdout, stderr io.Write
 // because every agent was busy (its defaults, 8 agents at 10/s, cannot keep up with slow cycles), or a fleet run
 // was too short for its agents to attest more than once.
 func runHints(log *slog.Logger, cfg daemon.Config, st engine.Stats, loadTime time.Duration) {
+	if w := daemon.LoadShapeWarning(cfg, st, loadTime); w != "" {
+		log.Warn(w)
+	}
 	switch cfg.Scheduler.Model {
 	case engine.ModelRate:
 		if due := st.Started + st.Dropped; st.Dropped > 0 {

@@ -475,3 +475,13 @@ func TestEvidenceLine(t *testing.T) {
 		t.Fatalf("older sidecar: %q, want no line", got)
 	}
 }
+
+func TestConnectionLines(t *testing.T) {
+	runs := []record.RunInfo{{RunID: "r1", Connections: &record.ConnInfo{Model: "per-agent", Opened: 100, TLSHandshakes: 100,
+		PeakOpen: 100, Budget: 500, SourceAddrs: 3}}, {RunID: "old"}}
+	got := connectionLines(runs)
+	want := "per-agent connections (run r1): 100 opened, 100 TLS handshakes, at most 100 open at once (budget 500, 0 idle closed to keep to it), from 3 source addresses."
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("connectionLines = %q, want [%q]", got, want)
+	}
+}

@@ -144,6 +144,28 @@ func evidenceLine(runs []record.RunInfo) string {
 	return "Evidence profile: " + strings.Join(names, "; ") + "."
 }
 
+// connectionLines says, per run whose sidecar tells, which connection model ran and how many connections and TLS
+// handshakes there were.
+func connectionLines(runs []record.RunInfo) []string {
+	var out []string
+	for _, r := range runs {
+		c := r.Connections
+		if c == nil {
+			continue
+		}
+		line := fmt.Sprintf("%s connections (run %s): %d opened, %d TLS handshakes, at most %d open at once",
+			c.Model, r.RunID, c.Opened, c.TLSHandshakes, c.PeakOpen)
+		if c.Budget > 0 {
+			line += fmt.Sprintf(" (budget %d, %d idle closed to keep to it)", c.Budget, c.Evicted)
+		}
+		if c.SourceAddrs > 1 {
+			line += fmt.Sprintf(", from %d source addresses", c.SourceAddrs)
+		}
+		out = append(out, line+".")
+	}
+	return out
+}
+
 // offsetLabel prints a bucket's offset from the first bucket as H:MM:SS (days past a day).
 func offsetLabel(sec float64) string { return "+" + pyfmt.Timedelta(sec) }
 
@@ -154,6 +176,9 @@ func buildSections(s *Summary) []section {
 	}
 	if keys := keyTypesLine(s.Runs); keys != "" {
 		out = append(out, section{title: "Attestation keys", lines: []string{keys}})
+	}
+	if conns := connectionLines(s.Runs); len(conns) > 0 {
+		out = append(out, section{title: "Connections", lines: conns})
 	}
 	out = append(out, latencySection(s), outcomeSection(s), verdictSection(s), httpSection(s), schedulingSection(s))
 	if os := outageSection(s.Runs); os != nil {

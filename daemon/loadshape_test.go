@@ -1,0 +1,72 @@
+package daemon
+
+import (
+	"github.com/attestload/attestload/daemon/engine"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSourceAddrs(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		url     string
+		agents  int
+		set     []string
+		want    int    // addresses chosen
+		warning string // substring of the warning; "" for none
+	}{
+		{"few agents need nothing", "https://127.0.0.1:8881", 40, nil, 0, ""},
+		{"loopback verifier gets loopback sources", "https://127.0.0.1:8881", 100, nil, 3, ""},
+		{"localhost too", "https://localhost:8881", 81, nil, 3, ""},
+		{"other verifier: a warning with the fix", "https://verifier.example:8881", 100, nil, 0, "set verifier.local_addrs to 3 addresses"},
+		{"IPv6 loopback: a warning", "https://[::1]:8881", 100, nil, 0, "verifier.local_addrs"},
+		{"user's addresses kept", "https://127.0.0.1:8881", 100, []string{"127.0.0.5", "127.0.0.6", "127.0.0.7"}, 3, ""},
+		{"user's addresses too few", "https://127.0.0.1:8881", 100, []string{"127.0.0.5"}, 1, "at least 3 addresses"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, warning := sourceAddrs(tc.url, tc.agents, tc.set)
+			if len(got) != tc.want {
+				t.Errorf("%d addresses %v, want %d", len(got), got, tc.want)
+			}
+			if (tc.warning == "") != (warning == "") || !strings.Contains(warning, tc.warning) {
+				t.Errorf("warning %q, want one containing %q", warning, tc.warning)
+			}
+		})
+	}
+	addrs := loopbackAddrs(600)
+	seen := map[string]bool{}
+	for _, a := range addrs {
+		if seen[a] || strings.HasSuffix(a, ".0") || strings.HasSuffix(a, ".255") || !strings.HasPrefix(a, "127.") {
+			t.Fatalf("bad or repeated address %s in %v", a, addrs[:5])
+		}
+		seen[a] = true
+	}
+	if addrs[0] != "127.0.0.1" || addrs[254] != "127.0.1.1" {
+		t.Errorf("addresses %s, %s", addrs[0], addrs[254])
+	}
+}
+
+func TestLoadShapeWarnings(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Verifier.URL = "https://127.0.0.1:1"
+	cfg.Run.Agents, cfg.Run.Workers = 100, 8
+	// 100 agents at 6 cycles/s: each every 16.7 s, past 5 × 2 s.
+	w := LoadShapeWarning(cfg, engine.Stats{Finished: 600}, 100*time.Second)
+	for _, want := range []string{"every 16.7s", "10s (5 × quote_interval 2 s)", "at least 10.0 cycles/s", "at most 60"} {
+		if !strings.Contains(w, want) {
+			t.Errorf("warning %q lacks %q", w, want)
+		}
+	}
+	if w := LoadShapeWarning(cfg, engine.Stats{Finished: 1500}, 100*time.Second); w != "" {
+		t.Errorf("agents every 6.7 s got a warning: %q", w)
+	}
+	cfg.Scheduler.Model, cfg.Scheduler.Fleet.Interval = engine.ModelFleet, time.Minute
+	if ws := loadShapeOf(cfg).startWarnings(cfg); len(ws) != 1 || !strings.Contains(ws[0], "every 1m0s") {
+		t.Errorf("fleet start warnings %q", ws)
+	}
+	cfg.Scheduler.Fleet.Interval = 5 * time.Second
+	if ws := loadShapeOf(cfg).startWarnings(cfg); len(ws) != 0 {
+		t.Errorf("fleet interval within the window warned: %q", ws)
+	}
+}
