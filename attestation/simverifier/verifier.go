@@ -437,8 +437,11 @@ func (v *Verifier) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           v.Handler(),
 		ReadHeaderTimeout: 30 * time.Second,
-		ErrorLog:          slog.NewLogLogger(v.log.Handler(), slog.LevelDebug),
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		// Tornado's idle_connection_timeout default, which Keylime keeps: a keep-alive connection stays open an hour
+		// between requests (without it, ReadHeaderTimeout would close an agent's idle connection after 30 s).
+		IdleTimeout: time.Hour,
+		ErrorLog:    slog.NewLogLogger(v.log.Handler(), slog.LevelDebug),
+		BaseContext: func(net.Listener) context.Context { return ctx },
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if p := connProcess(c); p != nil {
 				return context.WithValue(ctx, processKey{}, p)
