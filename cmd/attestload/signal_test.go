@@ -106,7 +106,7 @@ func (p *proc) wait(t *testing.T, timeout time.Duration) (int, time.Duration) {
 }
 
 var simEnv = []string{"ATTESTLOAD_SIMULATOR_QUOTE_INTERVAL=0", "ATTESTLOAD_SIMULATOR_SESSION_HASH_ITERATIONS=1000",
-	"ATTESTLOAD_SIMULATOR_RATE_LIMITS=false"}
+	"ATTESTLOAD_SIMULATOR_RATE_LIMITS=false", "ATTESTLOAD_SIMULATOR_CALIBRATED=false"}
 
 func TestSIGINTDrainsInFlightCycles(t *testing.T) {
 	dir := t.TempDir()
