@@ -3,7 +3,9 @@ package stockverifier
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -13,6 +15,7 @@ import (
 	"github.com/attestload/attestload/attestation/enroll"
 	"github.com/attestload/attestload/attestation/record"
 	"github.com/attestload/attestload/attestation/softtpm"
+	"github.com/attestload/attestload/exporter/report"
 	"github.com/attestload/attestload/internal/pgtest"
 	"github.com/attestload/attestload/internal/sharedtest"
 	"github.com/attestload/attestload/test/faults/harness"
@@ -270,5 +273,43 @@ func checkDefectLine(t *testing.T, d *daemon, prefix string, n int) {
 		t.Errorf("the run summary does not say %q:\n%s", want, out)
 	case n == 0 && strings.Contains(out, prefix):
 		t.Errorf("the run summary names a defect the run did not meet (%q)", prefix)
+	}
+}
+
+// Every default: more agents than one source address may open sessions for in a minute (50), no
+// verifier.local_addrs. The run picks loopback source addresses itself, so no session is refused, and each agent
+// holds its own connection (the sidecar says per-agent, with a connection and a TLS handshake per agent at least).
+func TestDefaultsSpreadAgentsWithOwnConnections(t *testing.T) {
+	const agents = 60
+	w := newWorld(t, "defaults", 0)
+	var env []string
+	for _, e := range w.env() {
+		if !strings.HasPrefix(e, "ATTESTLOAD_VERIFIER_LOCAL_ADDRS=") {
+			env = append(env, e)
+		}
+	}
+	d := w.start(env, w.args(agents, "-t", "2", "-w", "8", "--profile", "quote-only")...)
+	recs := w.finish(d, 6*time.Minute, 0)
+	if len(recs) != 2*agents {
+		t.Errorf("%d records, want %d", len(recs), 2*agents)
+	}
+	checkVerdicts(t, recs)
+	if sessions := noSession429(t, recs); sessions < agents {
+		t.Errorf("%d sessions opened, want at least one per agent (%d)", sessions, agents)
+	}
+	if !strings.Contains(d.Stderr.String(), "agents spread over loopback source addresses") {
+		t.Errorf("the run did not say it spread its agents over source addresses:\n%s", d.Stderr.String())
+	}
+	raw, err := os.ReadFile(strings.TrimSuffix(d.results, ".jsonl") + ".run.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info report.RunInfo
+	if err := json.Unmarshal(raw, &info); err != nil {
+		t.Fatal(err)
+	}
+	c := info.Connections
+	if c == nil || c.Model != "per-agent" || c.Opened < agents || c.TLSHandshakes < agents || c.SourceAddrs < 2 {
+		t.Errorf("sidecar connections %+v, want per-agent with at least %d connections and handshakes from 2+ addresses", c, agents)
 	}
 }
