@@ -32,6 +32,10 @@ type processes struct {
 	procs []*process
 	rnd   *rand.Rand // under mu: which idle process wins an accept
 	now   func() time.Time
+	// accepting counts connections waiting for an idle process (under mu). While one waits, an idle process takes
+	// it before its next request: Tornado's IOLoop handles the listening socket's event when it returns from a
+	// request, so a steady stream of requests on a worker's own connections does not starve new connections.
+	accepting int
 }
 
 // processSeed seeds which idle process wins an accept: from the configured seed (its own stream, so that the fault
@@ -62,7 +66,7 @@ func (ps *processes) acquire(ctx context.Context, p *process) bool {
 	defer stop()
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	for p.busy {
+	for p.busy || ps.accepting > 0 {
 		if ctx.Err() != nil {
 			return false
 		}
@@ -87,7 +91,12 @@ func (ps *processes) release(p *process) {
 // wins the race for a new connection; nil once done is closed.
 func (ps *processes) pickIdle(done <-chan struct{}) *process {
 	ps.mu.Lock()
-	defer ps.mu.Unlock()
+	ps.accepting++
+	defer func() {
+		ps.accepting--
+		ps.idle.Broadcast()
+		ps.mu.Unlock()
+	}()
 	for {
 		select {
 		case <-done:
