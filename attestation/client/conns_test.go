@@ -49,20 +49,27 @@ func agentGet(t *testing.T, rt http.RoundTripper, url string, agent int) {
 	resp.Body.Close()
 }
 
-// TestAgentTransportOneConnectionPerAgent: every agent keeps its own keep-alive connection; agents never share one.
-func TestAgentTransportOneConnectionPerAgent(t *testing.T) {
+// agentServer is a plain-HTTP server remembering client addresses and a per-agent transport to it with budget.
+func agentServer(t *testing.T, budget int) (*remoteAddrs, string, *AgentTransport) {
+	t.Helper()
 	ra := &remoteAddrs{}
 	srv := httptest.NewServer(ra)
-	defer srv.Close()
-	tr, err := NewAgentTransport(TLSOptions{}, 100, 0)
+	t.Cleanup(srv.Close)
+	tr, err := NewAgentTransport(TLSOptions{}, budget, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tr.CloseIdleConnections()
+	t.Cleanup(tr.CloseIdleConnections)
+	return ra, srv.URL, tr
+}
+
+// TestAgentTransportOneConnectionPerAgent: every agent keeps its own keep-alive connection; agents never share one.
+func TestAgentTransportOneConnectionPerAgent(t *testing.T) {
+	ra, url, tr := agentServer(t, 100)
 	byAgent := map[int]string{}
 	for round := range 4 {
 		for a := range 3 {
-			agentGet(t, tr, srv.URL, a)
+			agentGet(t, tr, url, a)
 			addr := ra.last()
 			if round == 0 {
 				byAgent[a] = addr
@@ -82,26 +89,19 @@ func TestAgentTransportOneConnectionPerAgent(t *testing.T) {
 // TestAgentTransportBudget: past the budget, the least recently used idle agent's connection is closed; that agent
 // opens a new one when it next attests.
 func TestAgentTransportBudget(t *testing.T) {
-	ra := &remoteAddrs{}
-	srv := httptest.NewServer(ra)
-	defer srv.Close()
-	tr, err := NewAgentTransport(TLSOptions{}, 2, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.CloseIdleConnections()
+	_, url, tr := agentServer(t, 2)
 	for _, a := range []int{0, 1, 2} {
-		agentGet(t, tr, srv.URL, a)
+		agentGet(t, tr, url, a)
 	}
 	st := tr.Counter().Stats()
 	if st.Open > 2 || st.Evicted != 1 || st.Opened != 3 {
 		t.Errorf("after 3 agents with a budget of 2: %+v, want at most 2 open, 1 evicted, 3 opened", st)
 	}
-	agentGet(t, tr, srv.URL, 2) // still connected
+	agentGet(t, tr, url, 2) // still connected
 	if got := tr.Counter().Stats().Opened; got != 3 {
 		t.Errorf("agent 2 reconnected (%d opened) although its connection was the most recently used", got)
 	}
-	agentGet(t, tr, srv.URL, 0) // evicted: a new connection, evicting agent 1's
+	agentGet(t, tr, url, 0) // evicted: a new connection, evicting agent 1's
 	if st := tr.Counter().Stats(); st.Opened != 4 || st.Evicted != 2 || st.Open > 2 {
 		t.Errorf("after agent 0 came back: %+v, want 4 opened, 2 evicted, at most 2 open", st)
 	}
