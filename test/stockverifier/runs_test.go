@@ -15,7 +15,6 @@ import (
 	"github.com/attestload/attestload/attestation/enroll"
 	"github.com/attestload/attestload/attestation/record"
 	"github.com/attestload/attestload/attestation/softtpm"
-	"github.com/attestload/attestload/exporter/report"
 	"github.com/attestload/attestload/internal/pgtest"
 	"github.com/attestload/attestload/internal/sharedtest"
 	"github.com/attestload/attestload/test/faults/harness"
@@ -304,7 +303,7 @@ func TestDefaultsSpreadAgentsWithOwnConnections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var info report.RunInfo
+	var info record.RunInfo
 	if err := json.Unmarshal(raw, &info); err != nil {
 		t.Fatal(err)
 	}
