@@ -596,7 +596,7 @@ var recordKeys = []string{"agent_index", "task_index", "worker_index", "create_s
 	"rebooted"}
 
 var attemptKeys = []string{"action", "method", "url", "start_time", "end_time", "duration", "ok", "conflicts",
-	"retry_after", "status", "error", "code", "request_id", "bytes_sent", "bytes_received"}
+	"retry_after", "status", "error", "code", "request_id", "bytes_sent", "bytes_received", "server_retry_after"}
 
 var verdictKeys = []string{"evaluation", "failure_reason", "seconds"}
 
@@ -773,7 +773,7 @@ func (d *Decoder) attemptField(key []byte, a *LineAttempt) error {
 	case "error":
 		var has bool
 		return strPtr(d, &a.Error, &has)
-	case "bytes_sent", "bytes_received":
+	case "bytes_sent", "bytes_received", "server_retry_after":
 		return d.checked('i')
 	}
 	if k := keyFold(key, attemptKeys); k != "" {

@@ -196,6 +196,10 @@ var edgeLines = []string{
 	`{"agent_id": null}`, `{"agent_id": "x", "agent_id": null}`, `{"Agent_ID": "\u0061"}`, `{"agent_id": 5}`,
 	`{"agent_index": 1, "task_index": "x"}`, `{"verdict": {"agent_id": "x"}}`,
 	`{"create_attempts": [{"agent_index": 1, "task_index": 2}]}`,
+	// server_retry_after (what the verifier sent) is an integer like retry_after (what the client waited).
+	`{"agent_index": 1, "task_index": 2, "session_attempts": [{"status": 429, "server_retry_after": 120}]}`,
+	`{"agent_index": 1, "task_index": 2, "session_attempts": [{"status": 429, "server_retry_after": "120"}]}`,
+	`{"agent_index": 1, "task_index": 2, "update_attempts": [{"Server_Retry_After": 1.5}]}`,
 }
 
 func FuzzDecodeLine(f *testing.F) {
