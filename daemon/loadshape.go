@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -94,21 +95,80 @@ func (s LoadShape) startWarnings(cfg Config) []string {
 // runWarning is the load-shape warning from what the run did: agents attesting, on average, less often than the
 // timeout window (too few workers for the agents), with the numbers. "" when the shape was fine.
 func (s LoadShape) runWarning(cfg Config, agents int, cycles uint64, elapsed time.Duration) string {
-	if s.TimeoutWindow <= 0 || agents <= 0 || cycles == 0 || elapsed < s.TimeoutWindow {
+	if elapsed < s.TimeoutWindow || cycles == 0 {
 		return "" // a run shorter than the window cannot tell
 	}
-	every := time.Duration(float64(elapsed) * float64(agents) / float64(cycles))
-	if every <= s.TimeoutWindow {
+	return s.intervalWarning(cfg, agents, cycles, elapsed, "attested every %s on average", "marked agents timed out")
+}
+
+// earlyWarning is the same warning projected early in the run from the cycles finished in its second timeout
+// window (the first holds the agents' session set-up and first connections): cycles finished in span.
+func (s LoadShape) earlyWarning(cfg Config, agents int, cycles uint64, span time.Duration) string {
+	w := s.intervalWarning(cfg, agents, cycles, span, "will attest every %s on average at the rate of the run's "+
+		"second timeout window", "will mark agents timed out")
+	if w == "" {
 		return ""
 	}
-	rate := float64(cycles) / elapsed.Seconds()
+	return w + " (projected early; the summary gives the whole run's figure)"
+}
+
+func (s LoadShape) intervalWarning(cfg Config, agents int, cycles uint64, span time.Duration, every, marks string) string {
+	if s.TimeoutWindow <= 0 || agents <= 0 || span <= 0 {
+		return ""
+	}
+	if cycles == 0 {
+		return fmt.Sprintf("no cycle finished in %s with %d agents and %d workers, past the verifier's push-agent "+
+			"timeout window of %s (5 × quote_interval %d s): the verifier %s between their cycles",
+			span.Round(100*time.Millisecond), agents, cfg.Run.Workers, s.TimeoutWindow, s.QuoteInterval, marks)
+	}
+	interval := time.Duration(float64(span) * float64(agents) / float64(cycles))
+	if interval <= s.TimeoutWindow {
+		return ""
+	}
+	rate := float64(cycles) / span.Seconds()
 	need := float64(agents) / s.TimeoutWindow.Seconds()
-	return fmt.Sprintf("each agent attested every %s on average (%d agents, %.1f cycles/s with %d workers), past the "+
-		"verifier's push-agent timeout window of %s (5 × quote_interval %d s): the verifier marked agents timed out "+
+	return fmt.Sprintf("each agent "+every+" (%d agents, %.1f cycles/s with %d workers), past the "+
+		"verifier's push-agent timeout window of %s (5 × quote_interval %d s): the verifier %s "+
 		"between their cycles, database writes a fleet attesting on schedule would not cause; attesting on schedule "+
 		"needs at least %.1f cycles/s: raise run.workers if the verifier has capacity left, or run fewer agents "+
-		"(at most %d at this rate)", every.Round(100*time.Millisecond), agents, rate, cfg.Run.Workers,
-		s.TimeoutWindow, s.QuoteInterval, need, int(rate*s.TimeoutWindow.Seconds()))
+		"(at most %d at this rate)", interval.Round(100*time.Millisecond), agents, rate, cfg.Run.Workers,
+		s.TimeoutWindow, s.QuoteInterval, marks, need, int(rate*s.TimeoutWindow.Seconds()))
+}
+
+// watchEarly logs earlyWarning once: it counts the cycles finished (count() gives those that passed and those that
+// failed or were aborted) at one and at two timeout windows after start, and returns at the second or when ctx
+// ends. A window in which more cycles failed than passed says nothing about the shape (an outage, a broken
+// set-up: their own warnings speak), so it warns only when most cycles passed.
+func (s LoadShape) watchEarly(ctx context.Context, cfg Config, start time.Time, count func() (ok, failed uint64),
+	warn func(string)) {
+	if s.TimeoutWindow <= 0 || cfg.Run.Agents <= 0 {
+		return
+	}
+	wait := func(at time.Time) bool {
+		t := time.NewTimer(time.Until(at))
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		}
+	}
+	if !wait(start.Add(s.TimeoutWindow)) {
+		return
+	}
+	ok0, failed0 := count()
+	if !wait(start.Add(2 * s.TimeoutWindow)) {
+		return
+	}
+	ok1, failed1 := count()
+	ok, failed := ok1-ok0, failed1-failed0
+	if failed > ok {
+		return
+	}
+	if w := s.earlyWarning(cfg, cfg.Run.Agents, ok+failed, s.TimeoutWindow); w != "" {
+		warn(w)
+	}
 }
 
 // LoadShapeWarning is the summary's load-shape warning for a finished run (see LoadShape.runWarning), "" when

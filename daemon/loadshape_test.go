@@ -1,9 +1,11 @@
 package daemon
 
 import (
+	"context"
 	"github.com/attestload/attestload/daemon/engine"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -69,4 +71,66 @@ func TestLoadShapeWarnings(t *testing.T) {
 	if ws := loadShapeOf(cfg).startWarnings(cfg); len(ws) != 0 {
 		t.Errorf("fleet interval within the window warned: %q", ws)
 	}
+}
+
+// The early warning projects from the run's second timeout window, names the numbers, and stays quiet when the
+// agents keep within the window or when most cycles of that window failed (an outage says nothing about the shape).
+func TestEarlyLoadShapeWarning(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Verifier.URL = "https://127.0.0.1:1"
+	cfg.Run.Agents, cfg.Run.Workers = 100, 8
+	s := loadShapeOf(cfg) // quote_interval 2 s: window 10 s
+	for _, tc := range []struct {
+		name          string
+		want          string
+		ok, failed    [2]uint64 // counts at one and at two windows
+		wantNoWarning bool
+	}{
+		{name: "too slow", ok: [2]uint64{20, 80}, want: "every 16.7s on average at the rate of the run's second timeout window"},
+		{name: "fast enough", ok: [2]uint64{50, 150}, wantNoWarning: true},
+		{name: "first window slow, second fine", ok: [2]uint64{0, 100}, wantNoWarning: true},
+		{name: "mostly failing", ok: [2]uint64{10, 20}, failed: [2]uint64{0, 30}, wantNoWarning: true},
+		{name: "nothing finished", want: "no cycle finished in 10s with 100 agents and 8 workers"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				start := time.Now()
+				calls := 0
+				count := func() (uint64, uint64) {
+					i := calls
+					calls++
+					if got, want := time.Since(start), time.Duration(i+1)*s.TimeoutWindow; got != want {
+						t.Errorf("count %d taken at %s, want %s", i, got, want)
+					}
+					return tc.ok[i], tc.failed[i]
+				}
+				var warnings []string
+				s.watchEarly(t.Context(), cfg, start, count, func(w string) { warnings = append(warnings, w) })
+				if calls != 2 {
+					t.Fatalf("%d counts taken, want 2", calls)
+				}
+				if tc.wantNoWarning {
+					if len(warnings) != 0 {
+						t.Fatalf("warned: %q", warnings)
+					}
+					return
+				}
+				if len(warnings) != 1 || !strings.Contains(warnings[0], tc.want) ||
+					!strings.Contains(warnings[0], "projected early") {
+					t.Fatalf("warnings %q, want one containing %q", warnings, tc.want)
+				}
+			})
+		})
+	}
+	// A run that ends before the second window: no count after it, no warning.
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+		defer cancel()
+		calls := 0
+		s.watchEarly(ctx, cfg, time.Now(), func() (uint64, uint64) { calls++; return 0, 0 },
+			func(w string) { t.Errorf("warned after the run ended: %q", w) })
+		if calls != 1 {
+			t.Errorf("%d counts, want 1", calls)
+		}
+	})
 }

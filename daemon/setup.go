@@ -612,6 +612,12 @@ func (r *load) snapshot() engine.Snapshot {
 	return r.progress.Snapshot(time.Now(), r.engine.InFlight())
 }
 
+// cycleCounts is the cycles finished so far: passed, and failed or aborted.
+func (r *load) cycleCounts() (ok, failed uint64) {
+	s := r.snapshot()
+	return s.OK, s.Fail + s.Aborted
+}
+
 func (r *load) onRecord(rec *record.Record) {
 	r.progress.Observe(rec)
 	if r.verbose != nil {
@@ -638,7 +644,15 @@ func (r *load) execute(ctx context.Context) (Summary, error) {
 	// The sidecar's start is the load's: setup (keys, enrollment) is not part of the run's duration.
 	loadStart := time.Now()
 	r.info.StartTime = unixSeconds(loadStart)
+	early := make(chan struct{})
+	go func() {
+		defer close(early)
+		loadShapeOf(r.cfg).watchEarly(ctx, r.cfg, loadStart, r.cycleCounts,
+			func(w string) { r.log.Warn(w, "component", "daemon") })
+	}()
 	st, err := r.engine.Run(ctx)
+	cancel()
+	<-early
 	end := time.Now()
 	r.done.Store(true)
 	r.info.EndTime = unixSeconds(end)
