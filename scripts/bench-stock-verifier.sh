@@ -4,7 +4,8 @@
 #
 #   scripts/bench-stock-verifier.sh [RUNS]    RUNS (default 5) runs of 100 agents x 10 cycles with 8 workers and
 #                                            otherwise default flags against the stock verifier (scripts/keylime-
-#                                            verifier.sh starts it with 2 worker processes unless one runs), then
+#                                            verifier.sh starts it with 2 worker processes unless one runs), after
+#                                            BENCH_WARMUP (default 1) uncounted warm-up runs of the same shape, then
 #                                            one run of the same shape against the calibrated simulated verifier
 #
 # For every run it prints the cycles per second (records over the load's duration from the run's sidecar), the
@@ -16,6 +17,7 @@
 #   BENCH_FLAGS                     more attestload run flags, the same for every run
 #   BENCH_DIR                       where results go (default a new directory under /tmp)
 #   BENCH_SIM=0                     skip the simulator run
+#   BENCH_WARMUP                    runs of the same shape made first and not counted (default 1)
 # and those of scripts/keylime-verifier.sh (ATTESTLOAD_KEYLIME_STATE, _DB, _WORKERS, ...). A verifier this script
 # started is stopped at the end; one that already ran is left running.
 set -euo pipefail
@@ -28,8 +30,10 @@ runs="${1:-5}"
 agents="${BENCH_AGENTS:-100}"
 tasks="${BENCH_TASKS:-10}"
 workers="${BENCH_WORKERS:-8}"
+warmup="${BENCH_WARMUP:-1}"
 read -r -a extra <<<"${BENCH_FLAGS:-}"
 [[ "$runs" =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive whole number, got '$runs'"
+[[ "$warmup" =~ ^[0-9]+$ ]] || die "BENCH_WARMUP must be a whole number, got '$warmup'"
 for v in "$agents" "$tasks" "$workers"; do [[ "$v" =~ ^[1-9][0-9]*$ ]] || die "agents, tasks and workers must be positive whole numbers"; done
 dir="${BENCH_DIR:-$(mktemp -d /tmp/attestload-bench.XXXXXX)}"
 mkdir -p "$dir"
@@ -81,16 +85,18 @@ PY
 
 summary="$dir/summary.txt"
 : >"$summary"
-for i in $(seq 1 "$runs"); do
+# stock_run LABEL OUT: one run against the stock verifier, its line (prefixed LABEL) appended to the summary.
+stock_run() {
+	local label="$1" out="$2"
 	declare -A before=()
 	for c in $(children); do before[$c]="$(cpu_of "$c")"; done
-	out="$dir/stock-$i"
-	say "run $i of $runs: $agents agents x $tasks cycles, $workers workers, against $ATTESTLOAD_VERIFIER_URL"
+	say "$label: $agents agents x $tasks cycles, $workers workers, against $ATTESTLOAD_VERIFIER_URL"
 	"$bin" run -a "$agents" -t "$tasks" -w "$workers" --metrics-listen '' --results-dir "$out" "${extra[@]}" \
-		>"$out.log" 2>&1 || say "run $i exited $? (see $out.log)"
+		>"$out.log" 2>&1 || say "$label exited $? (see $out.log)"
+	local jsonl n ok fail cps
 	jsonl="$(ls "$out"/*.jsonl | head -1)"
 	read -r n ok fail cps < <(rate "$jsonl")
-	deltas=()
+	local deltas=() top w1 w2 split
 	for c in $(children); do
 		deltas+=("$(awk -v a="$(cpu_of "$c")" -v b="${before[$c]:-0}" 'BEGIN{printf "%.2f", a - b}') $c")
 	done
@@ -98,11 +104,15 @@ for i in $(seq 1 "$runs"); do
 	mapfile -t top < <(printf '%s\n' "${deltas[@]}" | sort -rn | head -2)
 	w1="${top[0]%% *}" w2="${top[1]%% *}"
 	split="$(awk -v a="$w1" -v b="$w2" 'BEGIN{ if (a + b > 0) printf "%.0f/%.0f", 100 * a / (a + b), 100 * b / (a + b); else print "0/0"}')"
-	line="stock run $i: $n cycles ($ok ok, $fail failed) at $cps cycles/s; worker CPU ${w1}s/${w2}s, split $split; load $(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "$line" | tee -a "$summary"
+	echo "$label: $n cycles ($ok ok, $fail failed) at $cps cycles/s; worker CPU ${w1}s/${w2}s, split $split; load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$summary"
 	grep -h "defect\|WARN" "$out.log" | grep -v "^ *+" | head -5 | sed 's/^/    /' | tee -a "$summary" || true
-	unset before
-done
+}
+
+# Warm-up: the first run after the verifier starts pays for its worker processes' first requests of each kind and
+# cold PostgreSQL caches (in the runs of 2026-12-07 both slow runs of five were the first after a start); it is
+# printed but not counted.
+for i in $(seq 1 "$warmup"); do stock_run "warm-up run $i (not counted)" "$dir/warmup-$i"; done
+for i in $(seq 1 "$runs"); do stock_run "stock run $i" "$dir/stock-$i"; done
 
 if [[ "${BENCH_SIM:-1}" != 0 ]]; then
 	out="$dir/sim"
