@@ -1,14 +1,12 @@
 package daemon
 
 import (
-	"fmt"
 	"os"
-	"reflect"
 	"runtime"
 	"strings"
-	"time"
 
 	"github.com/attestload/attestload/daemon/engine"
+	"github.com/attestload/attestload/internal/conf"
 )
 
 // EnvPrefix prefixes every environment variable attestload reads: ATTESTLOAD_<KEY> with the key's dots as
@@ -45,29 +43,9 @@ func DefaultConfig() Config {
 		Tracing: defaultTracing(), Verdict: defaultVerdict(), PGActivity: defaultPGActivity(), Simulator: defaultSimulator()}
 }
 
-// ConfigError names the config key at fault and, when the value came from the command line or the environment,
-// what the user typed there (Source: "flag --model", "environment variable ATTESTLOAD_SCHEDULER_MODEL").
-type ConfigError struct {
-	Key    string
-	Msg    string
-	Source string
-}
-
-func (e *ConfigError) Error() string {
-	s := fmt.Sprintf("config key %q: %s", e.Key, e.Msg)
-	if e.Source != "" {
-		s = e.Source + ": " + s
-	}
-	return s
-}
-
-func keyErr(key, format string, args ...any) error {
-	return &ConfigError{Key: key, Msg: fmt.Sprintf(format, args...)}
-}
-
 // Validate checks ranges and combinations. Errors name the key.
 func (c *Config) Validate() error {
-	if err := checkRanges(c); err != nil {
+	if err := conf.CheckRanges(c); err != nil {
 		return err
 	}
 	for _, check := range []func() error{c.Verifier.validate, c.Run.validate, c.Metrics.validate, c.Database.validate,
@@ -79,7 +57,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.PGActivity.Enabled && c.Database.URL == "" {
-		return keyErr("pgactivity.enabled", "needs database.url: the activity sampled is the verifier's PostgreSQL")
+		return conf.Errorf("pgactivity.enabled", "needs database.url: the activity sampled is the verifier's PostgreSQL")
 	}
 	return nil
 }
@@ -87,47 +65,9 @@ func (c *Config) Validate() error {
 // crossChecks are the combinations of keys of different sections.
 func (c *Config) crossChecks() error {
 	if c.Verifier.URL != "" && c.Database.URL == "" {
-		return keyErr("database.url", "must be set with verifier.url: the mock agents are enrolled in the verifier's PostgreSQL")
+		return conf.Errorf("database.url", "must be set with verifier.url: the mock agents are enrolled in the verifier's PostgreSQL")
 	}
 	return nil
-}
-
-// checkRanges applies the check tags, in the order of the keys in Config.
-func checkRanges(c *Config) error {
-	var ls []leaf
-	leaves("", reflect.ValueOf(c).Elem(), &ls)
-	for _, l := range ls {
-		rule, ok := l.tag.Lookup("check")
-		if !ok {
-			continue
-		}
-		if err := checkRange(l.key, rule, l.field.Interface()); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func checkRange(key, rule string, v any) error {
-	var bad bool
-	var got string
-	switch x := v.(type) {
-	case int:
-		bad, got = rule == ">=0" && x < 0 || rule == ">=1" && x < 1 || rule == ">0" && x <= 0, fmt.Sprint(x)
-	case time.Duration:
-		bad, got = rule == ">=0" && x < 0 || rule == ">0" && x <= 0, x.String()
-	case float64:
-		bad, got = rule == ">=0" && x < 0 || rule == "0..1" && (x < 0 || x > 1), fmt.Sprint(x)
-	default:
-		return keyErr(key, "internal: no range check for %T", v)
-	}
-	if !bad {
-		return nil
-	}
-	if rule == "0..1" {
-		return keyErr(key, "must be within [0, 1], got %s", got)
-	}
-	return keyErr(key, "must be %s %s, got %s", rule[:len(rule)-1], rule[len(rule)-1:], got)
 }
 
 // DefaultOpenWorkers bounds cycles in flight in the fleet and rate models when run.workers is 0: enough that the

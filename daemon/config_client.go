@@ -10,6 +10,7 @@ import (
 
 	"github.com/attestload/attestload/attestation/client"
 	"github.com/attestload/attestload/attestation/enroll"
+	"github.com/attestload/attestload/internal/conf"
 )
 
 // VerifierConfig is where the load goes and how the client talks to it.
@@ -53,28 +54,28 @@ func (c VerifierConfig) validate() error {
 	if c.URL != "" {
 		u, err := url.Parse(c.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return keyErr("verifier.url", "must be an http:// or https:// URL with a host, got %q", enroll.RedactURL(c.URL))
+			return conf.Errorf("verifier.url", "must be an http:// or https:// URL with a host, got %q", enroll.RedactURL(c.URL))
 		}
 	}
 	if strings.Contains(c.APIPrefix, "/") || c.APIPrefix == "" {
-		return keyErr("verifier.api_prefix", "must be an API version such as \"v3.0\", got %q", c.APIPrefix)
+		return conf.Errorf("verifier.api_prefix", "must be an API version such as \"v3.0\", got %q", c.APIPrefix)
 	}
 	if v := urlAPIVersion(c.URL); v != "" && v != c.APIPrefix {
-		return keyErr("verifier.url", "ends in the API version /%s, but verifier.api_prefix is %q: give the "+
+		return conf.Errorf("verifier.url", "ends in the API version /%s, but verifier.api_prefix is %q: give the "+
 			"verifier's root URL (the version is added to every request path) and set verifier.api_prefix to %q "+
 			"if that version is meant", v, c.APIPrefix, v)
 	}
 	switch c.Connections {
 	case client.ConnsPerAgent, client.ConnsShared:
 	default:
-		return keyErr("verifier.connections", "must be per-agent or shared, got %q", c.Connections)
+		return conf.Errorf("verifier.connections", "must be per-agent or shared, got %q", c.Connections)
 	}
 	if (c.CertFile == "") != (c.KeyFile == "") {
-		return keyErr("verifier.cert_file", "cert_file and key_file must be set together")
+		return conf.Errorf("verifier.cert_file", "cert_file and key_file must be set together")
 	}
 	for i, a := range c.LocalAddrs {
 		if net.ParseIP(a) == nil {
-			return keyErr(fmt.Sprintf("verifier.local_addrs[%d]", i), "must be an IP address, got %q", a)
+			return conf.Errorf(fmt.Sprintf("verifier.local_addrs[%d]", i), "must be an IP address, got %q", a)
 		}
 	}
 	return nil
@@ -114,18 +115,18 @@ func (c DatabaseConfig) validate() error {
 		low := strings.ToLower(d)
 		switch {
 		case enroll.IsSQLite(d):
-			return keyErr("database.url", "%s", sqliteExplanation)
+			return conf.Errorf("database.url", "%s", sqliteExplanation)
 		case strings.HasPrefix(low, "postgres://"), strings.HasPrefix(low, "postgresql://"),
 			strings.HasPrefix(low, "postgresql+psycopg2://"), strings.Contains(low, "host="), strings.Contains(low, "dbname="):
 		default:
-			return keyErr("database.url", "must be a PostgreSQL URL (postgresql://user:password@host:5432/verifierdb)")
+			return conf.Errorf("database.url", "must be a PostgreSQL URL (postgresql://user:password@host:5432/verifierdb)")
 		}
 		if err := enroll.CheckURL(d); err != nil {
-			return keyErr("database.url", "%v", err)
+			return conf.Errorf("database.url", "%v", err)
 		}
 	}
 	if !validPrefix(c.Prefix) {
-		return keyErr("database.prefix", "must be 1 to 32 letters, digits, '.', '_' or '-', got %q", c.Prefix)
+		return conf.Errorf("database.prefix", "must be 1 to 32 letters, digits, '.', '_' or '-', got %q", c.Prefix)
 	}
 	return nil
 }

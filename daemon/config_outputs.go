@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/attestload/attestload/exporter/threshold"
+	"github.com/attestload/attestload/internal/conf"
 )
 
 // ResultsConfig is the results file.
@@ -22,10 +23,10 @@ type ResultsConfig struct {
 	Compression string `key:"compression"`
 	// RotateSize and RotateInterval start a new part <stamp>.partNNNN.jsonl[.zst] when the current one reaches
 	// that size on disk or age; 0 turns each off, and with both off the run writes one file.
-	RotateSize     ByteSize      `key:"rotate_size"`
+	RotateSize     conf.ByteSize `key:"rotate_size"`
 	RotateInterval time.Duration `key:"rotate_interval"`
 	// MinFreeDisk stops the run cleanly when the results file system has less free space; 0 turns the guard off.
-	MinFreeDisk ByteSize `key:"min_free_disk"`
+	MinFreeDisk conf.ByteSize `key:"min_free_disk"`
 }
 
 func defaultResults() ResultsConfig {
@@ -35,28 +36,28 @@ func defaultResults() ResultsConfig {
 
 func (c ResultsConfig) validate() error {
 	if c.Dir == "" {
-		return keyErr("results.dir", "must not be empty")
+		return conf.Errorf("results.dir", "must not be empty")
 	}
 	if f := c.FlushInterval; f <= 0 || f > time.Second {
-		return keyErr("results.flush_interval", "must be > 0 and at most 1s, got %s", f)
+		return conf.Errorf("results.flush_interval", "must be > 0 and at most 1s, got %s", f)
 	}
 	if c.OnError != "stop" && c.OnError != "continue" {
-		return keyErr("results.on_error", "must be stop or continue, got %q", c.OnError)
+		return conf.Errorf("results.on_error", "must be stop or continue, got %q", c.OnError)
 	}
 	if c.Buffer < 1 || c.Buffer > 1<<20 {
-		return keyErr("results.buffer", "must be within [1, 1048576], got %d", c.Buffer)
+		return conf.Errorf("results.buffer", "must be within [1, 1048576], got %d", c.Buffer)
 	}
 	if c.Compression != "none" && c.Compression != "zstd" {
-		return keyErr("results.compression", "must be none or zstd, got %q", c.Compression)
+		return conf.Errorf("results.compression", "must be none or zstd, got %q", c.Compression)
 	}
 	if r := c.RotateSize; r != 0 && r < 1<<20 {
-		return keyErr("results.rotate_size", "must be 0 (off) or at least 1MiB, got %d bytes", r)
+		return conf.Errorf("results.rotate_size", "must be 0 (off) or at least 1MiB, got %d bytes", r)
 	}
 	if r := c.RotateInterval; r != 0 && r < time.Second {
-		return keyErr("results.rotate_interval", "must be 0 (off) or at least 1s, got %s", r)
+		return conf.Errorf("results.rotate_interval", "must be 0 (off) or at least 1s, got %s", r)
 	}
 	if c.MinFreeDisk < 0 {
-		return keyErr("results.min_free_disk", "must not be negative")
+		return conf.Errorf("results.min_free_disk", "must not be negative")
 	}
 	return nil
 }
@@ -65,7 +66,7 @@ func (c ResultsConfig) validate() error {
 func validateThresholds(exprs []string) error {
 	for i, expr := range exprs {
 		if _, err := threshold.Parse(expr); err != nil {
-			return keyErr(fmt.Sprintf("thresholds[%d]", i), "%v", err)
+			return conf.Errorf(fmt.Sprintf("thresholds[%d]", i), "%v", err)
 		}
 	}
 	return nil
@@ -91,12 +92,12 @@ func defaultMetrics() MetricsConfig { return MetricsConfig{Listen: DefaultMetric
 
 func (c MetricsConfig) validate() error {
 	if c.Pprof && c.Listen == "" {
-		return keyErr("metrics.pprof", "profiles are served on the metrics listener, but metrics.listen is empty: "+
+		return conf.Errorf("metrics.pprof", "profiles are served on the metrics listener, but metrics.listen is empty: "+
 			"give it an address (e.g. %s)", DefaultMetricsListen)
 	}
 	if a := c.Listen; a != "" {
 		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
-			return keyErr("metrics.listen", "must be host:port (e.g. 127.0.0.1:9400 or :9400), got %q", a)
+			return conf.Errorf("metrics.listen", "must be host:port (e.g. 127.0.0.1:9400 or :9400), got %q", a)
 		}
 	}
 	return nil
@@ -138,20 +139,20 @@ func OTLPEndpointFromEnv() bool {
 
 func (t TracingConfig) validate() error {
 	if t.Protocol != "grpc" && t.Protocol != "http" {
-		return keyErr("tracing.protocol", "must be grpc or http, got %q", t.Protocol)
+		return conf.Errorf("tracing.protocol", "must be grpc or http, got %q", t.Protocol)
 	}
 	if e := t.Endpoint; e != "" {
 		if strings.Contains(e, "://") {
 			u, err := url.Parse(e)
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				return keyErr("tracing.endpoint", "must be host:port or an http:// or https:// URL, got %q", e)
+				return conf.Errorf("tracing.endpoint", "must be host:port or an http:// or https:// URL, got %q", e)
 			}
 		} else if host, port, err := net.SplitHostPort(e); err != nil || host == "" || port == "" {
-			return keyErr("tracing.endpoint", "must be host:port or an http:// or https:// URL, got %q", e)
+			return conf.Errorf("tracing.endpoint", "must be host:port or an http:// or https:// URL, got %q", e)
 		}
 	}
 	if t.Insecure && t.CAFile != "" {
-		return keyErr("tracing.ca_file", "cannot be combined with tracing.insecure")
+		return conf.Errorf("tracing.ca_file", "cannot be combined with tracing.insecure")
 	}
 	names := make([]string, 0, len(t.Headers))
 	for k := range t.Headers {
@@ -160,15 +161,15 @@ func (t TracingConfig) validate() error {
 	sort.Strings(names)
 	for _, k := range names {
 		if !validHeaderName(k) {
-			return keyErr("tracing.headers", "header name %q is not a valid HTTP header name", k)
+			return conf.Errorf("tracing.headers", "header name %q is not a valid HTTP header name", k)
 		}
 		if strings.ContainsAny(t.Headers[k], "\r\n") {
 			// The value may be an API key: name the header, never the value.
-			return keyErr("tracing.headers."+k, "value must not contain a line break")
+			return conf.Errorf("tracing.headers."+k, "value must not contain a line break")
 		}
 	}
 	if t.Enabled && t.Endpoint == "" && !OTLPEndpointFromEnv() {
-		return keyErr("tracing.endpoint", "must be set when tracing.enabled is true (or set OTEL_EXPORTER_OTLP_ENDPOINT)")
+		return conf.Errorf("tracing.endpoint", "must be set when tracing.enabled is true (or set OTEL_EXPORTER_OTLP_ENDPOINT)")
 	}
 	return nil
 }
@@ -217,21 +218,21 @@ func (v VerdictConfig) validate(verifier VerifierConfig, db DatabaseConfig) erro
 	if v.AdminURL != "" {
 		u, err := url.Parse(v.AdminURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return keyErr("verdict.admin_url", "must be an http:// or https:// URL with a host, got %q", v.AdminURL)
+			return conf.Errorf("verdict.admin_url", "must be an http:// or https:// URL with a host, got %q", v.AdminURL)
 		}
 	}
 	if (v.AdminCertFile == "") != (v.AdminKeyFile == "") {
-		return keyErr("verdict.admin_cert_file", "admin_cert_file and admin_key_file must be set together")
+		return conf.Errorf("verdict.admin_cert_file", "admin_cert_file and admin_key_file must be set together")
 	}
 	switch v.Source {
 	case VerdictAuto, VerdictNone:
 	case VerdictSimulator:
 		if verifier.URL != "" {
-			return keyErr("verdict.source", "simulator needs the in-process simulated verifier, but verifier.url is set")
+			return conf.Errorf("verdict.source", "simulator needs the in-process simulated verifier, but verifier.url is set")
 		}
 	case VerdictDatabase:
 		if db.URL == "" {
-			return keyErr("verdict.source", "database needs database.url")
+			return conf.Errorf("verdict.source", "database needs database.url")
 		}
 	case VerdictAdminAPI:
 		u := v.AdminURL
@@ -239,14 +240,14 @@ func (v VerdictConfig) validate(verifier VerifierConfig, db DatabaseConfig) erro
 			u = verifier.URL
 		}
 		if u == "" {
-			return keyErr("verdict.admin_url", "must be set (or verifier.url) when verdict.source is admin_api")
+			return conf.Errorf("verdict.admin_url", "must be set (or verifier.url) when verdict.source is admin_api")
 		}
 		if strings.HasPrefix(strings.ToLower(u), "https://") && v.AdminCertFile == "" && verifier.CertFile == "" {
-			return keyErr("verdict.admin_cert_file", "must be set (or verifier.cert_file): the verifier's admin API "+
+			return conf.Errorf("verdict.admin_cert_file", "must be set (or verifier.cert_file): the verifier's admin API "+
 				"requires its client certificate and key")
 		}
 	default:
-		return keyErr("verdict.source", "must be auto, simulator, database, admin_api or none, got %q", v.Source)
+		return conf.Errorf("verdict.source", "must be auto, simulator, database, admin_api or none, got %q", v.Source)
 	}
 	return nil
 }

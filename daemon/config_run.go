@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/attestload/attestload/attestation/softtpm"
+	"github.com/attestload/attestload/internal/conf"
 
 	"github.com/attestload/attestload/daemon/engine"
 )
@@ -36,7 +37,7 @@ func defaultRun() RunConfig {
 
 func (c RunConfig) validate() error {
 	if _, err := ParseKeyType(c.KeyType); err != nil {
-		return keyErr("run.key_type", "%v", err)
+		return conf.Errorf("run.key_type", "%v", err)
 	}
 	return nil
 }
@@ -110,23 +111,23 @@ func (c SchedulerConfig) validate() error {
 	switch c.Model {
 	case engine.ModelClosed, engine.ModelFleet, engine.ModelRate:
 	default:
-		return keyErr("scheduler.model", "must be closed, fleet or rate, got %q", c.Model)
+		return conf.Errorf("scheduler.model", "must be closed, fleet or rate, got %q", c.Model)
 	}
 	if len(c.Rate.Stages) == 0 {
-		return keyErr("scheduler.rate.stages", "must have at least one stage")
+		return conf.Errorf("scheduler.rate.stages", "must have at least one stage")
 	}
 	for i, s := range c.Rate.Stages {
 		if s.Duration <= 0 {
-			return keyErr(fmt.Sprintf("scheduler.rate.stages[%d].duration", i), "must be > 0, got %s", s.Duration)
+			return conf.Errorf(fmt.Sprintf("scheduler.rate.stages[%d].duration", i), "must be > 0, got %s", s.Duration)
 		}
 		if s.Target < 0 {
-			return keyErr(fmt.Sprintf("scheduler.rate.stages[%d].target", i), "must be >= 0, got %v", s.Target)
+			return conf.Errorf(fmt.Sprintf("scheduler.rate.stages[%d].target", i), "must be >= 0, got %v", s.Target)
 		}
 	}
 	if b := c.Backoff; b.Max < 0 {
-		return keyErr("scheduler.backoff.max", "must be >= 0 (0 turns backoff off), got %s", b.Max)
+		return conf.Errorf("scheduler.backoff.max", "must be >= 0 (0 turns backoff off), got %s", b.Max)
 	} else if b.Max > 0 && (b.Initial <= 0 || b.Initial > b.Max) {
-		return keyErr("scheduler.backoff.initial", "must be > 0 and at most scheduler.backoff.max (%s), got %s", b.Max, b.Initial)
+		return conf.Errorf("scheduler.backoff.initial", "must be > 0 and at most scheduler.backoff.max (%s), got %s", b.Max, b.Initial)
 	}
 	return nil
 }
@@ -166,13 +167,13 @@ func (c EvidenceConfig) validate() error {
 	case "ima", "quote-only":
 	case "captured":
 		if c.CapturedLog == "" {
-			return keyErr("evidence.captured_log", "must name an IMA log file when evidence.profile is captured")
+			return conf.Errorf("evidence.captured_log", "must name an IMA log file when evidence.profile is captured")
 		}
 	default:
-		return keyErr("evidence.profile", "must be ima, quote-only or captured, got %q", c.Profile)
+		return conf.Errorf("evidence.profile", "must be ima, quote-only or captured, got %q", c.Profile)
 	}
 	if c.IMAUniverse < c.IMAInitial {
-		return keyErr("evidence.ima_universe", "must be >= evidence.ima_initial (%d), got %d", c.IMAInitial,
+		return conf.Errorf("evidence.ima_universe", "must be >= evidence.ima_initial (%d), got %d", c.IMAInitial,
 			c.IMAUniverse)
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/attestload/attestload/exporter/threshold"
+	"github.com/attestload/attestload/internal/conf"
 )
 
 // The run command's flags come from the same struct tags as the config keys: a field with a `flag:"name"` tag
@@ -29,16 +30,14 @@ var flagUsageSuffix = map[string]string{"thresholds": threshold.MetricsHelp}
 
 func flagSpecs() []flagSpec {
 	cfg := DefaultConfig()
-	var ls []leaf
-	leaves("", reflect.ValueOf(&cfg).Elem(), &ls)
 	var out []flagSpec
-	for _, l := range ls {
-		tag, ok := l.tag.Lookup("flag")
+	for _, l := range conf.Leaves(&cfg) {
+		tag, ok := l.Tag.Lookup("flag")
 		if !ok {
 			continue
 		}
 		parts := strings.Split(tag, ",")
-		fs := flagSpec{name: parts[0], usage: l.tag.Get("usage") + flagUsageSuffix[l.key], key: l.key, field: l.field}
+		fs := flagSpec{name: parts[0], usage: l.Tag.Get("usage") + flagUsageSuffix[l.Key], key: l.Key, field: l.Field}
 		for _, p := range parts[1:] {
 			if p == "default" {
 				fs.showDefault = true

@@ -3,7 +3,6 @@ package daemon
 import (
 	"errors"
 	"fmt"
-	"math"
 	"reflect"
 	"regexp"
 	"slices"
@@ -15,41 +14,16 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
+	"github.com/attestload/attestload/internal/conf"
 	"github.com/attestload/attestload/internal/suggest"
 )
 
-// leaf is one settable config key, the field it fills and the field's tags.
-type leaf struct {
-	key   string
-	field reflect.Value
-	tag   reflect.StructTag
-}
-
-func leaves(prefix string, v reflect.Value, out *[]leaf) {
-	t := v.Type()
-	for i := range t.NumField() {
-		f := t.Field(i)
-		k := f.Tag.Get("key")
-		if prefix != "" {
-			k = prefix + "." + k
-		}
-		fv := v.Field(i)
-		if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[time.Duration]() {
-			leaves(k, fv, out)
-			continue
-		}
-		*out = append(*out, leaf{key: k, field: fv, tag: f.Tag})
-	}
-}
-
 // Keys lists every config key, sorted.
 func Keys() []string {
-	var c Config
-	var ls []leaf
-	leaves("", reflect.ValueOf(&c).Elem(), &ls)
+	ls := conf.Leaves(&Config{})
 	keys := make([]string, len(ls))
 	for i, l := range ls {
-		keys[i] = l.key
+		keys[i] = l.Key
 	}
 	sort.Strings(keys)
 	return keys
@@ -83,13 +57,11 @@ func (l Loader) Load() (*Config, error) {
 		return nil, err
 	}
 	cfg := DefaultConfig()
-	var ls []leaf
-	leaves("", reflect.ValueOf(&cfg).Elem(), &ls)
-	for _, lf := range ls {
-		if !v.IsSet(lf.key) {
+	for _, lf := range conf.Leaves(&cfg) {
+		if !v.IsSet(lf.Key) {
 			continue
 		}
-		if err := setValue(lf.key, lf.field, v.Get(lf.key)); err != nil {
+		if err := setValue(lf.Key, lf.Field, v.Get(lf.Key)); err != nil {
 			return nil, l.attribute(err)
 		}
 	}
@@ -180,12 +152,9 @@ func (l Loader) checkKeys(v *viper.Viper) error {
 	}
 	// A mapping-valued key (tracing.headers) has free-form names under it; viper flattens them into keys.
 	var mapKeys []string
-	var all []leaf
-	var zero Config
-	leaves("", reflect.ValueOf(&zero).Elem(), &all)
-	for _, lf := range all {
-		if lf.field.Kind() == reflect.Map {
-			mapKeys = append(mapKeys, lf.key+".")
+	for _, lf := range conf.Leaves(&Config{}) {
+		if lf.Field.Kind() == reflect.Map {
+			mapKeys = append(mapKeys, lf.Key+".")
 		}
 	}
 	var unknown []string
@@ -197,9 +166,9 @@ func (l Loader) checkKeys(v *viper.Viper) error {
 	sort.Strings(unknown)
 	for _, k := range unknown {
 		if prefixes[k] {
-			return keyErr(k, "must be a mapping of keys, got %v", describe(v.Get(k)))
+			return conf.Errorf(k, "must be a mapping of keys, got %v", conf.Describe(v.Get(k)))
 		}
-		return l.attribute(keyErr(k, "unknown key%s", didYouMean(k, Keys())))
+		return l.attribute(conf.Errorf(k, "unknown key%s", didYouMean(k, Keys())))
 	}
 	return nil
 }
@@ -233,10 +202,10 @@ const (
 	DemoSessionHashIterations = 10000
 )
 
-// attribute completes a ConfigError with where its value came from (a flag or an environment variable; a file's
+// attribute completes a conf.Error with where its value came from (a flag or an environment variable; a file's
 // keys are what the user typed already) and, for a value outside a list of choices, the nearest choice.
 func (l Loader) attribute(err error) error {
-	ce, ok := errors.AsType[*ConfigError](err)
+	ce, ok := errors.AsType[*conf.Error](err)
 	if !ok {
 		return err
 	}
@@ -295,265 +264,17 @@ func reservedEnv(name string) bool {
 	return false
 }
 
-func describe(x any) string {
-	switch x := x.(type) {
-	case string:
-		return strconv.Quote(x)
-	case nil:
-		return "nothing"
-	default:
-		return fmt.Sprintf("%v", x)
-	}
-}
-
+// setValue is conf.Set, and the rate stages (a list of mappings, or the compact form of ParseStages).
 func setValue(key string, f reflect.Value, raw any) error {
-	switch f.Interface().(type) {
-	case string:
-		s, ok := raw.(string)
-		if !ok {
-			if _, isMap := raw.(map[string]any); isMap || raw == nil {
-				return keyErr(key, "must be a string, got %s", describe(raw))
-			}
-			if _, isList := raw.([]any); isList {
-				return keyErr(key, "must be a string, got a list")
-			}
-			s = fmt.Sprint(raw)
-		}
-		f.SetString(s)
-	case bool:
-		b, err := toBool(raw)
-		if err != nil {
-			return keyErr(key, "%v", err)
-		}
-		f.SetBool(b)
-	case int:
-		n, err := toInt(raw)
-		if err != nil {
-			return keyErr(key, "%v", err)
-		}
-		f.SetInt(int64(n))
-	case float64:
-		x, err := toFloat(raw)
-		if err != nil {
-			return keyErr(key, "%v", err)
-		}
-		f.SetFloat(x)
-	case time.Duration:
-		d, err := toDuration(raw)
-		if err != nil {
-			return keyErr(key, "%v", err)
-		}
-		f.SetInt(int64(d))
-	case []string:
-		ss, err := toStrings(raw)
-		if err != nil {
-			return keyErr(key, "%v", err)
-		}
-		if len(ss) == 0 {
-			ss = nil // "[]" in a file means the same as the default
-		}
-		f.Set(reflect.ValueOf(ss))
-	case map[string]string:
-		m, err := toStringMap(raw)
-		if err != nil {
-			return keyErr(key, "%v", err)
-		}
-		if len(m) == 0 {
-			m = nil // "{}" in a file means the same as the default
-		}
-		f.Set(reflect.ValueOf(m))
-	case ByteSize:
-		b, err := toByteSize(raw)
-		if err != nil {
-			return keyErr(key, "%v", err)
-		}
-		f.SetInt(int64(b))
-	case []StageConfig:
+	if _, ok := f.Interface().([]StageConfig); ok {
 		st, err := toStages(key, raw)
 		if err != nil {
 			return err
 		}
 		f.Set(reflect.ValueOf(st))
-	default:
-		return keyErr(key, "internal: unsupported field type %s", f.Type())
+		return nil
 	}
-	return nil
-}
-
-// toByteSize reads a size: a non-negative integer of bytes or a number with a unit (ParseByteSize).
-func toByteSize(raw any) (ByteSize, error) {
-	switch x := raw.(type) {
-	case int:
-		if x < 0 {
-			return 0, fmt.Errorf("must not be negative, got %d", x)
-		}
-		return ByteSize(x), nil
-	case int64:
-		if x < 0 {
-			return 0, fmt.Errorf("must not be negative, got %d", x)
-		}
-		return ByteSize(x), nil
-	case string:
-		return ParseByteSize(x)
-	}
-	return 0, fmt.Errorf("must be a size such as \"512MiB\" or \"20GB\", got %s", describe(raw))
-}
-
-func toBool(raw any) (bool, error) {
-	switch x := raw.(type) {
-	case bool:
-		return x, nil
-	case string:
-		b, err := strconv.ParseBool(strings.TrimSpace(x))
-		if err == nil {
-			return b, nil
-		}
-	}
-	return false, fmt.Errorf("must be true or false, got %s", describe(raw))
-}
-
-func toInt(raw any) (int, error) {
-	switch x := raw.(type) {
-	case int:
-		return x, nil
-	case int64:
-		return int(x), nil
-	case int32:
-		return int(x), nil
-	case uint64:
-		if x <= math.MaxInt32 {
-			return int(x), nil
-		}
-	case float64:
-		if x == math.Trunc(x) && math.Abs(x) <= math.MaxInt32 {
-			return int(x), nil
-		}
-	case string:
-		n, err := strconv.Atoi(strings.TrimSpace(x))
-		if err == nil {
-			return n, nil
-		}
-	}
-	return 0, fmt.Errorf("must be an integer, got %s", describe(raw))
-}
-
-func toFloat(raw any) (float64, error) {
-	switch x := raw.(type) {
-	case int:
-		return float64(x), nil
-	case int64:
-		return float64(x), nil
-	case float64:
-		if !math.IsNaN(x) && !math.IsInf(x, 0) {
-			return x, nil
-		}
-	case float32:
-		return float64(x), nil
-	case string:
-		f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
-		if err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) {
-			return f, nil
-		}
-	}
-	return 0, fmt.Errorf("must be a number, got %s", describe(raw))
-}
-
-// toDuration accepts Go durations ("90s", "1m30s"); a bare number is refused because its unit would be a guess.
-func toDuration(raw any) (time.Duration, error) {
-	switch x := raw.(type) {
-	case time.Duration:
-		return x, nil
-	case string:
-		d, err := time.ParseDuration(strings.TrimSpace(x))
-		if err == nil {
-			return d, nil
-		}
-	case int:
-		if x == 0 {
-			return 0, nil
-		}
-	}
-	return 0, fmt.Errorf("must be a duration such as \"30s\" or \"5m\", got %s", describe(raw))
-}
-
-func toStrings(raw any) ([]string, error) {
-	switch x := raw.(type) {
-	case []string:
-		return x, nil
-	case []any:
-		out := make([]string, 0, len(x))
-		for i, e := range x {
-			s, ok := e.(string)
-			if !ok {
-				return nil, fmt.Errorf("item %d must be a string, got %s", i, describe(e))
-			}
-			out = append(out, s)
-		}
-		return out, nil
-	case string:
-		// Environment form: comma-separated.
-		var out []string
-		for _, s := range strings.Split(x, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				out = append(out, s)
-			}
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("must be a list of strings, got %s", describe(raw))
-}
-
-// toStringMap reads a mapping of names to strings: a YAML mapping, or the environment form "name=value,..." (the
-// form of OTEL_EXPORTER_OTLP_HEADERS).
-func toStringMap(raw any) (map[string]string, error) {
-	switch x := raw.(type) {
-	case map[string]string:
-		return x, nil
-	case map[string]any:
-		out := make(map[string]string, len(x))
-		for k, e := range x {
-			switch e := e.(type) {
-			case string:
-				out[k] = e
-			case int, int64, float64, bool:
-				out[k] = fmt.Sprint(e)
-			default:
-				return nil, fmt.Errorf("value of %q must be a string", k)
-			}
-		}
-		return out, nil
-	case string:
-		out := map[string]string{}
-		for i, part := range strings.Split(x, ",") {
-			if strings.TrimSpace(part) == "" {
-				continue
-			}
-			k, val, ok := strings.Cut(part, "=")
-			if !ok {
-				// Never echo the part: it may be an API key.
-				return nil, fmt.Errorf("item %d must be name=value", i)
-			}
-			out[strings.TrimSpace(k)] = strings.TrimSpace(val)
-		}
-		return out, nil
-	case nil:
-		return nil, nil
-	}
-	return nil, fmt.Errorf("must be a mapping of names to strings, got %s", describeShape(raw))
-}
-
-// describeShape names a value's kind without its content, for keys whose values may be secrets.
-func describeShape(x any) string {
-	switch x.(type) {
-	case []any:
-		return "a list"
-	case bool:
-		return "a boolean"
-	case int, int64, float64:
-		return "a number"
-	default:
-		return fmt.Sprintf("%T", x)
-	}
+	return conf.Set(key, f, raw)
 }
 
 // ParseStages reads the compact stage form used in the environment and on the command line:
@@ -583,20 +304,20 @@ func toStages(key string, raw any) ([]StageConfig, error) {
 	if s, ok := raw.(string); ok {
 		st, err := ParseStages(s)
 		if err != nil {
-			return nil, keyErr(key, "%v", err)
+			return nil, conf.Errorf(key, "%v", err)
 		}
 		return st, nil
 	}
 	list, ok := raw.([]any)
 	if !ok {
-		return nil, keyErr(key, "must be a list of {duration, target}, got %s", describe(raw))
+		return nil, conf.Errorf(key, "must be a list of {duration, target}, got %s", conf.Describe(raw))
 	}
 	out := make([]StageConfig, 0, len(list))
 	for i, item := range list {
 		ik := fmt.Sprintf("%s[%d]", key, i)
 		m, ok := item.(map[string]any)
 		if !ok {
-			return nil, keyErr(ik, "must be a mapping {duration, target}, got %s", describe(item))
+			return nil, conf.Errorf(ik, "must be a mapping {duration, target}, got %s", conf.Describe(item))
 		}
 		var st StageConfig
 		seen := map[string]bool{}
@@ -607,60 +328,27 @@ func toStages(key string, raw any) ([]StageConfig, error) {
 		sort.Strings(names)
 		for _, k := range names {
 			val := m[k]
+			var field any
 			switch strings.ToLower(k) {
 			case "duration":
-				d, err := toDuration(val)
-				if err != nil {
-					return nil, keyErr(ik+".duration", "%v", err)
-				}
-				st.Duration = d
+				field = &st.Duration
 			case "target":
-				x, err := toFloat(val)
-				if err != nil {
-					return nil, keyErr(ik+".target", "%v", err)
-				}
-				st.Target = x
+				field = &st.Target
 			default:
-				return nil, keyErr(ik+"."+k, "unknown key")
+				return nil, conf.Errorf(ik+"."+k, "unknown key")
+			}
+			if err := conf.Set(ik+"."+strings.ToLower(k), reflect.ValueOf(field).Elem(), val); err != nil {
+				return nil, err
 			}
 			seen[strings.ToLower(k)] = true
 		}
 		if !seen["duration"] {
-			return nil, keyErr(ik+".duration", "missing")
+			return nil, conf.Errorf(ik+".duration", "missing")
 		}
 		if !seen["target"] {
-			return nil, keyErr(ik+".target", "missing")
+			return nil, conf.Errorf(ik+".target", "missing")
 		}
 		out = append(out, st)
 	}
 	return out, nil
-}
-
-// ByteSize is a size in bytes; config values take an integer or a number with a unit (KB, MB, GB, TB powers of
-// 1000; KiB, MiB, GiB, TiB powers of 1024; B).
-type ByteSize int64
-
-// ParseByteSize reads "64MiB", "1.5 GB", "4096".
-func ParseByteSize(s string) (ByteSize, error) {
-	t := strings.TrimSpace(s)
-	i := 0
-	for i < len(t) && (t[i] >= '0' && t[i] <= '9' || t[i] == '.') {
-		i++
-	}
-	num, unit := t[:i], strings.TrimSpace(t[i:])
-	x, err := strconv.ParseFloat(num, 64)
-	if num == "" || err != nil || x < 0 {
-		return 0, fmt.Errorf("must be a size such as \"512MiB\" or \"20GB\", got %q", s)
-	}
-	mult := map[string]float64{"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
-		"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40,
-		"KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40}[strings.ToUpper(unit)]
-	if mult == 0 {
-		return 0, fmt.Errorf("unknown size unit %q in %q (use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)", unit, s)
-	}
-	v := x * mult
-	if v >= math.MaxInt64 {
-		return 0, fmt.Errorf("size %q is too large", s)
-	}
-	return ByteSize(v), nil
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/attestload/attestload/daemon/engine"
 	"github.com/attestload/attestload/exporter/results"
 	"github.com/attestload/attestload/exporter/verdict"
+	"github.com/attestload/attestload/internal/conf"
 	"github.com/attestload/attestload/internal/pyfmt"
 )
 
@@ -176,7 +177,7 @@ func (r *load) keys() ([]*softtpm.Key, map[string]int, error) {
 	cfg := r.cfg
 	mix, err := ParseKeyType(cfg.Run.KeyType)
 	if err != nil {
-		return nil, nil, keyErr("run.key_type", "%v", err)
+		return nil, nil, conf.Errorf("run.key_type", "%v", err)
 	}
 	return agentKeys(mix, cfg.Run.FirstIndex, cfg.Run.Agents, func(nrsa int) ([]*softtpm.Key, error) {
 		poolPath, err := cfg.Run.KeyPoolPath()
@@ -364,7 +365,7 @@ func (r *load) newEngine(runner *clientRunner, tap *errTap, opts []engine.Option
 	if cfg.Scheduler.Model == engine.ModelRate {
 		p, err := engine.NewStagedPacer(cfg.Scheduler.Rate.Start, cfg.Scheduler.Rate.PacerStages())
 		if err != nil {
-			return keyErr("scheduler.rate", "%v", err)
+			return conf.Errorf("scheduler.rate", "%v", err)
 		}
 		sched.Pacer = p
 	}
@@ -391,7 +392,7 @@ func newProfile(c EvidenceConfig) (evidence.Profile, error) {
 	}
 	b, err := measuredboot.Captured()
 	if err != nil {
-		return nil, keyErr("evidence.measured_boot", "%v", err)
+		return nil, conf.Errorf("evidence.measured_boot", "%v", err)
 	}
 	return evidence.WithMeasuredBoot(p, b), nil
 }
@@ -420,13 +421,13 @@ func baseProfile(c EvidenceConfig) (evidence.Profile, error) {
 	case "captured":
 		p, err := evidence.LoadCaptured(c.CapturedLog)
 		if err != nil {
-			return nil, keyErr("evidence.captured_log", "%v", err)
+			return nil, conf.Errorf("evidence.captured_log", "%v", err)
 		}
 		return p, nil
 	default:
 		p, err := evidence.NewSynthetic(c.IMAInitial, c.IMAGrow, c.IMAUniverse)
 		if err != nil {
-			return nil, keyErr("evidence", "%v", err)
+			return nil, conf.Errorf("evidence", "%v", err)
 		}
 		return p, nil
 	}

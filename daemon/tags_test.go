@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -9,6 +8,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/attestload/attestload/daemon/engine"
+	"github.com/attestload/attestload/internal/conf"
 )
 
 // The run flags come from the config's tags: each one sets its key, and only a flag the user set overrides.
@@ -47,24 +47,22 @@ func TestFlagsFromTags(t *testing.T) {
 	}
 }
 
-// Every check tag is a rule checkRange knows, on a type it checks: a typo in a tag would otherwise pass silently
+// Every check tag is a rule conf.CheckRange knows, on a type it checks: a typo in a tag would otherwise pass silently
 // or refuse every value.
 func TestCheckTagsAreKnown(t *testing.T) {
 	cfg := DefaultConfig()
-	var ls []leaf
-	leaves("", reflect.ValueOf(&cfg).Elem(), &ls)
 	n := 0
-	for _, l := range ls {
-		rule, ok := l.tag.Lookup("check")
+	for _, l := range conf.Leaves(&cfg) {
+		rule, ok := l.Tag.Lookup("check")
 		if !ok {
 			continue
 		}
 		n++
 		if !slices.Contains([]string{">=0", ">=1", ">0", "0..1"}, rule) {
-			t.Errorf("%s: unknown check %q", l.key, rule)
+			t.Errorf("%s: unknown check %q", l.Key, rule)
 		}
-		if err := checkRange(l.key, rule, l.field.Interface()); err != nil {
-			t.Errorf("%s: the default fails its own check: %v", l.key, err)
+		if err := conf.CheckRange(l.Key, rule, l.Field.Interface()); err != nil {
+			t.Errorf("%s: the default fails its own check: %v", l.Key, err)
 		}
 	}
 	if n < 20 {

@@ -9,6 +9,7 @@ import (
 	"github.com/attestload/attestload/attestation/client"
 	"github.com/attestload/attestload/daemon/engine"
 	"github.com/attestload/attestload/exporter/verdict"
+	"github.com/attestload/attestload/internal/conf"
 )
 
 // verdictSource resolves verdict.source to a Source and the name of what it resolved to. "auto" prefers the
@@ -30,12 +31,12 @@ func (r *load) verdictSource(pool *pgxpool.Pool) (verdict.Source, string, error)
 	switch name {
 	case VerdictSimulator:
 		if r.sim == nil {
-			return nil, "", keyErr("verdict.source", "simulator needs the in-process simulated verifier, but verifier.url is set")
+			return nil, "", conf.Errorf("verdict.source", "simulator needs the in-process simulated verifier, but verifier.url is set")
 		}
 		return verdict.SourceFunc(r.sim.Verdict), name, nil
 	case VerdictDatabase:
 		if pool == nil {
-			return nil, "", keyErr("verdict.source", "database needs database.url")
+			return nil, "", conf.Errorf("verdict.source", "database needs database.url")
 		}
 		src, err := verdict.NewDBSource(pool, verdict.DBOptions{})
 		if err != nil {
@@ -56,11 +57,11 @@ func (r *load) verdictSource(pool *pgxpool.Pool) (verdict.Source, string, error)
 		// The client's TLS loader gives the same errors (unreadable file, no PEM) as for the verifier itself.
 		tr, err := client.NewTransport(client.TLSOptions{CAFile: ca, CertFile: cert, KeyFile: key})
 		if err != nil {
-			return nil, "", keyErr("verdict.admin_cert_file", "%v", err)
+			return nil, "", conf.Errorf("verdict.admin_cert_file", "%v", err)
 		}
 		src, err := verdict.NewAdminAPISource(base, tr.TLSClientConfig, verdict.AdminOptions{})
 		if err != nil {
-			return nil, "", keyErr("verdict.admin_url", "%v", err)
+			return nil, "", conf.Errorf("verdict.admin_url", "%v", err)
 		}
 		return src, name, nil
 	default:

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/attestload/attestload/daemon"
+	"github.com/attestload/attestload/internal/conf"
 )
 
 // Exit statuses.
@@ -55,7 +56,7 @@ func exitStatus(err error, stderr io.Writer) int {
 	// One line, no stack trace.
 	fmt.Fprintf(stderr, "attestload: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
 	var ue *usageError
-	var ce *daemon.ConfigError
+	var ce *conf.Error
 	var de *daemon.UsageError
 	if errors.As(err, &ue) || errors.As(err, &ce) || errors.As(err, &de) {
 		return exitUsage

@@ -17,6 +17,7 @@ import (
 	"github.com/attestload/attestload/daemon"
 	"github.com/attestload/attestload/daemon/engine"
 	"github.com/attestload/attestload/exporter/report"
+	"github.com/attestload/attestload/internal/conf"
 )
 
 // closeTimeout bounds the daemon's teardown; it leaves time to delete a large run's rows (after a second signal
@@ -78,7 +79,7 @@ func loadRunConfig(cmd *cobra.Command, configFile string, args []string) (daemon
 	}
 	cfg, err := daemon.Loader{File: configFile, Environ: os.Environ(), Flags: cmd.Flags(), Override: positional}.Load()
 	if err != nil {
-		if _, ok := errors.AsType[*daemon.ConfigError](err); ok {
+		if _, ok := errors.AsType[*conf.Error](err); ok {
 			return daemon.Config{}, err
 		}
 		return daemon.Config{}, &usageError{err}
