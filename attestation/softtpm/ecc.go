@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 
 	"github.com/google/go-tpm/tpm2"
 )
@@ -32,7 +33,8 @@ const AlgECDSA uint16 = 0x0018
 
 // NewECCKey wraps a NIST P-256 private key as an AK: TPMT_PUBLIC type ECC, nameAlg SHA-256, the attributes of a
 // restricted signing key, symmetric NULL, scheme ECDSA/SHA-256, curve TPM_ECC_NIST_P256, KDF NULL, and the point
-// as two 32-byte coordinates (TPM 2.0 Part 2, 12.2.3.6 TPMS_ECC_PARMS and 11.2.5.2 TPMS_ECC_POINT).
+// as two 32-byte coordinates (TPM 2.0 Part 2, 12.2.3.6 TPMS_ECC_PARMS and 11.2.5.2 TPMS_ECC_POINT). The key keeps
+// only the scalar and these encodings (one allocation for TPM2B_PUBLIC and Name).
 func NewECCKey(priv *ecdsa.PrivateKey) (*Key, error) {
 	if priv == nil {
 		return nil, errors.New("softtpm: private key is nil")
@@ -44,17 +46,66 @@ func NewECCKey(priv *ecdsa.PrivateKey) (*Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("softtpm: ECC AK public point: %w", err)
 	}
+	d, err := priv.Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("softtpm: ECC AK scalar: %w", err)
+	}
+	k := &Key{ec: true}
+	copy(k.ecD[:], d)
 	// Appended by hand rather than through go-tpm's reflection, which costs ~50 times more: a fleet generates a
 	// key per agent. The tests check these bytes against go-tpm's reading and marshalling of the same structure.
-	public := make([]byte, 0, ECCPublicSize)
-	public = append(public, eccPublicHeader[:]...)
+	buf := make([]byte, 0, ECCPublicSize+2+sha256.Size)
+	public := append(buf, eccPublicHeader[:]...)
 	public = append(public, 0, p256Size)
 	public = append(public, point[1:1+p256Size]...)
 	public = append(public, 0, p256Size)
 	public = append(public, point[1+p256Size:]...)
 	sum := sha256.Sum256(public[2:])
-	name := append([]byte{0x00, 0x0b}, sum[:]...)
-	return &Key{EC: priv, Public: public, Name: name}, nil
+	name := append(public[len(public):len(public)], 0x00, 0x0b)
+	name = append(name, sum[:]...)
+	k.Public, k.Name = public[:len(public):len(public)], name
+	return k, nil
+}
+
+// ECDSA expands a P-256 key to a *ecdsa.PrivateKey (nil for an RSA key). It allocates; the key itself keeps only
+// the scalar.
+func (k *Key) ECDSA() *ecdsa.PrivateKey {
+	if !k.ec {
+		return nil
+	}
+	x, y := eccPoint(k.Public)
+	return &ecdsa.PrivateKey{
+		PublicKey: ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)},
+		D:         new(big.Int).SetBytes(k.ecD[:]),
+	}
+}
+
+// eccPoint returns the coordinates in a P-256 AK's TPM2B_PUBLIC as NewECCKey lays it out.
+func eccPoint(public []byte) (x, y []byte) {
+	return public[len(eccPublicHeader)+2 : len(eccPublicHeader)+2+p256Size], public[len(eccPublicHeader)+4+p256Size:]
+}
+
+// isCanonicalECCPublic reports whether b is a P-256 TPM2B_PUBLIC laid out exactly as NewECCKey makes it (the
+// header of eccPublicHeader and two 32-byte coordinates), which ParsePublic and NameOf then read without go-tpm.
+func isCanonicalECCPublic(b []byte) bool {
+	h := len(eccPublicHeader)
+	return len(b) == ECCPublicSize && [len(eccPublicHeader)]byte(b[:h]) == eccPublicHeader &&
+		b[h] == 0 && b[h+1] == p256Size && b[h+2+p256Size] == 0 && b[h+3+p256Size] == p256Size
+}
+
+// parseCanonicalECCPublic decodes the point of a canonical P-256 TPM2B_PUBLIC (isCanonicalECCPublic), checking
+// that it lies on the curve, as parseECCPublic does for any layout.
+func parseCanonicalECCPublic(b []byte) (*ecdsa.PublicKey, error) {
+	var raw [1 + 2*p256Size]byte
+	raw[0] = 4
+	x, y := eccPoint(b)
+	copy(raw[1:], x)
+	copy(raw[1+p256Size:], y)
+	k, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), raw[:])
+	if err != nil {
+		return nil, fmt.Errorf("ECC point: %w", err)
+	}
+	return k, nil
 }
 
 // eccPublicHeader is a P-256 AK's TPM2B_PUBLIC up to its point: size 0x0058, type ECC 0x0023, nameAlg SHA-256,

@@ -27,7 +27,7 @@ func fixedECCKey(t testing.TB) *Key {
 // symmetric NULL, scheme ECDSA with SHA-256, curve NIST P-256, KDF NULL, then X and Y as 32-byte TPM2Bs.
 func TestECCPublicLayout(t *testing.T) {
 	k := fixedECCKey(t)
-	point, err := k.EC.PublicKey.Bytes()
+	point, err := k.ECDSA().PublicKey.Bytes()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestECCPublicLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ec, ok := parsed.(*ecdsa.PublicKey); !ok || !ec.Equal(&k.EC.PublicKey) {
+	if ec, ok := parsed.(*ecdsa.PublicKey); !ok || !ec.Equal(&k.ECDSA().PublicKey) {
 		t.Fatalf("ParsePublic gives %T, not the key's public half", parsed)
 	}
 	// The same scalar gives the same key: generation from a seeded source is reproducible.
@@ -96,7 +96,7 @@ func TestECDSASignatureLayout(t *testing.T) {
 	}
 	digest := sha256.Sum256(msg)
 	r, s := new(big.Int).SetBytes(sig[6:38]), new(big.Int).SetBytes(sig[40:])
-	if !ecdsa.Verify(&k.EC.PublicKey, digest[:], r, s) {
+	if !ecdsa.Verify(&k.ECDSA().PublicKey, digest[:], r, s) {
 		t.Fatal("r and s do not verify against SHA-256 of the message")
 	}
 	ts, err := tpm2.Unmarshal[tpm2.TPMTSignature](sig)
@@ -115,12 +115,12 @@ func TestECDSASignatureLayout(t *testing.T) {
 		t.Fatalf("go-tpm marshals %x, Sign gave %x", again, sig)
 	}
 
-	if err := VerifySignature(&k.EC.PublicKey, msg, sig); err != nil {
+	if err := VerifySignature(&k.ECDSA().PublicKey, msg, sig); err != nil {
 		t.Fatal(err)
 	}
 	// A TPM may strip leading zeros of r and s; the verifier accepts 1..32 bytes, so do we.
 	short := append(append(append([]byte{0, 0x18, 0, 0x0b, 0, 32}, sig[6:38]...), 0, byte(len(s.Bytes()))), s.Bytes()...)
-	if err := VerifySignature(&k.EC.PublicKey, msg, short); err != nil {
+	if err := VerifySignature(&k.ECDSA().PublicKey, msg, short); err != nil {
 		t.Fatalf("s without leading zeros: %v", err)
 	}
 	other, err := GenerateECCKey(nil)
@@ -140,15 +140,15 @@ func TestECDSASignatureLayout(t *testing.T) {
 		sig  []byte
 		want string
 	}{
-		{"other key", &other.EC.PublicKey, msg, sig, "does not verify"},
-		{"other message", &k.EC.PublicKey, []byte("x"), sig, "does not verify"},
-		{"tampered r", &k.EC.PublicKey, msg, tampered, "does not verify"},
-		{"RSASSA for an EC key", &k.EC.PublicKey, msg, rsaSig, "only ECDSA"},
-		{"sha1", &k.EC.PublicKey, msg, append([]byte{0, 0x18, 0, 0x04}, sig[4:]...), "not SHA-256"},
-		{"trailing byte", &k.EC.PublicKey, msg, append(bytes.Clone(sig), 0), "trailing"},
-		{"r of 33 bytes", &k.EC.PublicKey, msg, append(append([]byte{0, 0x18, 0, 0x0b, 0, 33, 0}, sig[6:38]...), sig[38:]...), "want 1..32"},
-		{"empty s", &k.EC.PublicKey, msg, append(bytes.Clone(sig[:38]), 0, 0), "want 1..32"},
-		{"s cut short", &k.EC.PublicKey, msg, sig[:60], "size field"},
+		{"other key", &other.ECDSA().PublicKey, msg, sig, "does not verify"},
+		{"other message", &k.ECDSA().PublicKey, []byte("x"), sig, "does not verify"},
+		{"tampered r", &k.ECDSA().PublicKey, msg, tampered, "does not verify"},
+		{"RSASSA for an EC key", &k.ECDSA().PublicKey, msg, rsaSig, "only ECDSA"},
+		{"sha1", &k.ECDSA().PublicKey, msg, append([]byte{0, 0x18, 0, 0x04}, sig[4:]...), "not SHA-256"},
+		{"trailing byte", &k.ECDSA().PublicKey, msg, append(bytes.Clone(sig), 0), "trailing"},
+		{"r of 33 bytes", &k.ECDSA().PublicKey, msg, append(append([]byte{0, 0x18, 0, 0x0b, 0, 33, 0}, sig[6:38]...), sig[38:]...), "want 1..32"},
+		{"empty s", &k.ECDSA().PublicKey, msg, append(bytes.Clone(sig[:38]), 0, 0), "want 1..32"},
+		{"s cut short", &k.ECDSA().PublicKey, msg, sig[:60], "size field"},
 		{"no key", nil, msg, sig, "no usable public key"},
 	} {
 		if err := VerifySignature(c.pub, c.msg, c.sig); err == nil || !strings.Contains(err.Error(), c.want) {
@@ -260,5 +260,68 @@ func TestSharedPCRBankCopyOnWrite(t *testing.T) {
 	}
 	if _, err := NewPCRBank(map[int][]byte{0: seven[:20]}); err == nil {
 		t.Error("a 20-byte value accepted in the SHA-256 bank")
+	}
+}
+
+// ParsePublic and NameOf read this tool's P-256 layout without go-tpm; for many keys they must give what the go-tpm
+// path gives for the same bytes, and a point off the curve in that layout is still refused.
+func TestECCCanonicalFastPathMatchesGoTPM(t *testing.T) {
+	for i := range 50 {
+		k, err := GenerateECCKey(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !isCanonicalECCPublic(k.Public) {
+			t.Fatalf("key %d: its own TPM2B_PUBLIC is not the canonical layout", i)
+		}
+		fast, err := ParsePublic(k.Public)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, inner, err := splitPublic(k.Public)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slow, err := parseECCPublic(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !fast.(*ecdsa.PublicKey).Equal(slow) || !slow.Equal(&k.ECDSA().PublicKey) {
+			t.Fatalf("key %d: fast path %v, go-tpm %v", i, fast, slow)
+		}
+		sum := sha256.Sum256(inner)
+		name, err := NameOf(k.Public)
+		if err != nil || !bytes.Equal(name, append([]byte{0, 0x0b}, sum[:]...)) || !bytes.Equal(name, k.Name) {
+			t.Fatalf("key %d: NameOf %x (%v), want 000b%x", i, name, err, sum)
+		}
+	}
+	off := bytes.Clone(fixedECCKey(t).Public)
+	off[len(off)-1] ^= 1
+	if !isCanonicalECCPublic(off) {
+		t.Fatal("flipping a bit of Y left the canonical layout")
+	}
+	if _, err := ParsePublic(off); err == nil || !strings.Contains(err.Error(), "ECC point") {
+		t.Fatalf("a point off the curve in the canonical layout: %v", err)
+	}
+	for _, n := range []int{23, 57} { // a coordinate size field other than 32 leaves the fast path
+		b := bytes.Clone(fixedECCKey(t).Public)
+		b[n] = 31
+		if isCanonicalECCPublic(b) {
+			t.Fatalf("size byte %d changed, still canonical", n)
+		}
+	}
+}
+
+// A P-256 key holds its scalar and encodings only: no expanded private key stays with it.
+func TestECCKeyIsCompact(t *testing.T) {
+	k := fixedECCKey(t)
+	if cap(k.Public) != ECCPublicSize || len(k.Name) != 34 {
+		t.Fatalf("Public cap %d (want %d: Name must not be appendable into), Name %d bytes", cap(k.Public), ECCPublicSize, len(k.Name))
+	}
+	if d := k.ECDSA().D.FillBytes(make([]byte, 32)); !bytes.Equal(d, k.ecD[:]) || k.ECDSA() == k.ECDSA() {
+		t.Fatal("ECDSA does not expand the stored scalar afresh")
+	}
+	if (&Key{}).ECDSA() != nil {
+		t.Fatal("ECDSA of a key without a P-256 scalar is not nil")
 	}
 }

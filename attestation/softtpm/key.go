@@ -2,7 +2,6 @@ package softtpm
 
 import (
 	"crypto"
-	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -29,17 +28,21 @@ const PublicSize = 282
 const defaultExponent = 65537
 
 // Key is an attestation key with its TPM encodings precomputed, so that signing a quote never re-marshals the key.
-// Exactly one of Private (RSA-2048) and EC (NIST P-256) is set.
+// An RSA-2048 key has Private set; a NIST P-256 key keeps only its 32-byte scalar (its public point is in Public),
+// since a fleet holds one per agent and an expanded *ecdsa.PrivateKey costs about 600 bytes more: ECDSA expands it
+// for the moment of signing.
 type Key struct {
 	Private *rsa.PrivateKey
-	EC      *ecdsa.PrivateKey
 	Public  []byte // TPM2B_PUBLIC: 282 bytes for RSA-2048, 90 for P-256
 	Name    []byte // 000b || sha256(TPMT_PUBLIC)
+
+	ecD [p256Size]byte // the P-256 scalar, big-endian; set when ec
+	ec  bool
 }
 
 // Type is the key's algorithm.
 func (k *Key) Type() KeyType {
-	if k.EC != nil {
+	if k.ec {
 		return ECCP256
 	}
 	return RSA2048
@@ -47,7 +50,7 @@ func (k *Key) Type() KeyType {
 
 // SignatureScheme is the scheme the key signs with, as the verifier names it: rsassa or ecdsa.
 func (k *Key) SignatureScheme() string {
-	if k.EC != nil {
+	if k.ec {
 		return "ecdsa"
 	}
 	return "rsassa"
@@ -55,7 +58,7 @@ func (k *Key) SignatureScheme() string {
 
 // KeyAlgorithm is the key's algorithm as a push agent reports it in certification_keys: rsa or ecc.
 func (k *Key) KeyAlgorithm() string {
-	if k.EC != nil {
+	if k.ec {
 		return "ecc"
 	}
 	return "rsa"
@@ -63,7 +66,7 @@ func (k *Key) KeyAlgorithm() string {
 
 // KeySize is the key's size in bits as reported in certification_keys.
 func (k *Key) KeySize() int {
-	if k.EC != nil {
+	if k.ec {
 		return 256
 	}
 	return KeyBits
@@ -159,6 +162,10 @@ func splitPublic(tpm2bPublic []byte) (*tpm2.TPMTPublic, []byte, error) {
 // NameOf computes the TPM Name of a TPM2B_PUBLIC: nameAlg || H_nameAlg(TPMT_PUBLIC). Only SHA-256 names are
 // supported, as the verifier only ever sees those from this tool.
 func NameOf(tpm2bPublic []byte) ([]byte, error) {
+	if isCanonicalECCPublic(tpm2bPublic) {
+		sum := sha256.Sum256(tpm2bPublic[2:])
+		return append([]byte{0x00, 0x0b}, sum[:]...), nil
+	}
 	pub, inner, err := splitPublic(tpm2bPublic)
 	if err != nil {
 		return nil, fmt.Errorf("softtpm: name: %w", err)
@@ -174,6 +181,15 @@ func NameOf(tpm2bPublic []byte) ([]byte, error) {
 // pubkey_parms_from_tpm2b_public. RSA (*rsa.PublicKey): symmetric NULL, keyBits equal to the modulus size. ECC
 // (*ecdsa.PublicKey): NIST P-256 only, symmetric and KDF NULL, a point on the curve.
 func ParsePublic(tpm2bPublic []byte) (crypto.PublicKey, error) {
+	if isCanonicalECCPublic(tpm2bPublic) {
+		// The layout every P-256 AK of this tool has: read without go-tpm's reflection, which allocates about
+		// 24 KB per key (a simulated verifier enrolling a million agents parses a million of them).
+		k, err := parseCanonicalECCPublic(tpm2bPublic)
+		if err != nil {
+			return nil, fmt.Errorf("softtpm: parse AK: %w", err)
+		}
+		return k, nil
+	}
 	pub, _, err := splitPublic(tpm2bPublic)
 	if err != nil {
 		return nil, fmt.Errorf("softtpm: parse AK: %w", err)

@@ -23,12 +23,12 @@ const (
 // 0018 000b, then r and s of the ECDSA signature of SHA-256(message) as two TPM2B_ECC_PARAMETERs of 32 bytes each
 // (TPMS_SIGNATURE_ECC), randomized as a TPM's is.
 func Sign(k *Key, message []byte) ([]byte, error) {
-	if k == nil || (k.Private == nil && k.EC == nil) {
+	if k == nil || (k.Private == nil && !k.ec) {
 		return nil, errors.New("softtpm: sign: no key")
 	}
 	digest := sha256.Sum256(message)
-	if k.EC != nil {
-		r, s, err := ecdsa.Sign(rand.Reader, k.EC, digest[:])
+	if k.ec {
+		r, s, err := ecdsa.Sign(rand.Reader, k.ECDSA(), digest[:])
 		if err != nil {
 			return nil, fmt.Errorf("softtpm: sign: %w", err)
 		}

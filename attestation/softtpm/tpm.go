@@ -78,14 +78,20 @@ func WithNow(now func() time.Time) Option {
 // remembers the last authenticated clock of every agent across runs of this tool, so a clock that restarted at a
 // small value on each run would make every first quote fail as broken_evidence_chain.
 func NewTPM(k *Key, opts ...Option) *TPM {
-	t := &TPM{key: k, now: time.Now, pcrs: &zeroBank}
+	t := new(TPM)
+	t.Init(k, opts...)
+	return t
+}
+
+// Init prepares t in place as NewTPM does, so that a fleet can keep its TPMs in one slice.
+func (t *TPM) Init(k *Key, opts ...Option) {
+	*t = TPM{key: k, now: time.Now, pcrs: &zeroBank}
 	for _, o := range opts {
 		o(t)
 	}
 	if t.clock == 0 {
 		t.clock = max(uint64(max(t.now().UnixMilli(), 0)), 1)
 	}
-	return t
 }
 
 // Key returns the TPM's attestation key.
