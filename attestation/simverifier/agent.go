@@ -1,7 +1,6 @@
 package simverifier
 
 import (
-	"crypto"
 	"encoding/json"
 	"sync"
 	"time"
@@ -30,12 +29,12 @@ type agent struct {
 	mu sync.Mutex
 
 	id        string
-	ak        crypto.PublicKey // *rsa.PublicKey or *ecdsa.PublicKey
-	akB64Hash [32]byte         // SHA-256 of the base64 AK, to recognise it among offered keys without keeping 376 bytes
-	akName    []byte
+	akPub     []byte    // an ECC AK's TPM2B_PUBLIC (publicKey and akName parse it); nil with rsaAK
+	rsaAK     *parsedAK // an RSA AK, parsed once and shared by the agents holding it
+	akB64Hash [32]byte  // SHA-256 of the base64 AK, to recognise it among offered keys without keeping 376 bytes
 	hashAlgs  []string
 	signAlgs  []string
-	tpmPolicy map[int][]string // non-empty lists of lowercase hex values
+	tpmPolicy map[int][]string // non-empty lists of lowercase hex values; shared between agents, never changed
 	ima       *sharedPolicy    // nil: IMA not requested
 	imaKey    [32]byte
 	mb        mbPolicyState

@@ -251,7 +251,13 @@ func (v *Verifier) write(w http.ResponseWriter, r *http.Request, resp *response,
 		}
 		return
 	}
-	if _, err := io.Copy(w, content); err != nil {
+	if pad == 0 {
+		// An ordinary answer is written as it is: io.Copy through the MultiReader would take a 32 KiB buffer per
+		// answer (kept in a pool, they showed as 20 MB of a fleet run's live heap).
+		if _, err := w.Write(body); err != nil {
+			return
+		}
+	} else if _, err := io.Copy(w, content); err != nil {
 		return
 	}
 	if f, ok := w.(http.Flusher); ok && resp.after != nil {

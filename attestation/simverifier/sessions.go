@@ -418,13 +418,21 @@ func (v *Verifier) checkPoP(a *agent, nonce []byte, messageB64, signatureB64 str
 	if !bytes.Equal(att.ExtraData, nonce) {
 		return errors.New("extraData is not the session nonce")
 	}
-	if !bytes.Equal(att.CertifiedName, a.akName) {
+	name, err := a.akName()
+	if err != nil {
+		return fmt.Errorf("enrolled AK: %w", err)
+	}
+	if !bytes.Equal(att.CertifiedName, name) {
 		return errors.New("ObjectNameMismatch: certified name is not the AK's name")
 	}
 	if err := checkSigAlgs(sig, "sha256"); err != nil {
 		return err
 	}
-	if err := softtpm.VerifySignature(a.ak, msg, sig); err != nil {
+	pub, err := a.publicKey()
+	if err != nil {
+		return fmt.Errorf("enrolled AK: %w", err)
+	}
+	if err := softtpm.VerifySignature(pub, msg, sig); err != nil {
 		return fmt.Errorf("IncorrectSignature: %w", err)
 	}
 	return nil

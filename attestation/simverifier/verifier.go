@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,15 +13,12 @@ import (
 	"net"
 	"net/http"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/attestload/attestload/attestation/enroll"
 	"github.com/attestload/attestload/attestation/evidence"
-	"github.com/attestload/attestload/attestation/softtpm"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -50,6 +46,9 @@ type Verifier struct {
 	mu       sync.RWMutex
 	agents   map[string]*agent
 	policies map[[32]byte]*sharedPolicy
+
+	akKeys      akKeys      // parsed RSA AKs, shared by the agents holding the same key (agentmem.go)
+	tpmPolicies tpmPolicies // normalised TPM policies, shared by the agents with the same policy (agentmem.go)
 
 	mbPolicies mbPolicies // parsed measured-boot reference states (measuredboot.go)
 	uefiLogs   uefiLogs   // the last UEFI log's replay
@@ -276,48 +275,22 @@ func (v *Verifier) newAgent(spec AgentSpec) (*agent, error) {
 	if spec.ID == "" || len(spec.ID) > 80 {
 		return nil, errors.New("agent id must be 1 to 80 characters")
 	}
-	pub, err := softtpm.ParsePublic(spec.AKPublic)
-	if err != nil {
-		return nil, fmt.Errorf("ak public: %w", err)
-	}
-	name, err := softtpm.NameOf(spec.AKPublic)
-	if err != nil {
-		return nil, fmt.Errorf("ak name: %w", err)
-	}
 	a := &agent{
 		id:        spec.ID,
-		ak:        pub,
-		akB64Hash: sha256.Sum256([]byte(base64.StdEncoding.EncodeToString(spec.AKPublic))),
-		akName:    name,
-		hashAlgs:  spec.AcceptHashAlgs,
-		signAlgs:  spec.AcceptSignAlgs,
-		tpmPolicy: map[int][]string{},
+		akB64Hash: sha256.Sum256(base64.StdEncoding.AppendEncode(make([]byte, 0, 400), spec.AKPublic)),
+		hashAlgs:  internAlgs(spec.AcceptHashAlgs, "sha256"),
+		signAlgs:  internAlgs(spec.AcceptSignAlgs, "rsassa"),
 		mb:        v.mbPolicies.state(spec.MBPolicy),
 		accept:    true,
 	}
-	if len(a.hashAlgs) == 0 {
-		a.hashAlgs = []string{"sha256"}
+	if err := v.akKeys.set(a, spec.AKPublic); err != nil {
+		return nil, err
 	}
-	if len(a.signAlgs) == 0 {
-		a.signAlgs = []string{"rsassa"}
+	pol, err := v.tpmPolicies.intern(spec.TPMPolicy)
+	if err != nil {
+		return nil, err
 	}
-	for k, vals := range spec.TPMPolicy {
-		n, err := strconv.Atoi(k)
-		if err != nil || n < 0 || n > 23 {
-			return nil, fmt.Errorf("tpm policy: PCR %q is not a number from 0 to 23", k)
-		}
-		var norm []string
-		for _, s := range vals {
-			s = strings.ToLower(strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X"))
-			if _, err := hex.DecodeString(s); err != nil {
-				return nil, fmt.Errorf("tpm policy: PCR %d value %q is not hex", n, s)
-			}
-			norm = append(norm, s)
-		}
-		if len(norm) > 0 {
-			a.tpmPolicy[n] = norm
-		}
-	}
+	a.tpmPolicy = pol
 	if spec.IMAGenerator > 1 && len(spec.IMAPolicyJSON) == 0 {
 		return nil, errors.New("ima generator > 1 needs an IMA policy")
 	}

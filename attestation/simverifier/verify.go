@@ -153,7 +153,11 @@ func checkQuote(a *agent, quoteItem *evidenceItem, q *quoteData) (clockInfo, *ou
 	if err := checkSigAlgs(q.signature, quoteItem.hashAlg); err != nil {
 		return failed("quote signature: %v", err)
 	}
-	if err := softtpm.VerifySignature(a.ak, q.message, q.signature); err != nil {
+	pub, err := a.publicKey()
+	if err != nil {
+		return failed("enrolled AK: %v", err)
+	}
+	if err := softtpm.VerifySignature(pub, q.message, q.signature); err != nil {
 		return failed("quote signature: %v", err)
 	}
 	b64 := []byte(base64.StdEncoding.EncodeToString(quoteItem.challenge))
