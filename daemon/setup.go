@@ -217,17 +217,19 @@ func (r *load) openDatabase(ctx context.Context) error {
 
 // newAgents builds the mock agents. Every agent's TPM starts from one bank holding the profile's static PCRs, and
 // copies it only when its PCRs change (PCR 10 with IMA): an idle or quote-only fleet keeps one bank instead of
-// 768 bytes per agent.
+// 768 bytes per agent. Agents and TPMs live in two slices, not one allocation each.
 func (r *load) newAgents(profile evidence.Profile, keys []*softtpm.Key) ([]*client.Agent, error) {
 	bank, err := softtpm.NewPCRBank(profile.StaticPCRs())
 	if err != nil {
 		return nil, fmt.Errorf("evidence profile %q: %w", profile.Name(), err)
 	}
-	agents := make([]*client.Agent, r.cfg.Run.Agents)
+	n := r.cfg.Run.Agents
+	agents, store, tpms := make([]*client.Agent, n), make([]client.Agent, n), make([]softtpm.TPM, n)
 	for i := range agents {
 		idx := r.cfg.Run.FirstIndex + i
-		agents[i] = client.NewAgent(enroll.AgentID(r.cfg.Database.Prefix, r.runID, idx), idx,
-			softtpm.NewTPM(keys[i], softtpm.WithPCRBank(bank)), profile)
+		tpms[i].Init(keys[i], softtpm.WithPCRBank(bank))
+		store[i].Init(enroll.AgentID(r.cfg.Database.Prefix, r.runID, idx), idx, &tpms[i], profile)
+		agents[i] = &store[i]
 	}
 	return agents, nil
 }
@@ -240,10 +242,14 @@ func (r *load) enroll(ctx context.Context, profile evidence.Profile, keys []*sof
 		if r.sim == nil {
 			return nil
 		}
+		tpmPolicy, policyJSON, mb := profile.TPMPolicy(), profile.PolicyJSON(), mbPolicyText(profile)
+		signAlgs := map[softtpm.KeyType][]string{softtpm.RSA2048: {"rsassa"}, softtpm.ECCP256: {"ecdsa"}}
 		for _, a := range agents {
+			// The agent's accepted signing algorithm follows its key, as enrollment writes it into verifiermain
+			// (the simulator's default, rsassa, refused every ECC agent's quote).
 			if err := r.sim.EnrollAgent(simverifier.AgentSpec{ID: a.ID, AKPublic: a.TPM.Key().Public,
-				TPMPolicy: profile.TPMPolicy(), IMAPolicyJSON: profile.PolicyJSON(), IMAGenerator: profile.Generator(),
-				MBPolicy: mbPolicyText(profile)}); err != nil {
+				TPMPolicy: tpmPolicy, AcceptSignAlgs: signAlgs[a.TPM.Key().Type()], IMAPolicyJSON: policyJSON,
+				IMAGenerator: profile.Generator(), MBPolicy: mb}); err != nil {
 				return fmt.Errorf("simulated verifier: enroll %s: %w", a.ID, err)
 			}
 		}

@@ -302,3 +302,30 @@ func TestSetupSidecarCountsLateCycles(t *testing.T) {
 		t.Fatalf("fleet run dropped %d cycles; the fleet model never drops", info.DroppedCycles)
 	}
 }
+
+// ECC agents and a mix pass against the in-memory simulated verifier: it is told each agent's signing algorithm
+// (it assumed rsassa, so every ECC agent's attestation was refused with 422 for want of a usable key).
+func TestInMemorySimulatorAcceptsECCAgents(t *testing.T) {
+	for _, kt := range []string{"ecc-p256", "rsa2048=50%,ecc-p256=50%"} {
+		t.Run(kt, func(t *testing.T) {
+			cfg := testConfig(t, t.TempDir())
+			cfg.Run.KeyType = kt
+			cfg.Evidence.Profile = "quote-only"
+			ctx := t.Context()
+			r, err := newLoad(ctx, cfg, loadOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum := executeAndClose(t, ctx, r)
+			recs := readRecords(t, sum.ResultsPath)
+			if len(recs) != 8 {
+				t.Fatalf("%d records, want 8", len(recs))
+			}
+			for _, rec := range recs {
+				if rec.Outcome != record.OutcomeSuccess {
+					t.Fatalf("agent %d: outcome %s, want success: %+v", rec.AgentIndex, rec.Outcome, rec)
+				}
+			}
+		})
+	}
+}

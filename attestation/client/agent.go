@@ -40,7 +40,6 @@ type Agent struct {
 	tokenExpiry   time.Time     // zero: unknown, use until a 401
 	tokenLifetime time.Duration // expiry minus the time of the PoP answer; slid on by each accepted evidence
 
-	ak       akInfo
 	setupErr error // a profile PCR value the TPM refused; every cycle then fails as local
 	urls     agentURLs
 }
@@ -56,16 +55,31 @@ type agentURLs struct {
 // NewAgent prepares an agent: it loads the profile's static PCR values into the TPM and creates the agent's IMA log
 // when the profile has one.
 func NewAgent(id string, index int, tpm *softtpm.TPM, p evidence.Profile) *Agent {
-	a := &Agent{ID: id, Index: index, TPM: tpm, Profile: p, BootTime: defaultBootTime, LastIndex: -1}
+	a := new(Agent)
+	a.Init(id, index, tpm, p)
+	return a
+}
+
+// Init prepares a in place as NewAgent does, so that a fleet can keep its agents in one slice instead of one
+// allocation each.
+func (a *Agent) Init(id string, index int, tpm *softtpm.TPM, p evidence.Profile) {
+	*a = Agent{ID: id, Index: index, TPM: tpm, Profile: p, BootTime: defaultBootTime, LastIndex: -1}
 	if p != nil && p.HasIMA() {
 		a.Log = p.NewAgentLog()
 	}
 	if tpm != nil {
-		k := tpm.Key()
-		a.ak = akInfo{public: k.PublicBase64(), scheme: k.SignatureScheme(), algorithm: k.KeyAlgorithm(), size: k.KeySize()}
 		a.loadStaticPCRs()
 	}
-	return a
+}
+
+// akInfo is what the capabilities say about the agent's AK, derived from the key when a cycle needs it rather than
+// kept with every agent of a fleet (most of which are idle); zero without a TPM or key.
+func (a *Agent) akInfo() akInfo {
+	if a.TPM == nil || a.TPM.Key() == nil {
+		return akInfo{}
+	}
+	k := a.TPM.Key()
+	return akInfo{public: k.PublicBase64(), scheme: k.SignatureScheme(), algorithm: k.KeyAlgorithm(), size: k.KeySize()}
 }
 
 // measuredBoot is the boot whose UEFI log the agent sends, nil when its profile has none.

@@ -473,8 +473,9 @@ func (cy *cycle) negotiate(ctx context.Context) (negotiation, bool) {
 	if mb := a.measuredBoot(); mb != nil {
 		uefiEvents = mb.Events()
 	}
-	body, err := capabilitiesBody(a.ak, hasIMA, entries, uefiEvents, a.BootTime)
-	if err != nil || a.ak.public == "" {
+	ak := a.akInfo()
+	body, err := capabilitiesBody(ak, hasIMA, entries, uefiEvents, a.BootTime)
+	if err != nil || ak.public == "" {
 		cy.failure = record.ClassLocal
 		return negotiation{}, false
 	}
@@ -594,8 +595,8 @@ func (cy *cycle) buildEvidence(neg negotiation) ([]byte, error) {
 	for _, it := range neg.Items {
 		switch it.Type {
 		case "tpm_quote":
-			if it.SigScheme != a.ak.scheme || it.HashAlg != "sha256" {
-				return nil, fmt.Errorf("quote with %s/%s requested; the AK signs %s/sha256 only", it.SigScheme, it.HashAlg, a.ak.scheme)
+			if scheme := a.TPM.Key().SignatureScheme(); it.SigScheme != scheme || it.HashAlg != "sha256" {
+				return nil, fmt.Errorf("quote with %s/%s requested; the AK signs %s/sha256 only", it.SigScheme, it.HashAlg, scheme)
 			}
 			extra := it.Challenge
 			if cy.c.extraData == ExtraDataB64Text {
