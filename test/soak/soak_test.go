@@ -45,6 +45,8 @@ type Part struct {
 	Name    string `json:"name"`
 	Bytes   int64  `json:"bytes"`
 	Records int    `json:"records"`
+	// ReportRecords is what attestload report counts in this part alone.
+	ReportRecords int64 `json:"report_records"`
 }
 
 // Sample is one observation of the daemon.
@@ -248,6 +250,20 @@ sampling:
 		t.Fatal(err)
 	}
 	fig.ReportRecords = sum.Records
+	// Each part on its own, through the report too: it counts what that part holds, and the parts add up to the
+	// report over the run.
+	var perPart int64
+	for i, part := range parts {
+		n := reportRecords(t, part)
+		fig.Parts[i].ReportRecords = n
+		perPart += n
+		if n != int64(fig.Parts[i].Records) {
+			t.Errorf("report over part %s alone: %d records; the part holds %d", part, n, fig.Parts[i].Records)
+		}
+	}
+	if perPart != sum.Records {
+		t.Errorf("the reports over each part count %d records in all; the report over the run %d", perPart, sum.Records)
+	}
 	if sum.Records != int64(len(recs)) || sum.SkippedLines != 0 || len(sum.Inputs) != len(parts) {
 		t.Errorf("report over %d inputs: %d records, %d skipped; the %d parts hold %d records", len(sum.Inputs),
 			sum.Records, sum.SkippedLines, len(parts), len(recs))
@@ -339,4 +355,23 @@ func readParts(t *testing.T, first string, fig *Figures) ([]record.Record, []str
 	t.Logf("results: %d parts, %d records, %d bytes on disk (%.1f per cycle): %+v", len(parts), len(all),
 		fig.DiskBytes, fig.BytesPerCycle, fig.Parts)
 	return all, parts
+}
+
+// reportRecords runs the report over one results part and returns the records it counted; it must skip nothing.
+func reportRecords(t *testing.T, path string) int64 {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	res, err := report.Generate(context.Background(), report.Options{Inputs: []string{path}, Format: report.FormatJSON},
+		&out, &errOut)
+	if err != nil || res.ThresholdsCrossed {
+		t.Fatalf("report over %s: %+v, %v\n%s", path, res, err, errOut.String())
+	}
+	var sum report.Summary
+	if err := json.Unmarshal(out.Bytes(), &sum); err != nil {
+		t.Fatal(err)
+	}
+	if sum.SkippedLines != 0 {
+		t.Errorf("report over %s skipped %d lines", path, sum.SkippedLines)
+	}
+	return sum.Records
 }
