@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // project maps what encoding/json decoded into the fields the hand-written decoder extracts.
@@ -231,4 +232,28 @@ func goldenLinesNoSkip(t testing.TB) [][]byte {
 		}
 	}
 	return out
+}
+
+// plainString's eight-bytes-at-a-time check agrees with the byte-by-byte rule for every byte value at every
+// position of strings of several lengths.
+func TestPlainStringMatchesByteRule(t *testing.T) {
+	slow := func(seg []byte) bool {
+		for _, b := range seg {
+			if b < 0x20 || b == '\\' || b >= utf8.RuneSelf {
+				return false
+			}
+		}
+		return true
+	}
+	for _, n := range []int{1, 7, 8, 9, 16, 23, 40} {
+		for pos := range n {
+			for v := range 256 {
+				seg := bytes.Repeat([]byte("a"), n)
+				seg[pos] = byte(v)
+				if got, want := plainString(seg), slow(seg); got != want {
+					t.Fatalf("plainString(%q) = %v, want %v", seg, got, want)
+				}
+			}
+		}
+	}
 }

@@ -79,6 +79,10 @@ type aggregator struct {
 	evidenceOrder int64                   // cycles refused by the evidence-order 422
 	neverJudged   int64                   // accepted evidence whose verdict never came
 	rebootAgents  map[string]*rebootState // agents that rebooted or had a broken_evidence_chain verdict
+
+	// oldOnly keeps only what the old tables print (the record count, workers, agents, the old counters and the
+	// track): --legacy without thresholds prints nothing else, and skipping the rest halves the aggregation.
+	oldOnly bool
 }
 
 // rebootState is what the report keeps of an agent for the reboot defect.
@@ -137,6 +141,9 @@ func (a *aggregator) add(c *record.Line) {
 	a.maxAgen = max(a.maxAgen, c.AgentIndex)
 	updateDur := a.addLegacy(c)
 	end := a.addTrack(c)
+	if a.oldOnly {
+		return
+	}
 	outcome := a.addOutcome(c)
 	phase, has := a.addPhases(c, updateDur)
 	a.addVerdict(c, outcome)

@@ -19,18 +19,18 @@ import (
 // float arithmetic to the last digit). At most pipelineDepth chunks exist at any time, whatever the input size.
 
 // chunkBytes is the size of a chunk of lines handed to a decoding worker.
-const chunkBytes = 1 << 20
+const chunkBytes = 128 << 10
 
 // chunk is a run of whole lines of one file, or one over-long line (tooLong) that was not kept.
 type chunk struct {
-	seq       int64
-	file      int // index in the inputs
-	firstLine int64
-	data      []byte
-	tooLong   bool
+	seq     int64
+	file    int // index in the inputs
+	data    []byte
+	tooLong bool
 	// Filled by the worker.
 	cycles  []record.Line
-	n       int // cycles used
+	n       int   // cycles used
+	lines   int64 // lines in the chunk (its skips count them from 1; the aggregation adds the file's line before it)
 	skips   []lineSkip
 	endFile bool // the file's last chunk (its record count can be checked)
 	readErr error
@@ -45,11 +45,12 @@ type lineSkip struct {
 func decodeChunk(d *record.Decoder, c *chunk) {
 	c.n, c.skips = 0, c.skips[:0]
 	if c.tooLong {
-		c.skips = append(c.skips, lineSkip{c.firstLine, fmt.Sprintf("line longer than %d bytes", MaxLineBytes)})
+		c.lines = 1
+		c.skips = append(c.skips, lineSkip{1, fmt.Sprintf("line longer than %d bytes", MaxLineBytes)})
 		return
 	}
 	data := c.data
-	line := c.firstLine
+	line := int64(1)
 	for len(data) > 0 {
 		i := bytes.IndexByte(data, '\n')
 		var l []byte
@@ -78,6 +79,7 @@ func decodeChunk(d *record.Decoder, c *chunk) {
 		}
 		line++
 	}
+	c.lines = line - 1
 }
 
 // runPipeline reads every path in order. perFile is called on the aggregating goroutine after each file's last
@@ -108,6 +110,7 @@ func runPipeline(ctx context.Context, paths []string, workers int, agg *aggregat
 	// Aggregate in sequence order.
 	pending := map[int64]*chunk{}
 	var next int64
+	lines := fileLines{file: -1}
 	var failed error
 	for c := range decoded {
 		pending[c.seq] = c
@@ -123,7 +126,7 @@ func runPipeline(ctx context.Context, paths []string, workers int, agg *aggregat
 					failed = c.readErr
 					cancel()
 				} else {
-					aggregateChunk(c, agg, skips, paths, closeErrs, perFile)
+					aggregateChunk(c, &lines, agg, skips, paths, closeErrs, perFile)
 				}
 			}
 			recycle(c, free)
@@ -156,19 +159,29 @@ func startDecoders(workers int, work <-chan *chunk, decoded chan<- *chunk) {
 	go func() { wg.Wait(); close(decoded) }()
 }
 
-// aggregateChunk adds a decoded chunk's records to agg and reports its skipped lines; after a file's last chunk
-// it calls perFile.
-func aggregateChunk(c *chunk, agg *aggregator, skips *skipLog, paths []string, closeErrs []error,
+// fileLines is how many lines of the file being aggregated came before the current chunk.
+type fileLines struct {
+	file   int
+	before int64
+}
+
+// aggregateChunk adds a decoded chunk's records to agg and reports its skipped lines with their line numbers in
+// the file; after a file's last chunk it calls perFile.
+func aggregateChunk(c *chunk, lines *fileLines, agg *aggregator, skips *skipLog, paths []string, closeErrs []error,
 	perFile func(file int, closeErr error)) {
 	if c.tooLong {
 		decodeChunk(nil, c)
+	}
+	if c.file != lines.file {
+		lines.file, lines.before = c.file, 0
 	}
 	for i := range c.n {
 		agg.add(&c.cycles[i])
 	}
 	for _, s := range c.skips {
-		skips.skip(paths[c.file], s.line, s.why)
+		skips.skip(paths[c.file], lines.before+s.line, s.why)
 	}
+	lines.before += c.lines
 	if c.endFile && perFile != nil {
 		perFile(c.file, closeErrs[c.file])
 	}
@@ -221,7 +234,6 @@ func readChunks(ctx context.Context, paths []string, free <-chan *chunk, work ch
 // readFileChunks cuts the open file fi (path p) into chunks taken from get, and closes it.
 func readFileChunks(ctx context.Context, fi int, p string, rr *resultsReader, get func() (*chunk, error),
 	work chan<- *chunk, closeErrs []error) error {
-	line := int64(1)
 	var carry []byte // the start of a line the previous chunk did not finish
 	eof := false
 	for !eof {
@@ -230,7 +242,7 @@ func readFileChunks(ctx context.Context, fi int, p string, rr *resultsReader, ge
 			rr.Close()
 			return err
 		}
-		c.file, c.firstLine = fi, line
+		c.file = fi
 		c.data = append(c.data[:0], carry...)
 		carry = carry[:0]
 		if eof, carry, err = fillChunk(rr, c, carry); err != nil {
@@ -238,11 +250,6 @@ func readFileChunks(ctx context.Context, fi int, p string, rr *resultsReader, ge
 			c.readErr = fmt.Errorf("read %s: %w", p, err)
 			work <- c
 			return c.readErr
-		}
-		if c.tooLong {
-			line++
-		} else {
-			line += int64(bytes.Count(c.data, []byte{'\n'}))
 		}
 		if eof {
 			if cerr := rr.Close(); cerr != nil {

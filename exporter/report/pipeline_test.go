@@ -34,11 +34,11 @@ func TestParallelDecodeEqualsSequential(t *testing.T) {
 		paths = append(paths, p)
 	}
 	var seqErr, parErr bytes.Buffer
-	seq, err := load(context.Background(), paths, &seqErr, 1)
+	seq, err := load(context.Background(), paths, &seqErr, 1, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	par, err := load(context.Background(), paths, &parErr, 4)
+	par, err := load(context.Background(), paths, &parErr, 4, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestPipelineCancel(t *testing.T) {
 	os.WriteFile(p, genRecords(t, 1, 3000, 1.7e9, 900), 0o644)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := load(ctx, []string{p}, nil, 2); err == nil {
+	if _, err := load(ctx, []string{p}, nil, 2, false); err == nil {
 		t.Fatal("a cancelled load succeeded")
 	}
 }
@@ -98,6 +98,40 @@ func TestBucketSizeFitsTheRun(t *testing.T) {
 		}
 		if n != 5000 && n != 5001 {
 			t.Errorf("span %vs: %d cycles over the buckets", c.span, n)
+		}
+	}
+}
+
+// --legacy without thresholds aggregates only the old tables; what it prints is what the full aggregation
+// prints, for the current layout and the old tool's goldens alike.
+func TestOldOnlyLegacyEqualsFull(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f.jsonl")
+	if err := os.WriteFile(p, genRecords(t, 7, 5000, 1.7e9, 600), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	goldens, err := filepath.Glob(filepath.Join(goldenDir(t), "*.jsonl"))
+	if err != nil || len(goldens) == 0 {
+		t.Fatalf("no golden inputs: %v", err)
+	}
+	for _, in := range append([]string{p}, goldens...) {
+		full, err := load(context.Background(), []string{in}, nil, 2, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old, err := load(context.Background(), []string{in}, nil, 2, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var a, b bytes.Buffer
+		if err := writeLegacy(&a, full, false); err != nil {
+			t.Fatal(err)
+		}
+		if err := writeLegacy(&b, old, false); err != nil {
+			t.Fatal(err)
+		}
+		if a.String() != b.String() || a.Len() == 0 {
+			t.Errorf("%s: the old tables from the old-only aggregation differ:\n%s\nfull:\n%s", in, b.String(), a.String())
 		}
 	}
 }

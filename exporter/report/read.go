@@ -200,12 +200,19 @@ var ErrNoRecords = errors.New("no records")
 // lines are reported on stderr; the count is in Summary.SkippedLines. When no file holds a valid record, Load
 // fails with ErrNoRecords naming them; an input without records next to ones with records is only noted on stderr.
 func Load(ctx context.Context, paths []string, stderr io.Writer) (*Summary, error) {
-	return load(ctx, paths, stderr, decodeWorkers())
+	return load(ctx, paths, stderr, decodeWorkers(), false)
 }
 
-// load is Load with the number of decoding goroutines.
-func load(ctx context.Context, paths []string, stderr io.Writer, workers int) (*Summary, error) {
+// loadOld is Load for a summary of which only the old tables and the run line are used (--legacy without
+// thresholds): the other figures stay empty.
+func loadOld(ctx context.Context, paths []string, stderr io.Writer) (*Summary, error) {
+	return load(ctx, paths, stderr, decodeWorkers(), true)
+}
+
+// load is Load with the number of decoding goroutines; oldOnly aggregates the old tables only.
+func load(ctx context.Context, paths []string, stderr io.Writer, workers int, oldOnly bool) (*Summary, error) {
 	agg := newAggregator()
+	agg.oldOnly = oldOnly
 	skips := &skipLog{w: stderr}
 	var runs []record.RunInfo
 	var empty []string // inputs without a record, each with why

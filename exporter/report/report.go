@@ -96,7 +96,11 @@ func Generate(ctx context.Context, opts Options, stdout, stderr io.Writer) (Resu
 	if err != nil {
 		return Result{}, err
 	}
-	s, err := Load(ctx, paths, stderr)
+	load := Load
+	if opts.Legacy && len(ts) == 0 {
+		load = loadOld // only the old tables are printed, and no threshold needs the other figures
+	}
+	s, err := load(ctx, paths, stderr)
 	if err != nil {
 		return Result{}, err
 	}
