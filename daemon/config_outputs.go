@@ -19,7 +19,8 @@ type ResultsConfig struct {
 	FlushInterval time.Duration `key:"flush_interval"`
 	OnError       string        `key:"on_error"` // stop or continue
 	Buffer        int           `key:"buffer"`   // fan-out input bound, in records
-	// Compression is none (plain JSONL, what the old report_results reads) or zstd (one frame per flush).
+	// Compression is zstd (the default: one frame per flush; attestload report reads it) or none (plain JSONL,
+	// which the old tool's report_results needs).
 	Compression string `key:"compression"`
 	// RotateSize and RotateInterval start a new part <stamp>.partNNNN.jsonl[.zst] when the current one reaches
 	// that size on disk or age; 0 turns each off, and with both off the run writes one file.
@@ -31,7 +32,7 @@ type ResultsConfig struct {
 
 func defaultResults() ResultsConfig {
 	return ResultsConfig{Dir: "results", FlushInterval: time.Second, OnError: "stop", Buffer: 8192,
-		Compression: "none", MinFreeDisk: 1 << 30}
+		Compression: "zstd", MinFreeDisk: 1 << 30}
 }
 
 func (c ResultsConfig) validate() error {

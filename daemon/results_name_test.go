@@ -31,8 +31,8 @@ func TestResultsFileNameClashUsesRunID(t *testing.T) {
 		t.Fatalf("setup with the plain results name taken: %v", err)
 	}
 	sum := executeAndClose(t, t.Context(), r)
-	if base := filepath.Base(sum.ResultsPath); !strings.HasSuffix(base, "-"+r.runID+".jsonl") {
-		t.Fatalf("results file %s, want <stamp>-%s.jsonl", base, r.runID)
+	if base := filepath.Base(sum.ResultsPath); !strings.HasSuffix(base, "-"+r.runID+".jsonl.zst") {
+		t.Fatalf("results file %s, want <stamp>-%s.jsonl.zst (zstd by default)", base, r.runID)
 	}
 	if n := len(readRecords(t, sum.ResultsPath)); n != cfg.Run.Agents*cfg.Run.Tasks {
 		t.Fatalf("%d records, want %d", n, cfg.Run.Agents*cfg.Run.Tasks)

@@ -21,6 +21,7 @@ import (
 	"github.com/attestload/attestload/attestation/record"
 	"github.com/attestload/attestload/daemon/engine"
 	"github.com/attestload/attestload/exporter/results"
+	"github.com/attestload/attestload/internal/resultsread"
 )
 
 // testConfig is a small run against the in-process simulated verifier.
@@ -61,9 +62,9 @@ func executeAndClose(t *testing.T, ctx context.Context, r *load) Summary {
 
 func readRecords(t *testing.T, path string) []record.Record {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
+	b, cut, err := resultsread.Bytes(path)
+	if err != nil || cut {
+		t.Fatalf("read %s: %v (cut %v)", path, err, cut)
 	}
 	var out []record.Record
 	sc := bufio.NewScanner(bytes.NewReader(b))

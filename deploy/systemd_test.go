@@ -254,7 +254,7 @@ func TestSystemdUnitCommandLine(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the unit's command line failed: %v\n%s", err, out)
 	}
-	results, _ := filepath.Glob(filepath.Join(state, "results", "*.jsonl"))
+	results, _ := filepath.Glob(filepath.Join(state, "results", "*.jsonl*"))
 	if len(results) != 1 {
 		t.Fatalf("results in %s: %v, want one file\n%s", filepath.Join(state, "results"), results, out)
 	}

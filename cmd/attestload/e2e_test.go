@@ -97,7 +97,7 @@ func TestKill9ThenCleanupCommand(t *testing.T) {
 	p.waitFor(t, "run started", time.Minute)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		m, _ := filepath.Glob(filepath.Join(dir, "*.jsonl"))
+		m, _ := filepath.Glob(filepath.Join(dir, "*.jsonl*"))
 		if len(m) == 1 {
 			if fi, err := os.Stat(m[0]); err == nil && fi.Size() > 5000 {
 				break

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/attestload/attestload/attestation/record"
+	"github.com/attestload/attestload/internal/resultsread"
 )
 
 // fastSim makes the in-process simulated verifier cheap enough for tests: no quote interval, cheap sessions.
@@ -50,13 +51,15 @@ func runMain(t *testing.T, args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
-// readJSONL decodes every whole line and reports whether the file ended with a partial one.
+// readJSONL decodes every whole line of a results file (plain or compressed) and reports whether it ended with a
+// partial line or a cut compressed frame.
 func readJSONL(t *testing.T, path string) (recs []record.Record, partial bool) {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	b, cut, err := resultsread.Bytes(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer func() { partial = partial || cut }()
 	lines := bytes.Split(b, []byte("\n"))
 	last := lines[len(lines)-1]
 	lines = lines[:len(lines)-1]
@@ -72,7 +75,7 @@ func readJSONL(t *testing.T, path string) (recs []record.Record, partial bool) {
 
 func onlyResults(t *testing.T, dir string) string {
 	t.Helper()
-	m, _ := filepath.Glob(filepath.Join(dir, "*.jsonl"))
+	m, _ := filepath.Glob(filepath.Join(dir, "*.jsonl*"))
 	if len(m) != 1 {
 		t.Fatalf("results files in %s: %v, want exactly one", dir, m)
 	}

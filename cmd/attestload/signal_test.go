@@ -166,29 +166,41 @@ func TestSecondSIGINTExitsAtOnce(t *testing.T) {
 	}
 }
 
+// kill -9 in the middle of a run leaves a results file whose whole lines are all valid records: the plain file may
+// end in a partial line, a zstd part (the default) in a cut frame, and everything flushed before reads back.
 func TestKill9LeavesValidJSONL(t *testing.T) {
-	dir := t.TempDir()
-	p := start(t, simEnv, "run", "-w", "4", "-a", "8", "--profile", "quote-only", "--results-dir", dir,
-		"--key-pool", keyPoolArg())
-	p.waitFor(t, "run started", time.Minute)
-	path := ""
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if m, _ := filepath.Glob(filepath.Join(dir, "*.jsonl")); len(m) == 1 {
-			if fi, err := os.Stat(m[0]); err == nil && fi.Size() > 10000 {
-				path = m[0]
-				break
+	for _, tc := range []struct {
+		compression string
+		grown       int64 // bytes on disk that mean several flushes happened
+	}{{"zstd", 2000}, {"none", 10000}} {
+		t.Run(tc.compression, func(t *testing.T) {
+			dir := t.TempDir()
+			p := start(t, append(simEnv, "ATTESTLOAD_RESULTS_COMPRESSION="+tc.compression), "run", "-w", "4", "-a", "8",
+				"--profile", "quote-only", "--results-dir", dir, "--key-pool", keyPoolArg())
+			p.waitFor(t, "run started", time.Minute)
+			path := ""
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				if m, _ := filepath.Glob(filepath.Join(dir, "*.jsonl*")); len(m) == 1 {
+					if fi, err := os.Stat(m[0]); err == nil && fi.Size() > tc.grown {
+						path = m[0]
+						break
+					}
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("results file never grew:\n%s", p.stderr.String())
+				}
+				time.Sleep(50 * time.Millisecond)
 			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("results file never grew:\n%s", p.stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	p.cmd.Process.Kill()
-	p.wait(t, 10*time.Second)
-	recs, _ := readJSONL(t, path) // fails the test on any bad whole line; a partial last line is allowed
-	if len(recs) == 0 {
-		t.Fatal("no whole records after kill -9")
+			if want := map[string]string{"zstd": ".jsonl.zst", "none": ".jsonl"}[tc.compression]; !strings.HasSuffix(path, want) {
+				t.Fatalf("results file %s, want a %s file", path, want)
+			}
+			p.cmd.Process.Kill()
+			p.wait(t, 10*time.Second)
+			recs, _ := readJSONL(t, path) // fails the test on any bad whole line; a partial last line or frame is allowed
+			if len(recs) == 0 {
+				t.Fatal("no whole records after kill -9")
+			}
+		})
 	}
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/attestload/attestload/attestation/record"
 	"github.com/attestload/attestload/attestation/simverifier"
+	"github.com/attestload/attestload/internal/resultsread"
 	"github.com/attestload/attestload/test/faults/harness"
 )
 
@@ -176,7 +177,8 @@ func TestSecretsStayOutOfOutputs(t *testing.T) {
 		"/metrics": exposition, "spans (OTLP)": exported}
 	files, _ := filepath.Glob(filepath.Join(w.dir, "*"))
 	for _, f := range files {
-		if b, err := os.ReadFile(f); err == nil {
+		// Results files are read as JSONL: a token inside a compressed part would not show in its bytes.
+		if b, _, err := resultsread.Bytes(f); err == nil {
 			outputs[filepath.Base(f)] = b
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/attestload/attestload/exporter/results"
 )
 
 // Measured boot with the ima profile: every attestation also carries the captured UEFI event log, which the
@@ -19,7 +21,7 @@ func TestMeasuredBoot(t *testing.T) {
 		Profile      string `json:"profile"`
 		MeasuredBoot bool   `json:"measured_boot"`
 	}
-	b, err := os.ReadFile(strings.TrimSuffix(d.results, ".jsonl") + ".run.json")
+	b, err := os.ReadFile(results.SidecarPath(d.results))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/attestload/attestload/attestation/enroll"
 	"github.com/attestload/attestload/attestation/record"
 	"github.com/attestload/attestload/attestation/softtpm"
+	"github.com/attestload/attestload/exporter/results"
 	"github.com/attestload/attestload/internal/pgtest"
 	"github.com/attestload/attestload/internal/sharedtest"
 	"github.com/attestload/attestload/test/faults/harness"
@@ -299,7 +300,7 @@ func TestDefaultsSpreadAgentsWithOwnConnections(t *testing.T) {
 	if !strings.Contains(d.Stderr.String(), "agents spread over loopback source addresses") {
 		t.Errorf("the run did not say it spread its agents over source addresses:\n%s", d.Stderr.String())
 	}
-	raw, err := os.ReadFile(strings.TrimSuffix(d.results, ".jsonl") + ".run.json")
+	raw, err := os.ReadFile(results.SidecarPath(d.results))
 	if err != nil {
 		t.Fatal(err)
 	}

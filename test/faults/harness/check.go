@@ -2,14 +2,12 @@ package harness
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
-	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -17,12 +15,12 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/klauspost/compress/zstd"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/attestload/attestload/attestation/record"
+	"github.com/attestload/attestload/internal/resultsread"
 )
 
 // NoCrash fails the test when output shows a panic or a goroutine dump: bad input and faults must end in a clear
@@ -68,31 +66,11 @@ func ReadRecords(t testing.TB, path string) (recs []record.Record, partial bool)
 // that breaks off (the bytes are then those of its complete part).
 func ReadResults(t testing.TB, path string) (b []byte, cut bool) {
 	t.Helper()
-	raw, err := os.ReadFile(path)
+	b, cut, err := resultsread.Bytes(path)
 	if err != nil {
 		t.Fatalf("read results: %v", err)
 	}
-	var r io.Reader
-	switch {
-	case bytes.HasPrefix(raw, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		d, err := zstd.NewReader(bytes.NewReader(raw), zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			t.Fatalf("read results %s: %v", path, err)
-		}
-		defer d.Close()
-		r = d
-	case bytes.HasPrefix(raw, []byte{0x1f, 0x8b}):
-		g, err := gzip.NewReader(bytes.NewReader(raw))
-		if err != nil {
-			t.Fatalf("read results %s: %v", path, err)
-		}
-		r = g
-	default:
-		return raw, false
-	}
-	var out bytes.Buffer
-	_, err = out.ReadFrom(r)
-	return out.Bytes(), err != nil
+	return b, cut
 }
 
 // Outcomes counts records by outcome.
