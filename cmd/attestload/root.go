@@ -18,7 +18,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Load-test a Keylime verifier with thousands of simulated push-mode agents",
 		Long: `attestload impersonates push-mode Keylime agents with software TPMs (real RSA attestation keys, freshly
 signed quotes, synthetic IMA logs, PoP bearer tokens), drives attestations against a verifier at the pace asked,
-records every phase of every cycle to results/<YYYYmmddHHMMSS>.jsonl and leaves the verifier's database as it found it.`,
+records every phase of every cycle to results/<YYYYmmddHHMMSS>.jsonl.zst and leaves the verifier's database as it found it.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -36,7 +36,8 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "run [VERIFIER_URL [DB_URL]]",
 		Short: "Drive attestations against a verifier (or the built-in simulated one) and record every cycle",
 		Long: `Enrolls mock agents in the verifier's PostgreSQL, attests them at the pace asked, writes every cycle to
-results/<YYYYmmddHHMMSS>.jsonl, removes the agents again and prints the summary tables.
+results/<YYYYmmddHHMMSS>.jsonl.zst (zstd; results.compression: none writes plain JSONL), removes the agents
+again and prints the summary tables.
 
 With no verifier configured it starts the simulated verifier in-process on 127.0.0.1 (TLS) and enrolls in memory.
 
