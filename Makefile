@@ -16,7 +16,7 @@ WITH_DB = if [[ -z "$${ATTESTLOAD_TEST_DATABASE_URL:-}" ]]; then \
 		ATTESTLOAD_TEST_DATABASE_URL="$$(scripts/pg-start.sh)"; fi; \
 	export ATTESTLOAD_TEST_DATABASE_URL;
 
-.PHONY: run build test vet fmt-check bench bench-report pg-start faults soak verifier-test mutate
+.PHONY: run build test vet fmt-check bench bench-report bench-legacy pg-start faults soak verifier-test mutate
 
 # make run builds the binary and runs it in place of the recipe's shell: Ctrl+C reaches the run, which drains and
 # exits 0, so make prints no error (`go run` exits 1 on SIGINT, which make reported as "Error 1").
@@ -44,10 +44,14 @@ fmt-check:
 bench:
 	@$(WITH_DB) set -x; $(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
-# The report's throughput on 10,000,000 records, plain and zstd, on 2 cores (MB/s, CPU seconds, peak RSS), and the
-# old tool's 20,000-task file against --legacy: scripts/bench-report.sh (N=, RUNS=, BENCH_DIR=). Not in CI.
+# The report's throughput on 10,000,000 records, plain and zstd, on 2 cores (MB/s, CPU seconds, peak RSS):
+# scripts/bench-report.sh (N=, RUNS=, BENCH_DIR=). --legacy against the old tool's report_results on its
+# 20,000-task file: make bench-legacy OLD_TOOL=/path/to/keylime-perf-tests (scripts/bench-legacy.sh). Not in CI.
 bench-report:
 	scripts/bench-report.sh
+
+bench-legacy:
+	scripts/bench-legacy.sh
 
 # Prints the URL to export as ATTESTLOAD_TEST_DATABASE_URL.
 pg-start:
