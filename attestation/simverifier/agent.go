@@ -31,12 +31,10 @@ type agent struct {
 	id        string
 	akPub     []byte    // an ECC AK's TPM2B_PUBLIC (publicKey and akName parse it); nil with rsaAK
 	rsaAK     *parsedAK // an RSA AK, parsed once and shared by the agents holding it
-	akB64Hash [32]byte  // SHA-256 of the base64 AK, to recognise it among offered keys without keeping 376 bytes
 	hashAlgs  []string
 	signAlgs  []string
 	tpmPolicy map[int][]string // non-empty lists of lowercase hex values; shared between agents, never changed
 	ima       *sharedPolicy    // nil: IMA not requested
-	imaKey    [32]byte
 	mb        mbPolicyState
 
 	attestationCount    int

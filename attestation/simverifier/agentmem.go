@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"strconv"
@@ -43,8 +44,9 @@ type akKeys struct {
 }
 
 type parsedAK struct {
-	pub  crypto.PublicKey
-	name []byte
+	pub     crypto.PublicKey
+	name    []byte
+	b64Hash [32]byte // SHA-256 of the base64 AK, to recognise it among offered keys
 }
 
 // set checks the AK of a and stores it in a: akPub always (an ECC agent's key), ak and akName for RSA.
@@ -69,7 +71,7 @@ func (k *akKeys) set(a *agent, public []byte) error {
 	}
 	p := k.rsa[h]
 	if p == nil {
-		p = &parsedAK{pub: pub, name: name}
+		p = &parsedAK{pub: pub, name: name, b64Hash: sha256.Sum256([]byte(base64.StdEncoding.EncodeToString(public)))}
 		k.rsa[h] = p
 	}
 	a.rsaAK = p
@@ -82,6 +84,15 @@ func (a *agent) publicKey() (crypto.PublicKey, error) {
 		return a.rsaAK.pub, nil
 	}
 	return softtpm.ParsePublic(a.akPub)
+}
+
+// isAK reports whether pub, a certification key's base64 public, is the agent's AK.
+func (a *agent) isAK(pub string) bool {
+	if a.rsaAK != nil {
+		return sha256.Sum256([]byte(pub)) == a.rsaAK.b64Hash
+	}
+	var buf [2 * softtpm.ECCPublicSize]byte
+	return len(a.akPub) > 0 && string(base64.StdEncoding.AppendEncode(buf[:0], a.akPub)) == pub
 }
 
 // akName is the TPM Name of the agent's AK.

@@ -46,6 +46,10 @@ func TestEnrolledAgentsShareWhatIsTheSame(t *testing.T) {
 	if name, err := e1.akName(); err != nil || string(name) != string(ecc1.Name) {
 		t.Fatalf("ECC agent's AK name %x (%v), want %x", name, err, ecc1.Name)
 	}
+	if !r1.isAK(rsaKey.PublicBase64()) || !e1.isAK(ecc1.PublicBase64()) || r1.isAK(ecc1.PublicBase64()) ||
+		e1.isAK(rsaKey.PublicBase64()) || e1.isAK(ecc1.PublicBase64()[1:]) {
+		t.Fatal("agents do not recognise exactly their own AK among offered keys")
+	}
 	if &r1.signAlgs[0] != &r2.signAlgs[0] || &r1.hashAlgs[0] != &e1.hashAlgs[0] || e1.signAlgs[0] != "ecdsa" {
 		t.Fatal("the common algorithm lists are not shared")
 	}

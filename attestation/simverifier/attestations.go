@@ -2,7 +2,6 @@ package simverifier
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -441,7 +440,7 @@ func rankKeys(a *agent, caps map[string]any, ptr, self string) ([]map[string]any
 			return nil, invalid(self, kptr, "a certification key needs server_identifier, local_identifier or public")
 		}
 		rank := 2
-		if hasPub && sha256.Sum256([]byte(pub)) == a.akB64Hash {
+		if hasPub && a.isAK(pub) {
 			rank = 0
 		} else if km["server_identifier"] == "ak" {
 			rank = 1

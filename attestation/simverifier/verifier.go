@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -77,6 +76,7 @@ type Verifier struct {
 type sharedPolicy struct {
 	policy *evidence.Policy
 	refs   int
+	key    [32]byte // its key in Verifier.policies
 }
 
 // AgentSpec is an agent's enrolment, the in-memory equivalent of its verifiermain row and policy rows.
@@ -205,12 +205,11 @@ func (v *Verifier) EnrollAgent(spec AgentSpec) error {
 			if err != nil {
 				return fmt.Errorf("enroll agent %q: ima policy: %w", spec.ID, err)
 			}
-			pol = &sharedPolicy{policy: p}
+			pol = &sharedPolicy{policy: p, key: key}
 			v.policies[key] = pol
 		}
 		pol.refs++
 		a.ima = pol
-		a.imaKey = key
 	}
 	if old := v.agents[spec.ID]; old != nil {
 		v.releasePolicyLocked(old)
@@ -239,7 +238,7 @@ func (v *Verifier) releasePolicyLocked(a *agent) {
 	}
 	a.ima.refs--
 	if a.ima.refs == 0 {
-		delete(v.policies, a.imaKey)
+		delete(v.policies, a.ima.key)
 	}
 }
 
@@ -276,12 +275,11 @@ func (v *Verifier) newAgent(spec AgentSpec) (*agent, error) {
 		return nil, errors.New("agent id must be 1 to 80 characters")
 	}
 	a := &agent{
-		id:        spec.ID,
-		akB64Hash: sha256.Sum256(base64.StdEncoding.AppendEncode(make([]byte, 0, 400), spec.AKPublic)),
-		hashAlgs:  internAlgs(spec.AcceptHashAlgs, "sha256"),
-		signAlgs:  internAlgs(spec.AcceptSignAlgs, "rsassa"),
-		mb:        v.mbPolicies.state(spec.MBPolicy),
-		accept:    true,
+		id:       spec.ID,
+		hashAlgs: internAlgs(spec.AcceptHashAlgs, "sha256"),
+		signAlgs: internAlgs(spec.AcceptSignAlgs, "rsassa"),
+		mb:       v.mbPolicies.state(spec.MBPolicy),
+		accept:   true,
 	}
 	if err := v.akKeys.set(a, spec.AKPublic); err != nil {
 		return nil, err
