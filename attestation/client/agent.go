@@ -40,8 +40,8 @@ type Agent struct {
 	tokenExpiry   time.Time     // zero: unknown, use until a 401
 	tokenLifetime time.Duration // expiry minus the time of the PoP answer; slid on by each accepted evidence
 
-	setupErr error // a profile PCR value the TPM refused; every cycle then fails as local
-	urls     agentURLs
+	setupErr error      // a profile PCR value the TPM refused; every cycle then fails as local
+	urls     *agentURLs // made by the agent's first cycle: an idle agent of a fleet holds none
 }
 
 // agentURLs caches the request URLs of an agent for one client base URL.
@@ -170,15 +170,15 @@ func (a *Agent) slideToken(now time.Time) {
 }
 
 func (a *Agent) urlsFor(base, prefix string) *agentURLs {
-	if a.urls.base != base {
+	if a.urls == nil || a.urls.base != base {
 		root := base + "/" + prefix
 		id := url.PathEscape(a.ID)
-		a.urls = agentURLs{
+		a.urls = &agentURLs{
 			base:     base,
 			sessions: root + "/sessions",
 			create:   root + "/agents/" + id + "/attestations",
 			update:   root + "/agents/" + id + "/attestations/latest",
 		}
 	}
-	return &a.urls
+	return a.urls
 }
