@@ -68,8 +68,9 @@ while kill -0 "$pid" 2>/dev/null; do
 	if [[ "$profiled" == 0 && -n "$url" ]] && grep -q 'msg="run started"' "$err"; then
 		rs="$(date -d "$(sed -n 's/^time=\([^ ]*\) level=INFO msg="run started".*/\1/p' "$err" | head -1)" +%s)"
 		if ((now - rs >= profile_at)); then
-			curl -sf -o "$dir/heap.pb.gz" "${url}heap?gc=1" || say "heap profile failed"
-			curl -s -o "$dir/goroutines.txt" "${url}goroutine?debug=1" || say "goroutine profile failed"
+			curl -sf --max-time 120 -o "$dir/heap.pb.gz" "${url}heap?gc=1" || say "heap profile failed (curl exit $?)"
+			curl -s --max-time 60 -o "$dir/goroutines.txt" "${url}goroutine?debug=1" ||
+				say "goroutine profile failed (curl exit $?)"
 			profiled=1
 			say "heap profile at $((now - rs)) s into the load: $dir/heap.pb.gz"
 		fi
@@ -83,7 +84,10 @@ grep -E 'Maximum resident|User time|System time|Elapsed' "$err" | sed 's/^\s*/be
 grep -E 'msg="run started"|msg="setup done"' "$err" | head -2 >&2 || true
 max_rss_line="$(sort -t$'\t' -k2 -n "$dir/rss.tsv" | tail -1)"
 say "RSS sampled every second: peak $(cut -f2 <<<"$max_rss_line") kB at $(cut -f1 <<<"$max_rss_line") s ($dir/rss.tsv)"
-grep -o 'Performed [0-9]* attestations[^\n]*' "$dir/run.out" >&2 || true
+grep -o 'Performed [0-9]* attestations in [0-9:]*' "$dir/run.out" | sed 's/^/bench: /' >&2 || true
+if ls "$dir"/results/*.jsonl >/dev/null 2>&1; then
+	say "outcomes: $(grep -ho '"outcome":"[a-z]*"' "$dir"/results/*.jsonl | sort | uniq -c | tr -s ' \n' ' ')"
+fi
 if [[ -s "$dir/heap.pb.gz" ]]; then
 	total="$(go tool pprof -sample_index=inuse_space -top -nodecount=1 "$bin" "$dir/heap.pb.gz" 2>/dev/null |
 		sed -n 's/.* of \([0-9.]*[kMG]*B\) total.*/\1/p' | head -1)"
