@@ -529,3 +529,27 @@ func TestPyCenter(t *testing.T) {
 		}
 	}
 }
+
+// TestPyPad: str.rjust and str.ljust, counted in runes (the old tool's μs is two bytes, one character). Expected
+// values from CPython.
+func TestPyPad(t *testing.T) {
+	for _, c := range []struct {
+		s           string
+		width       int
+		right, left string // rjust, ljust
+	}{
+		{"ab", 5, "   ab", "ab   "},
+		{"12" + Micro, 5, " 12" + Micro, "12" + Micro + " "},
+		{"abc", 3, "abc", "abc"},
+		{"abcdef", 3, "abcdef", "abcdef"},
+		{"", 2, "  ", "  "},
+		{"x", 0, "x", "x"},
+	} {
+		if got := PadLeft(c.s, c.width); got != c.right {
+			t.Errorf("PadLeft(%q, %d) = %q, want %q", c.s, c.width, got, c.right)
+		}
+		if got := PadRight(c.s, c.width); got != c.left {
+			t.Errorf("PadRight(%q, %d) = %q, want %q", c.s, c.width, got, c.left)
+		}
+	}
+}
