@@ -110,7 +110,7 @@ func TestOutageBacksOffInEveryModel(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				st, err := e.Run(t.Context())
+				st, err := runBounded(t, e, t.Context())
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -164,7 +164,7 @@ func TestNoBackoffRetriesBackToBack(t *testing.T) {
 		dr := &downRunner{start: time.Now(), downTo: time.Hour, took: 5 * time.Millisecond, perDown: map[int]int{}}
 		e, _ := New(dr, Schedule{Model: ModelClosed, Agents: 2, Workers: 2, Duration: 10 * time.Second},
 			WithResultsSink(&collect{}))
-		st, _ := e.Run(t.Context())
+		st, _ := runBounded(t, e, t.Context())
 		if st.Fail < 1000 {
 			t.Fatalf("%d failed cycles in 10 s without backoff; want back-to-back retries", st.Fail)
 		}

@@ -64,6 +64,36 @@ func (f *fakeRunner) NotBefore(agent int) time.Time {
 	return f.notBefore(agent, f.ends[agent])
 }
 
+// runBounded runs e inside a synctest bubble and fails the test if Run has not returned after limit of fake time
+// (no test here legitimately runs an hour): a run that never stops (a Duration ignored, a schedule that never ends)
+// is then a failing test rather than a test binary that hangs until its timeout. It aborts the run, so that the
+// bubble can end, before it fails.
+func runBounded(t *testing.T, e *Engine, ctx context.Context) (Stats, error) {
+	t.Helper()
+	const limit = time.Hour
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		st  Stats
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		st, err := e.Run(ctx)
+		done <- result{st, err}
+	}()
+	select {
+	case r := <-done:
+		return r.st, r.err
+	case <-time.After(limit):
+	}
+	cancel()
+	e.Abort()
+	<-done
+	t.Fatalf("Run had not returned after %s (fake time)", limit)
+	return Stats{}, nil
+}
+
 // collect is a Sink that keeps every record.
 type collect struct {
 	mu     sync.Mutex
@@ -102,7 +132,7 @@ func TestClosedKeepsWorkersInFlight(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		st, err := e.Run(t.Context())
+		st, err := runBounded(t, e, t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -142,7 +172,7 @@ func TestClosedHonoursNotBefore(t *testing.T) {
 		sink := &collect{}
 		e, _ := New(fr, Schedule{Model: ModelClosed, Agents: 2, Workers: 4, Tasks: 3}, WithResultsSink(sink))
 		start := time.Now()
-		if _, err := e.Run(t.Context()); err != nil {
+		if _, err := runBounded(t, e, t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		if len(sink.recs) != 6 {
@@ -184,7 +214,7 @@ func TestFleetHoldsIntervalAndCountsLateness(t *testing.T) {
 			time.Sleep(29500 * time.Millisecond)
 			stall.Store(true)
 		}()
-		st, err := e.Run(t.Context())
+		st, err := runBounded(t, e, t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -228,7 +258,7 @@ func TestRateHoldsTargetAndCountsDrops(t *testing.T) {
 		obs := &countObs{}
 		e, _ := New(fr, Schedule{Model: ModelRate, Agents: 100, Workers: 100, Pacer: p},
 			WithResultsSink(sink), WithObserver(obs))
-		st, err := e.Run(t.Context())
+		st, err := runBounded(t, e, t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -253,7 +283,7 @@ func TestRateHoldsTargetAndCountsDrops(t *testing.T) {
 		obs := &countObs{}
 		e, _ := New(fr, Schedule{Model: ModelRate, Agents: 10, Workers: 1000, Pacer: p},
 			WithResultsSink(sink), WithObserver(obs))
-		st, _ := e.Run(t.Context())
+		st, _ := runBounded(t, e, t.Context())
 		if st.Started != 100 || st.Dropped != 900 || obs.dropped.Load() != 900 {
 			t.Fatalf("started %d dropped %d (observer %d); want 100 and 900", st.Started, st.Dropped, obs.dropped.Load())
 		}
@@ -276,7 +306,7 @@ func TestRateDropsForWantOfAWorker(t *testing.T) {
 		obs := &countObs{}
 		e, _ := New(fr, Schedule{Model: ModelRate, Agents: 10, Workers: 2, Pacer: p},
 			WithResultsSink(sink), WithObserver(obs))
-		st, err := e.Run(t.Context())
+		st, err := runBounded(t, e, t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -300,7 +330,7 @@ func TestRateDropsForWantOfAWorker(t *testing.T) {
 		e, _ := New(fr, Schedule{Model: ModelRate, Agents: 4, Workers: 2, Pacer: p},
 			WithResultsSink(sink), WithObserver(obs))
 		start := time.Now()
-		st, err := e.Run(t.Context())
+		st, err := runBounded(t, e, t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -341,7 +371,7 @@ func TestStopDrainsThenAborts(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		time.AfterFunc(time.Second, cancel)
 		start := time.Now()
-		st, _ := e.Run(ctx)
+		st, _ := runBounded(t, e, ctx)
 		if took := time.Since(start); took != 6*time.Second {
 			t.Fatalf("Run returned after %s, want 6s (1s run + 5s drain)", took)
 		}
@@ -359,7 +389,7 @@ func TestStopDrainsThenAborts(t *testing.T) {
 		time.AfterFunc(time.Second, cancel)
 		time.AfterFunc(2*time.Second, e.Abort)
 		start := time.Now()
-		st, _ := e.Run(ctx)
+		st, _ := runBounded(t, e, ctx)
 		if took := time.Since(start); took != 2*time.Second {
 			t.Fatalf("Run returned after %s, want 2s", took)
 		}
@@ -375,7 +405,7 @@ func TestDurationStopsTheRun(t *testing.T) {
 		sink := &collect{}
 		e, _ := New(fr, Schedule{Model: ModelClosed, Agents: 2, Workers: 2, Duration: 9500 * time.Millisecond,
 			DrainTimeout: time.Minute}, WithResultsSink(sink))
-		st, _ := e.Run(t.Context())
+		st, _ := runBounded(t, e, t.Context())
 		// Cycles start at 0..9 s on each worker; the one started at 9 s finishes within the drain.
 		if st.Success != 20 || st.Aborted != 0 {
 			t.Fatalf("stats %+v; want 20 successes", st)
@@ -418,7 +448,7 @@ func TestFleetNeverRunsAnAgentTwiceAtOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.Run(context.Background()); err != nil {
+		if _, err := runBounded(t, e, context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		if fr.overlaps != 0 {
