@@ -596,3 +596,37 @@ func TestParallelEnrollRejectsReusedRunID(t *testing.T) {
 	enroll.ParallelFrom(t, 2, 2)
 	TestEnrollRejectsReusedRunID(t)
 }
+
+// TestCleanupGoesOnWithoutItsIndex: when the temporary index cannot be built (here because a table already has its
+// name; for a user who does not own evidence_items it is a permission error, the same path) the cleanup still
+// removes exactly the run's rows, only without the speed-up, and leaves the other relation alone.
+func TestCleanupGoesOnWithoutItsIndex(t *testing.T) {
+	pool := pgtest.Pool(t, pgtest.NewKeylimeDatabase(t))
+	ctx := testCtx(t)
+	exec(t, pool, `CREATE TABLE attestload_cleanup_evidence_items_agent_id (squatter int)`)
+	var seen []string
+	enroll.InsideCleanup(t, func(ctx context.Context, tx pgx.Tx, name string) error {
+		seen = append(seen, name)
+		return nil
+	})
+	e, err := enroll.Enroll(ctx, pool, enroll.Plan{Count: 2, Keys: fakeAK, IMAPolicyJSON: []byte(testIMAPolicy),
+		IMAGenerator: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addVerifierRows(t, pool, e.AgentIDs[0], 2, 3)
+	removed, err := e.Cleanup(ctx, pool)
+	if err != nil {
+		t.Fatalf("cleanup with its index name taken: %v", err)
+	}
+	if removed.EvidenceItems != 6 || removed.Attestations != 2 || removed.Agents != 2 {
+		t.Fatalf("removed %v, want 6 evidence items, 2 attestations, 2 agents", removed)
+	}
+	if len(seen) != 1 || seen[0] != "" {
+		t.Fatalf("temporary index built: %q; want none (its name is taken)", seen)
+	}
+	var left int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_class WHERE relname = 'attestload_cleanup_evidence_items_agent_id' AND relkind = 'r'`).Scan(&left); err != nil || left != 1 {
+		t.Fatalf("the table holding the index's name: %d left (%v), want it kept", left, err)
+	}
+}
