@@ -38,3 +38,14 @@ func TestProgressQuantiles(t *testing.T) {
 		t.Fatal("empty histogram has a p99")
 	}
 }
+
+// Aborted cycles count apart from failures and in the rate.
+func TestProgressCountsAborted(t *testing.T) {
+	p := NewProgress(time.Unix(0, 0))
+	for _, out := range []record.Outcome{record.OutcomeSuccess, record.OutcomeAborted, record.OutcomeAborted, record.OutcomeFail} {
+		p.Observe(&record.Record{Outcome: out, StartTime: 1, EndTime: 1.5})
+	}
+	if s := p.Snapshot(time.Unix(2, 0), 0); s.OK != 1 || s.Fail != 1 || s.Aborted != 2 || s.Rate() != 2 {
+		t.Fatalf("snapshot %+v rate %v; want 1 ok, 1 failed, 2 aborted, 2 cycles/s", s, s.Rate())
+	}
+}
