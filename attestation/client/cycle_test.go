@@ -666,6 +666,28 @@ func TestTokenRenewedBeforeExpiry(t *testing.T) {
 	}
 }
 
+// With the default margin (DefaultTokenRenewMargin, 10 s) a token expiring in 5 s is renewed before the cycle, one
+// expiring in a minute is used.
+func TestTokenRenewMarginDefault(t *testing.T) {
+	f := newFakeVerifier(t, false)
+	c, clk := newFakeClient(t, f, nil)
+	a := newIMAAgent(t, "vec-agent-1", 0, 4)
+	if r := c.Cycle(context.Background(), a, 0, 0); r.Outcome != record.OutcomeSuccess {
+		t.Fatal(errOf(r))
+	}
+	for i, c2 := range []struct {
+		expiresIn time.Duration
+		sessions  int
+	}{{time.Minute, 0}, {5 * time.Second, 2}} {
+		a.tokenExpiry = clk.Now().Add(c2.expiresIn)
+		r := c.Cycle(context.Background(), a, i+1, 0)
+		if r.Outcome != record.OutcomeSuccess || len(r.SessionAttempts) != c2.sessions {
+			t.Fatalf("token expiring in %s: outcome %s with %d session attempts, want %d", c2.expiresIn, r.Outcome,
+				len(r.SessionAttempts), c2.sessions)
+		}
+	}
+}
+
 type hookLog struct {
 	mu     sync.Mutex
 	events []string
