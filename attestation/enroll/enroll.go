@@ -14,8 +14,6 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
-	"sync"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -50,8 +48,7 @@ type Plan struct {
 	// FirstIndex is the index of the first agent, so that shards of one fleet get disjoint ids.
 	FirstIndex int
 	// Keys returns agent index i's AK as stored in verifiermain.ak_tpm: standard base64 of a TPM2B_PUBLIC.
-	// It is called once per agent with the absolute index (FirstIndex <= i < FirstIndex+Count), for a large
-	// plan from several goroutines at once.
+	// It is called once per agent with the absolute index (FirstIndex <= i < FirstIndex+Count).
 	Keys func(i int) (akTPMBase64 string)
 	// TPMPolicy maps PCR numbers ("0".."23") to acceptable hex digests; nil or empty means no PCR policy ({}).
 	TPMPolicy map[string][]string
@@ -228,15 +225,8 @@ var (
 	eccColumns = algorithmColumns{signing: `["ecdsa"]`, encryption: `["ecc"]`}
 )
 
-// Enroll writes the plan's policy rows and agents. Agents go in through COPY: 100,000 agents take seconds, not the
-// minutes of row-by-row INSERTs.
-//
-// A plan of fewer than parallelMin agents is written in one transaction, so that a failure leaves nothing behind.
-// A larger fleet is copied over enrollStreams connections at once, each its own transaction after the policy rows
-// have been committed; when any of them fails, the rows the others committed are removed again (by Cleanup, which
-// removes only rows carrying the run's marker) before the error is returned, so a failure still leaves nothing
-// behind. Only a process killed in the middle leaves part of such a fleet, which the leftovers handling finds by
-// its marker (run.cleanup_leftovers, attestload cleanup), as it finds a fleet whose run was killed.
+// Enroll writes the plan's policy rows and agents in one transaction, so that a failure leaves nothing behind.
+// Agents go in through COPY: 100,000 agents take seconds, not the minutes of row-by-row INSERTs.
 //
 // The verifier needs, per push agent (spec section 5.1): a base64 TPM2B_PUBLIC AK, a non-NULL tpm_policy,
 // non-NULL ima_policy_id and mb_policy_id (NULL crashes verification after the 202), attestation_count 0
@@ -256,119 +246,51 @@ func Enroll(ctx context.Context, pool *pgxpool.Pool, plan Plan) (*Enrollment, er
 			return nil, fmt.Errorf("enroll: encode TPM policy: %w", err)
 		}
 	}
+	sum := sha256.Sum256(plan.IMAPolicyJSON)
 	e := &Enrollment{
 		Prefix:        plan.Prefix,
 		RunID:         plan.RunID,
 		FirstIndex:    plan.FirstIndex,
-		AgentIDs:      make([]string, plan.Count),
+		AgentIDs:      make([]string, 0, plan.Count),
 		IMAPolicyName: IMAPolicyName(plan.Prefix, plan.RunID),
 		MBPolicyName:  MBPolicyName(plan.Prefix, plan.RunID),
 	}
-	rows := func(lo, hi int) *agentRows {
-		return &agentRows{plan: &plan, e: e, tpmPolicy: string(tpmPolicy), marker: runMarker(plan.RunID), k: lo, end: hi}
-	}
-	if plan.Count < parallelMin {
-		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			if err := insertPolicies(ctx, tx, &plan, e); err != nil {
-				return err
-			}
-			return copyAgents(ctx, tx, rows(0, plan.Count))
-		})
+
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx,
+			`INSERT INTO allowlists (name, ima_policy, checksum, generator) VALUES ($1, $2, $3, $4) RETURNING id`,
+			e.IMAPolicyName, string(plan.IMAPolicyJSON), hex.EncodeToString(sum[:]), plan.IMAGenerator,
+		).Scan(&e.IMAPolicyID)
 		if err != nil {
-			return nil, fmt.Errorf("enroll %d agents of run %s: %w", plan.Count, plan.RunID, err)
+			return fmt.Errorf("insert IMA policy %q: %w", e.IMAPolicyName, explainWriteError(err))
 		}
-		return e, nil
-	}
-	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return insertPolicies(ctx, tx, &plan, e) }); err != nil {
-		return nil, fmt.Errorf("enroll %d agents of run %s: %w", plan.Count, plan.RunID, err)
-	}
-	if err := copyInParallel(ctx, pool, plan.Count, rows); err != nil {
-		// Remove what the other streams committed, and the policy rows; the caller's context may be what ended.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
-		defer cancel()
-		if _, cerr := e.Cleanup(cctx, pool); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("removing the agents already enrolled (run attestload cleanup with "+
-				"--prefix %s): %w", plan.Prefix, cerr))
+		var mbPolicy *string
+		if plan.MBPolicy != nil {
+			s := string(plan.MBPolicy)
+			mbPolicy = &s
 		}
+		err = tx.QueryRow(ctx, `INSERT INTO mbpolicies (name, mb_policy) VALUES ($1, $2) RETURNING id`,
+			e.MBPolicyName, mbPolicy).Scan(&e.MBPolicyID)
+		if err != nil {
+			return fmt.Errorf("insert measured-boot policy %q: %w", e.MBPolicyName, explainWriteError(err))
+		}
+		src := &agentRows{plan: &plan, e: e, tpmPolicy: string(tpmPolicy), marker: runMarker(plan.RunID)}
+		n, err := tx.CopyFrom(ctx, pgx.Identifier{"verifiermain"}, agentColumns, src)
+		if err != nil {
+			if src.err != nil {
+				return src.err
+			}
+			return fmt.Errorf("copy agents: %w", explainWriteError(err))
+		}
+		if n != int64(plan.Count) {
+			return fmt.Errorf("copy agents: wrote %d rows, expected %d", n, plan.Count)
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("enroll %d agents of run %s: %w", plan.Count, plan.RunID, err)
 	}
 	return e, nil
-}
-
-// parallelMin is the smallest fleet enrolled over several connections; enrollStreams is how many. Profiled with a
-// million agents (PostgreSQL 15, docs/fleet.md): the client spends about 2 % of the time; the server spends about
-// two thirds of each row's insert in the foreign-key checks of ima_policy_id and mb_policy_id (a trigger query per
-// row) and the rest in heap, index and WAL writes, all of it in the one backend of the COPY. Two backends use the
-// reference machine's two cores. Variables so that tests can take the parallel path with a small fleet.
-var (
-	parallelMin   = 50_000
-	enrollStreams = 2
-)
-
-// copyInParallel copies agents 0..count-1 over enrollStreams connections, each range in its own transaction; the
-// first error cancels the others and is returned.
-func copyInParallel(ctx context.Context, pool *pgxpool.Pool, count int, rows func(lo, hi int) *agentRows) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var first error
-	n := min(enrollStreams, count)
-	for s := range n {
-		lo, hi := count*s/n, count*(s+1)/n
-		wg.Go(func() {
-			err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return copyAgents(ctx, tx, rows(lo, hi)) })
-			if err != nil {
-				mu.Lock()
-				if first == nil {
-					first = err
-					cancel(err)
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	return first
-}
-
-// insertPolicies writes the plan's IMA and measured-boot policy rows and records their ids in e.
-func insertPolicies(ctx context.Context, tx pgx.Tx, plan *Plan, e *Enrollment) error {
-	sum := sha256.Sum256(plan.IMAPolicyJSON)
-	err := tx.QueryRow(ctx,
-		`INSERT INTO allowlists (name, ima_policy, checksum, generator) VALUES ($1, $2, $3, $4) RETURNING id`,
-		e.IMAPolicyName, string(plan.IMAPolicyJSON), hex.EncodeToString(sum[:]), plan.IMAGenerator,
-	).Scan(&e.IMAPolicyID)
-	if err != nil {
-		return fmt.Errorf("insert IMA policy %q: %w", e.IMAPolicyName, explainWriteError(err))
-	}
-	var mbPolicy *string
-	if plan.MBPolicy != nil {
-		s := string(plan.MBPolicy)
-		mbPolicy = &s
-	}
-	err = tx.QueryRow(ctx, `INSERT INTO mbpolicies (name, mb_policy) VALUES ($1, $2) RETURNING id`,
-		e.MBPolicyName, mbPolicy).Scan(&e.MBPolicyID)
-	if err != nil {
-		return fmt.Errorf("insert measured-boot policy %q: %w", e.MBPolicyName, explainWriteError(err))
-	}
-	return nil
-}
-
-// copyAgents copies src's range of agents into verifiermain.
-func copyAgents(ctx context.Context, tx pgx.Tx, src *agentRows) error {
-	want := int64(src.end - src.k)
-	n, err := tx.CopyFrom(ctx, pgx.Identifier{"verifiermain"}, agentColumns, src)
-	if err != nil {
-		if src.err != nil {
-			return src.err
-		}
-		return fmt.Errorf("copy agents: %w", explainWriteError(err))
-	}
-	if n != want {
-		return fmt.Errorf("copy agents: wrote %d rows, expected %d", n, want)
-	}
-	return nil
 }
 
 var agentColumns = []string{
@@ -377,20 +299,19 @@ var agentColumns = []string{
 	"meta_data",
 }
 
-// agentRows feeds COPY one agent at a time, so memory stays flat however many agents are enrolled: agents k up
-// to end (exclusive) of the plan, counted from its first.
+// agentRows feeds COPY one agent at a time, so memory stays flat however many agents are enrolled.
 type agentRows struct {
 	plan      *Plan
 	e         *Enrollment
 	tpmPolicy string
 	marker    string
-	k, end    int
+	k         int
 	row       []any
 	err       error
 }
 
 func (r *agentRows) Next() bool {
-	if r.err != nil || r.k >= r.end {
+	if r.err != nil || r.k >= r.plan.Count {
 		return false
 	}
 	i := r.plan.FirstIndex + r.k
@@ -402,7 +323,7 @@ func (r *agentRows) Next() bool {
 		return false
 	}
 	id := AgentID(r.plan.Prefix, r.plan.RunID, i)
-	r.e.AgentIDs[r.k-1] = id
+	r.e.AgentIDs = append(r.e.AgentIDs, id)
 	r.row = []any{id, ak, r.tpmPolicy, `["sha256"]`, cols.signing, cols.encryption,
 		r.e.IMAPolicyID, r.e.MBPolicyID, int32(0), true, r.marker}
 	return true

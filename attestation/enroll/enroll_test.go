@@ -579,24 +579,6 @@ func TestCleanupBuildsItsTemporaryIndex(t *testing.T) {
 	}
 }
 
-// A large plan is copied over several connections (parallelMin, enrollStreams); the tests below take that path with
-// small fleets: the same rows and the same exact cleanup, and a failure in one stream still leaves nothing behind
-// (the streams that committed are removed again, policies included), nor touches a look-alike agent.
-func TestParallelEnrollThousandAgentsAndCleanup(t *testing.T) {
-	enroll.ParallelFrom(t, 100, 3)
-	TestEnrollThousandAgentsAndCleanup(t)
-}
-
-func TestParallelEnrollIsAllOrNothing(t *testing.T) {
-	enroll.ParallelFrom(t, 100, 3) // agent 500 fails in the second of three streams; the others commit
-	TestEnrollIsAllOrNothing(t)
-}
-
-func TestParallelEnrollRejectsReusedRunID(t *testing.T) {
-	enroll.ParallelFrom(t, 2, 2)
-	TestEnrollRejectsReusedRunID(t)
-}
-
 // TestCleanupGoesOnWithoutItsIndex: when the temporary index cannot be built (here because a table already has its
 // name; for a user who does not own evidence_items it is a permission error, the same path) the cleanup still
 // removes exactly the run's rows, only without the speed-up, and leaves the other relation alone.

@@ -14,12 +14,3 @@ func InsideCleanup(t *testing.T, f func(ctx context.Context, tx pgx.Tx, name str
 	afterEvidenceIndex = f
 	t.Cleanup(func() { afterEvidenceIndex = nil })
 }
-
-// ParallelFrom makes Enroll copy plans of at least min agents over streams connections until the test ends. Tests
-// that use it must not run in parallel.
-func ParallelFrom(t *testing.T, min, streams int) {
-	t.Helper()
-	oldMin, oldStreams := parallelMin, enrollStreams
-	parallelMin, enrollStreams = min, streams
-	t.Cleanup(func() { parallelMin, enrollStreams = oldMin, oldStreams })
-}
