@@ -38,6 +38,8 @@ for v in "$agents" "$tasks" "$workers"; do [[ "$v" =~ ^[1-9][0-9]*$ ]] || die "a
 dir="${BENCH_DIR:-$(mktemp -d /tmp/attestload-bench.XXXXXX)}"
 mkdir -p "$dir"
 export ATTESTLOAD_KEYLIME_WORKERS="${ATTESTLOAD_KEYLIME_WORKERS:-2}"
+# Plain JSONL results (the default is zstd), which the Python below reads; the same for every run.
+export ATTESTLOAD_RESULTS_COMPRESSION=none
 kv="$repo/scripts/keylime-verifier.sh"
 
 bin="$dir/attestload"

@@ -230,6 +230,7 @@ run:
   distinct_keys: 8
 results:
   dir: $work/results
+  compression: none # the checks below read the JSONL with Python's json module
 scheduler:
   model: closed
 evidence:
