@@ -2,7 +2,9 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/pem"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +12,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 )
 
 // remoteAddrs serves 204s and remembers the client address of every request.
@@ -136,5 +139,65 @@ func TestDefaultConnBudget(t *testing.T) {
 	bs, _ := DefaultConnBudget(true)
 	if b < 16 || bs < 16 || (limit > 0 && uint64(b) >= limit) || bs > b {
 		t.Errorf("budget %d (with server %d) for a descriptor limit of %d", b, bs, limit)
+	}
+}
+
+// TestAgentTransportDefaultIdleTimeout: an idle timeout of 0 asks for the default, and the default is a real limit
+// (http.Transport reads an IdleConnTimeout of 0 as "never close"), long enough to keep a connection between a
+// cycle's requests; a given timeout is used as it is.
+func TestAgentTransportDefaultIdleTimeout(t *testing.T) {
+	if DefaultAgentIdleTimeout < time.Second {
+		t.Fatalf("DefaultAgentIdleTimeout %v: an agent would lose its connection between a cycle's requests", DefaultAgentIdleTimeout)
+	}
+	srv := httptest.NewServer(&remoteAddrs{})
+	defer srv.Close()
+	for _, tc := range []struct {
+		given, want time.Duration
+	}{{0, DefaultAgentIdleTimeout}, {3 * time.Second, 3 * time.Second}} {
+		tr, err := NewAgentTransport(TLSOptions{}, 0, tc.given)
+		if err != nil {
+			t.Fatal(err)
+		}
+		agentGet(t, tr, srv.URL, 7)
+		tr.mu.Lock()
+		got := tr.agents[7].t.IdleConnTimeout
+		tr.mu.Unlock()
+		tr.CloseIdleConnections()
+		if got != tc.want {
+			t.Errorf("idle timeout %v: the agent's connection closes after %v idle, want %v", tc.given, got, tc.want)
+		}
+	}
+}
+
+// TestHandshakeCountKeepsEarlierCheck: counting handshakes wraps a VerifyConnection already set on the TLS config;
+// its refusal still fails the handshake, and a refused handshake is not counted.
+func TestHandshakeCountKeepsEarlierCheck(t *testing.T) {
+	refused := errors.New("refused by the earlier check")
+	var refuse bool
+	var c ConnCounter
+	tc := &tls.Config{VerifyConnection: func(tls.ConnectionState) error {
+		if refuse {
+			return refused
+		}
+		return nil
+	}}
+	c.countHandshakes(tc)
+	if err := tc.VerifyConnection(tls.ConnectionState{}); err != nil {
+		t.Fatalf("accepted handshake: %v", err)
+	}
+	refuse = true
+	if err := tc.VerifyConnection(tls.ConnectionState{}); !errors.Is(err, refused) {
+		t.Fatalf("refused handshake: error %v, want the earlier check's", err)
+	}
+	if got := c.Stats().Handshakes; got != 1 {
+		t.Errorf("%d handshakes counted, want 1 (the refused one is not)", got)
+	}
+
+	// No earlier check: every handshake is counted.
+	var c2 ConnCounter
+	tc2 := &tls.Config{}
+	c2.countHandshakes(tc2)
+	if err := tc2.VerifyConnection(tls.ConnectionState{}); err != nil || c2.Stats().Handshakes != 1 {
+		t.Errorf("error %v, %d handshakes counted, want nil and 1", err, c2.Stats().Handshakes)
 	}
 }

@@ -785,3 +785,43 @@ func TestLogsCarryNoToken(t *testing.T) {
 		t.Fatal("the bearer token is in the log")
 	}
 }
+
+// TestBodyOfExactlyMaxBodyBytes: MaxBodyBytes is the largest body read; a body of exactly that size is whole and
+// used (only one byte more is bad_response, as "huge body is bounded" in TestCycleRetries checks).
+func TestBodyOfExactlyMaxBodyBytes(t *testing.T) {
+	const limit = 64 << 10
+	f := newFakeVerifier(t, false)
+	created := f.defaults["create"]
+	if len(created.body) >= limit {
+		t.Fatalf("the recorded 201 body has %d bytes; the test needs it under %d", len(created.body), limit)
+	}
+	created.body += strings.Repeat(" ", limit-len(created.body)) // JSON allows trailing white space
+	f.push("create", created)
+	c, _ := newFakeClient(t, f, func(c *Config) { c.MaxBodyBytes = limit })
+	r := c.Cycle(context.Background(), newIMAAgent(t, "vec-agent-1", 0, 4), 0, 0)
+	if r.Outcome != record.OutcomeSuccess {
+		t.Fatalf("outcome %s error %q, want success", r.Outcome, errOf(r))
+	}
+	if got := r.CreateAttempts[0].BytesRecv; got != limit {
+		t.Errorf("bytes received %d, want %d", got, limit)
+	}
+}
+
+// TestWaitWithoutDelay: a wait of no time goes on at once unless the cycle was cancelled (no caller passes d <= 0
+// today; the retry waits are at least a second).
+func TestWaitWithoutDelay(t *testing.T) {
+	f := newFakeVerifier(t, false)
+	c, clk := newFakeClient(t, f, nil)
+	cy := &cycle{c: c}
+	if !cy.wait(context.Background(), 0) {
+		t.Error("wait(0) on a live cycle reported it cancelled")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if cy.wait(ctx, 0) || cy.wait(ctx, -time.Second) {
+		t.Error("wait(<= 0) on a cancelled cycle reported it live")
+	}
+	if s := clk.Slept(); len(s) != 0 {
+		t.Errorf("slept %v, want no sleep", s)
+	}
+}
