@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/attestload/attestload/attestation/evidence"
 	"github.com/attestload/attestload/attestation/record"
 	"github.com/attestload/attestload/attestation/softtpm"
 )
@@ -823,5 +824,33 @@ func TestWaitWithoutDelay(t *testing.T) {
 	}
 	if s := clk.Slept(); len(s) != 0 {
 		t.Errorf("slept %v, want no sleep", s)
+	}
+}
+
+// TestEvidenceAskedOfProfileWithout: a verifier asking for an IMA log the agent's profile does not have ends the
+// cycle as a local failure, and the log names the profile (an empty name when the agent has none).
+func TestEvidenceAskedOfProfileWithout(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		profile evidence.Profile
+		want    string
+	}{
+		{"quote-only", evidence.NewQuoteOnly(), `profile \"` + evidence.ProfileQuoteOnly + `\" has none`},
+		{"no profile", nil, `profile \"\" has none`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeVerifier(t, false) // answers the negotiation with the IMA agent's recorded 201 (ima_log asked)
+			var buf bytes.Buffer
+			logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			c, _ := newFakeClient(t, f, func(c *Config) { c.Logger = logger })
+			a := NewAgent("vec-agent-1", 0, softtpm.NewTPM(testKey(t, 0)), tc.profile)
+			r := c.Cycle(context.Background(), a, 0, 0)
+			if r.Outcome != record.OutcomeFail || errOf(r) != record.ClassLocal {
+				t.Fatalf("outcome %s error %q, want fail %s", r.Outcome, errOf(r), record.ClassLocal)
+			}
+			if out := buf.String(); !strings.Contains(out, "verifier requested an ima_log but "+tc.want) {
+				t.Errorf("log does not name the profile (%s): %s", tc.want, out)
+			}
+		})
 	}
 }
