@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/attestload/attestload/daemon/engine"
+	"github.com/attestload/attestload/exporter/tracing"
 	"github.com/attestload/attestload/internal/sharedtest"
 )
 
@@ -61,7 +62,7 @@ func TestInvalidConfigs(t *testing.T) {
 			`the verifier's admin API requires its client certificate and key`,
 	}
 	// The standard OpenTelemetry variables would satisfy tracing.endpoint; these cases must not see them.
-	for _, name := range otelEndpointEnv {
+	for _, name := range tracing.OTLPEndpointEnv() {
 		t.Setenv(name, "")
 	}
 	files, _ := filepath.Glob("testdata/invalid-*.yaml")
@@ -142,7 +143,7 @@ func TestPrecedenceFlagsEnvFile(t *testing.T) {
 		cfg.Run.Duration != 0 {
 		t.Fatalf("precedence wrong: %+v", cfg.Run)
 	}
-	if want := []StageConfig{{time.Minute, 10}, {5 * time.Minute, 200}}; !reflect.DeepEqual(cfg.Scheduler.Rate.Stages, want) {
+	if want := []engine.Stage{{Duration: time.Minute, Target: 10}, {Duration: 5 * time.Minute, Target: 200}}; !reflect.DeepEqual(cfg.Scheduler.Rate.Stages, want) {
 		t.Fatalf("stages from env = %v", cfg.Scheduler.Rate.Stages)
 	}
 	if len(cfg.Thresholds) != 2 {
@@ -186,7 +187,7 @@ func TestTracingHeaders(t *testing.T) {
 }
 
 func TestTracingEndpointFromOTELEnv(t *testing.T) {
-	for _, name := range otelEndpointEnv {
+	for _, name := range tracing.OTLPEndpointEnv() {
 		t.Setenv(name, "")
 	}
 	c := DefaultConfig()

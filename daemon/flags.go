@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/attestload/attestload/daemon/engine"
 	"github.com/attestload/attestload/exporter/threshold"
 	"github.com/attestload/attestload/internal/conf"
 )
@@ -82,7 +83,7 @@ func BindFlags(fs *pflag.FlagSet) {
 			fs.StringP(f.name, f.short, pick(f.showDefault, def), f.usage)
 		case []string:
 			fs.StringArrayP(f.name, f.short, pick(f.showDefault, def), f.usage)
-		case []StageConfig:
+		case []engine.Stage:
 			// The compact form DURATION:TARGET,... (ParseStages), as in the environment.
 			fs.StringP(f.name, f.short, "", f.usage)
 		default:

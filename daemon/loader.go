@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
+	"github.com/attestload/attestload/daemon/engine"
 	"github.com/attestload/attestload/internal/conf"
 	"github.com/attestload/attestload/internal/suggest"
 )
@@ -266,7 +267,7 @@ func reservedEnv(name string) bool {
 
 // setValue is conf.Set, and the rate stages (a list of mappings, or the compact form of ParseStages).
 func setValue(key string, f reflect.Value, raw any) error {
-	if _, ok := f.Interface().([]StageConfig); ok {
+	if _, ok := f.Interface().([]engine.Stage); ok {
 		st, err := toStages(key, raw)
 		if err != nil {
 			return err
@@ -279,8 +280,8 @@ func setValue(key string, f reflect.Value, raw any) error {
 
 // ParseStages reads the compact stage form used in the environment and on the command line:
 // "DURATION:TARGET,..." e.g. "1m:10,5m:200,30m:200".
-func ParseStages(s string) ([]StageConfig, error) {
-	var out []StageConfig
+func ParseStages(s string) ([]engine.Stage, error) {
+	var out []engine.Stage
 	for i, part := range strings.Split(s, ",") {
 		part = strings.TrimSpace(part)
 		ds, ts, ok := strings.Cut(part, ":")
@@ -295,12 +296,12 @@ func ParseStages(s string) ([]StageConfig, error) {
 		if err != nil {
 			return nil, fmt.Errorf("stage %d %q: bad target: %v", i, part, err)
 		}
-		out = append(out, StageConfig{Duration: d, Target: t})
+		out = append(out, engine.Stage{Duration: d, Target: t})
 	}
 	return out, nil
 }
 
-func toStages(key string, raw any) ([]StageConfig, error) {
+func toStages(key string, raw any) ([]engine.Stage, error) {
 	if s, ok := raw.(string); ok {
 		st, err := ParseStages(s)
 		if err != nil {
@@ -312,14 +313,14 @@ func toStages(key string, raw any) ([]StageConfig, error) {
 	if !ok {
 		return nil, conf.Errorf(key, "must be a list of {duration, target}, got %s", conf.Describe(raw))
 	}
-	out := make([]StageConfig, 0, len(list))
+	out := make([]engine.Stage, 0, len(list))
 	for i, item := range list {
 		ik := fmt.Sprintf("%s[%d]", key, i)
 		m, ok := item.(map[string]any)
 		if !ok {
 			return nil, conf.Errorf(ik, "must be a mapping {duration, target}, got %s", conf.Describe(item))
 		}
-		var st StageConfig
+		var st engine.Stage
 		seen := map[string]bool{}
 		names := make([]string, 0, len(m))
 		for k := range m {

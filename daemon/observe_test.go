@@ -12,6 +12,7 @@ import (
 	"github.com/attestload/attestload/attestation/record"
 	"github.com/attestload/attestload/daemon/engine"
 	"github.com/attestload/attestload/exporter/metrics"
+	"github.com/attestload/attestload/exporter/verdict"
 )
 
 // gatherByLabel sums a counter family of reg by one label's value.
@@ -58,7 +59,7 @@ func TestMetricsAgreeWithResultsAndVerdicts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.verdictSourceName() != VerdictSimulator {
+	if r.verdictSourceName() != verdict.SourceSimulator {
 		t.Fatalf("verdict.source auto resolved to %q with the in-process simulator, want simulator", r.verdictSourceName())
 	}
 	sum := executeAndClose(t, t.Context(), r)
@@ -109,7 +110,7 @@ func TestMetricsAgreeWithResultsAndVerdicts(t *testing.T) {
 func TestNoVerdictSourceSaidOnce(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(t, dir)
-	cfg.Verdict.Source = VerdictNone
+	cfg.Verdict.Source = verdict.SourceNone
 	var logs bytes.Buffer
 	r, err := newLoad(t.Context(), cfg, loadOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {

@@ -24,7 +24,6 @@ import (
 	"github.com/attestload/attestload/attestation/client"
 	"github.com/attestload/attestload/attestation/enroll"
 	"github.com/attestload/attestload/attestation/evidence"
-	"github.com/attestload/attestload/attestation/measuredboot"
 	"github.com/attestload/attestload/attestation/record"
 	"github.com/attestload/attestload/attestation/simverifier"
 	"github.com/attestload/attestload/attestation/softtpm"
@@ -127,7 +126,7 @@ func newLoad(ctx context.Context, cfg Config, so loadOptions, opts ...engine.Opt
 			err = errors.Join(err, r.close(cctx))
 		}
 	}()
-	profile, err := newProfile(cfg.Evidence)
+	profile, err := cfg.Evidence.NewProfile()
 	if err != nil {
 		return nil, err
 	}
@@ -135,9 +134,7 @@ func newLoad(ctx context.Context, cfg Config, so loadOptions, opts ...engine.Opt
 	if err != nil {
 		return nil, err
 	}
-	tlsOpts := client.TLSOptions{CAFile: cfg.Verifier.CAFile, CertFile: cfg.Verifier.CertFile, KeyFile: cfg.Verifier.KeyFile,
-		InsecureSkipVerify: cfg.Verifier.InsecureSkipVerify, ConnectTimeout: cfg.Verifier.ConnectTimeout,
-		MaxConnsPerHost: cfg.Verifier.MaxConnsPerHost, LocalAddrs: cfg.Verifier.LocalAddrs}
+	tlsOpts := cfg.Verifier.TLSOptions()
 	if err := r.openDatabase(ctx); err != nil {
 		return nil, err
 	}
@@ -164,8 +161,7 @@ func newLoad(ctx context.Context, cfg Config, so loadOptions, opts ...engine.Opt
 	if opts, err = r.verdictOptions(opts, so.Registerer); err != nil {
 		return nil, err
 	}
-	runner := &clientRunner{c: cl, agents: agents, runID: r.runID, instance: cfg.Run.Instance,
-		rebootEvery: cfg.Evidence.RebootEvery, rebootProb: cfg.Evidence.RebootProbability}
+	runner := &clientRunner{c: cl, agents: agents, runID: r.runID, instance: cfg.Run.Instance, reboot: cfg.Evidence}
 	if err := r.newEngine(runner, tap, opts); err != nil {
 		return nil, err
 	}
@@ -316,10 +312,9 @@ func (r *load) newClient(baseURL string, tlsOpts client.TLSOptions, so loadOptio
 	if so.WrapTransport != nil {
 		rt = so.WrapTransport(rt)
 	}
-	cl, err := client.New(client.Config{BaseURL: baseURL, APIPrefix: cfg.Verifier.APIPrefix, Transport: rt,
-		RequestTimeout: cfg.Verifier.RequestTimeout, MaxRetries: cfg.Verifier.MaxRetries,
-		MaxRetryAfter: cfg.Verifier.MaxRetryAfter, FixedTokenExpiry: !cfg.Verifier.ExtendTokenOnAttestation,
-		Logger: r.log.With("component", "client"), Hooks: so.Hooks})
+	ccfg := cfg.Verifier.Config(baseURL, rt)
+	ccfg.Logger, ccfg.Hooks = r.log.With("component", "client"), so.Hooks
+	cl, err := client.New(ccfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("verifier client: %w", err)
 	}
@@ -331,10 +326,8 @@ func (r *load) newClient(baseURL string, tlsOpts client.TLSOptions, so loadOptio
 func (r *load) openResults(profile evidence.Profile, keyCounts map[string]int) error {
 	cfg := r.cfg
 	var err error
-	r.writer, err = results.Create(cfg.Results.Dir, r.start, results.Options{FlushInterval: cfg.Results.FlushInterval,
-		Logger: r.log.With("component", "results"), OnError: r.onResultsError, RunID: r.runID,
-		Compression: cfg.Results.Compression, RotateSize: int64(cfg.Results.RotateSize),
-		RotateInterval: cfg.Results.RotateInterval, MinFreeDisk: int64(cfg.Results.MinFreeDisk), OnDiskLow: r.onDiskLow})
+	r.writer, err = results.Create(cfg.Results.Dir, r.start, results.Options{Settings: cfg.Results,
+		Logger: r.log.With("component", "results"), OnError: r.onResultsError, RunID: r.runID, OnDiskLow: r.onDiskLow})
 	if err != nil {
 		return err
 	}
@@ -353,7 +346,7 @@ func (r *load) verdictOptions(opts []engine.Option, reg prometheus.Registerer) (
 		return nil, err
 	}
 	r.verdictSrc = srcName
-	if srcName != VerdictNone {
+	if srcName != verdict.SourceNone {
 		r.log.Info("verdicts are learned from the "+srcName, "component", "verdict", "source", srcName,
 			"timeout", r.cfg.Verdict.Timeout)
 	}
@@ -364,19 +357,13 @@ func (r *load) verdictOptions(opts []engine.Option, reg prometheus.Registerer) (
 // lossless sink.
 func (r *load) newEngine(runner *clientRunner, tap *errTap, opts []engine.Option) error {
 	cfg := r.cfg
-	sched := engine.Schedule{Model: cfg.Scheduler.Model, Agents: cfg.Run.Agents, Workers: cfg.Run.Workers,
-		Tasks: cfg.Run.Tasks, Duration: cfg.Run.Duration, DrainTimeout: cfg.Run.DrainTimeout,
-		Interval: cfg.Scheduler.Fleet.Interval, Jitter: cfg.Scheduler.Fleet.Jitter, Seed: uint64(r.start.UnixNano()),
-		Backoff: engine.Backoff{Initial: cfg.Scheduler.Backoff.Initial, Max: cfg.Scheduler.Backoff.Max}}
-	if cfg.Scheduler.Model == engine.ModelRate {
-		p, err := engine.NewStagedPacer(cfg.Scheduler.Rate.Start, cfg.Scheduler.Rate.PacerStages())
-		if err != nil {
-			return conf.Errorf("scheduler.rate", "%v", err)
-		}
-		sched.Pacer = p
+	sched, err := cfg.Scheduler.Schedule(cfg.Run.Sizing, uint64(r.start.UnixNano()))
+	if err != nil {
+		return fromEngine(err)
 	}
 	r.progress = engine.NewProgress(r.start)
-	if (runner.rebootEvery > 0 || runner.rebootProb > 0) && (r.sim == nil || cfg.Simulator.RebootDefect) {
+	reboots := runner.reboot.RebootEvery > 0 || runner.reboot.RebootProbability > 0
+	if reboots && (r.sim == nil || cfg.Simulator.RebootDefect) {
 		r.log.Warn("reboot simulation is on: Keylime fails an agent's attestations after its simulated reboot with "+
 			"broken_evidence_chain until its IMA log has regrown to its old length (a verifier defect, see "+
 			"docs/verifier-conformance.md); expect those fails", "component", "daemon")
@@ -384,24 +371,11 @@ func (r *load) newEngine(runner *clientRunner, tap *errTap, opts []engine.Option
 	opts = append(opts, engine.WithResultsSink(r.writer), engine.WithLogger(r.log.With("component", "engine")),
 		engine.WithQueueBounds(cfg.Results.Buffer, 4096), engine.WithRecordHook(r.onRecord),
 		engine.WithTransportErrorDetail(tap.last))
-	var err error
 	r.engine, err = engine.New(runner, sched, opts...)
 	return err
 }
 
 func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
-
-func newProfile(c EvidenceConfig) (evidence.Profile, error) {
-	p, err := baseProfile(c)
-	if err != nil || !c.MeasuredBoot {
-		return p, err
-	}
-	b, err := measuredboot.Captured()
-	if err != nil {
-		return nil, conf.Errorf("evidence.measured_boot", "%v", err)
-	}
-	return evidence.WithMeasuredBoot(p, b), nil
-}
 
 // mbPolicy is the mbpolicies.mb_policy of the profile's agents: the reference state with measured boot, nil (NULL,
 // measured boot off) without.
@@ -420,25 +394,6 @@ func mbPolicyText(p evidence.Profile) *string {
 	return nil
 }
 
-func baseProfile(c EvidenceConfig) (evidence.Profile, error) {
-	switch c.Profile {
-	case "quote-only":
-		return evidence.NewQuoteOnly(), nil
-	case "captured":
-		p, err := evidence.LoadCaptured(c.CapturedLog)
-		if err != nil {
-			return nil, conf.Errorf("evidence.captured_log", "%v", err)
-		}
-		return p, nil
-	default:
-		p, err := evidence.NewSynthetic(c.IMAInitial, c.IMAGrow, c.IMAUniverse)
-		if err != nil {
-			return nil, conf.Errorf("evidence", "%v", err)
-		}
-		return p, nil
-	}
-}
-
 // startSim starts the simulated verifier on loopback with TLS and points the client at its CA. With a pool, the
 // simulator keeps its agents in that database (the verifier's schema), so enrollment and cleanup run for real.
 func (r *load) startSim(ctx context.Context, pool *pgxpool.Pool, tlsOpts *client.TLSOptions) (string, error) {
@@ -447,24 +402,8 @@ func (r *load) startSim(ctx context.Context, pool *pgxpool.Pool, tlsOpts *client
 		return "", fmt.Errorf("simulated verifier: %w", err)
 	}
 	r.addCloser(func(context.Context) error { return os.RemoveAll(dir) })
-	scfg := simverifier.DefaultConfig()
+	scfg := r.cfg.Simulator.Config(r.cfg.Verifier.ExtendTokenOnAttestation, r.cfg.Verdict.PollInterval)
 	scfg.TLSDir = dir
-	scfg.QuoteInterval = r.cfg.Simulator.QuoteInterval
-	scfg.SessionHashIterations = r.cfg.Simulator.SessionHashIterations
-	scfg.ExtendTokenOnAttestation = r.cfg.Verifier.ExtendTokenOnAttestation
-	scfg.RebootIMADefect = r.cfg.Simulator.RebootDefect
-	scfg.VerdictHistory = simVerdictHistory(r.cfg.Simulator.QuoteInterval, r.cfg.Verdict.PollInterval)
-	if !r.cfg.Simulator.RateLimits {
-		scfg.RateLimits = simverifier.RateLimits{}
-	}
-	if r.cfg.Simulator.Calibrated {
-		scfg.Processes = r.cfg.Simulator.Processes
-		scfg.Calibrate()
-	}
-	if r.cfg.Simulator.Latency > 0 {
-		scfg.Faults.Rules = map[simverifier.Endpoint]simverifier.FaultRule{
-			simverifier.EndpointAll: {Latency: simverifier.Latency{Fixed: r.cfg.Simulator.Latency}}}
-	}
 	// The simulator logs every verdict at info; in a load run only its warnings are news.
 	scfg.Logger = slog.New(minLevel{h: r.log.Handler(), min: slog.LevelWarn}).With("component", "simverifier")
 	sim, err := simverifier.New(scfg)
@@ -501,17 +440,6 @@ func (r *load) startSim(ctx context.Context, pool *pgxpool.Pool, tlsOpts *client
 	r.log.Info("no verifier configured (verifier.url): running against the simulated verifier, agents enrolled "+where,
 		"component", "simverifier", "url", url)
 	return url, nil
-}
-
-// simVerdictHistory is how many verdicts per agent the simulator keeps readable: enough that an agent attesting
-// once per quote interval cannot push a verdict out of the history before the watcher's next poll reads it.
-// Without a quote interval an agent attests back to back, many times per poll, so a larger fixed history is kept.
-func simVerdictHistory(quoteInterval int, poll time.Duration) int {
-	if quoteInterval <= 0 {
-		return 32
-	}
-	n := int(poll/(time.Duration(quoteInterval)*time.Second)) + 3
-	return min(max(n, 4), 32)
 }
 
 func (r *load) handleLeftovers(ctx context.Context, pool *pgxpool.Pool) error {
@@ -722,9 +650,7 @@ type clientRunner struct {
 	agents   []*client.Agent
 	runID    string
 	instance string
-	// Reboot simulation (evidence.reboot_every, evidence.reboot_probability).
-	rebootEvery int
-	rebootProb  float64
+	reboot   evidence.Settings // reboot_every, reboot_probability
 }
 
 // rebootDue says whether the agent reboots before this task. The first cycle never reboots: the agent has just
@@ -733,10 +659,10 @@ func (cr *clientRunner) rebootDue(task int) bool {
 	if task == 0 {
 		return false
 	}
-	if cr.rebootEvery > 0 && task%cr.rebootEvery == 0 {
+	if every := cr.reboot.RebootEvery; every > 0 && task%every == 0 {
 		return true
 	}
-	return cr.rebootProb > 0 && rand.Float64() < cr.rebootProb
+	return cr.reboot.RebootProbability > 0 && rand.Float64() < cr.reboot.RebootProbability
 }
 
 func (cr *clientRunner) Cycle(ctx context.Context, agent, task, worker int) *record.Record {

@@ -220,7 +220,7 @@ func TestSetupRateModelFollowsTheConfiguredStages(t *testing.T) {
 	cfg.Simulator.QuoteInterval = 1
 	cfg.Simulator.Latency = 50 * time.Millisecond
 	// 20/s held for 1 s, then 20 → 60/s over 1 s: 20 + 40 = 60 ticks.
-	cfg.Scheduler.Rate = RateConfig{Start: 20, Stages: []StageConfig{{Duration: time.Second, Target: 20},
+	cfg.Scheduler.Rate = engine.Rate{Start: 20, Stages: []engine.Stage{{Duration: time.Second, Target: 20},
 		{Duration: time.Second, Target: 60}}}
 	ctx := t.Context()
 	r, err := newLoad(ctx, cfg, loadOptions{})
@@ -264,7 +264,7 @@ func TestSetupSidecarCountsLateCycles(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(t, dir)
 	cfg.Scheduler.Model = engine.ModelFleet
-	cfg.Scheduler.Fleet = FleetConfig{Interval: 400 * time.Millisecond}
+	cfg.Scheduler.Fleet = engine.Fleet{Interval: 400 * time.Millisecond}
 	cfg.Run.Tasks = 3
 	cfg.Run.Workers = 1
 	cfg.Run.Agents = 6

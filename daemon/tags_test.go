@@ -7,9 +7,14 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/attestload/attestload/attestation/enroll"
 	"github.com/attestload/attestload/daemon/engine"
+	"github.com/attestload/attestload/exporter/metrics"
 	"github.com/attestload/attestload/internal/conf"
 )
+
+// sqliteExplanation is why a SQLite database.url is refused (the old tool's explanation, enroll's error).
+var sqliteExplanation = enroll.ErrSQLiteUnsupported.Error()
 
 // The run flags come from the config's tags: each one sets its key, and only a flag the user set overrides.
 func TestFlagsFromTags(t *testing.T) {
@@ -27,10 +32,10 @@ func TestFlagsFromTags(t *testing.T) {
 		len(cfg.Scheduler.Rate.Stages) != 2 || len(cfg.Thresholds) != 2 || !cfg.Verifier.InsecureSkipVerify {
 		t.Errorf("flags not applied: %+v", cfg)
 	}
-	if cfg.Metrics.Listen != DefaultMetricsListen || cfg.Run.Agents != 0 {
+	if cfg.Metrics.Listen != metrics.DefaultListen || cfg.Run.Agents != 0 {
 		t.Errorf("unset flags overrode the defaults: listen %q, agents %d", cfg.Metrics.Listen, cfg.Run.Agents)
 	}
-	if f := fs.Lookup("metrics-listen"); f == nil || f.DefValue != DefaultMetricsListen {
+	if f := fs.Lookup("metrics-listen"); f == nil || f.DefValue != metrics.DefaultListen {
 		t.Errorf("--metrics-listen should show its default, got %+v", f)
 	}
 	if f := fs.Lookup("workers"); f == nil || f.Shorthand != "w" || f.DefValue != "0" {

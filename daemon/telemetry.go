@@ -84,10 +84,7 @@ func (t *telemetry) startMetrics(cfg Config, runID string, o Options) error {
 func (t *telemetry) startTracing(ctx context.Context, cfg Config, runID string) error {
 	tc := cfg.Tracing
 	var err error
-	t.tp, err = tracing.New(ctx, tracing.Options{Enabled: tc.Enabled, Protocol: tc.Protocol, Endpoint: tc.Endpoint,
-		Headers: tc.Headers, Insecure: tc.Insecure, CAFile: tc.CAFile, SampleRatio: tc.SampleRatio,
-		SlowThreshold: tc.SlowThreshold, MaxTraces: tc.MaxTraces, MaxSpansPerTrace: tc.MaxSpansPerTrace,
-		InstanceID: cfg.Run.Instance, RunID: runID})
+	t.tp, err = tracing.New(ctx, tracing.Options{Settings: tc, InstanceID: cfg.Run.Instance, RunID: runID})
 	if err != nil {
 		return &UsageError{err}
 	}

@@ -18,23 +18,23 @@ import (
 func (r *load) verdictSource(pool *pgxpool.Pool) (verdict.Source, string, error) {
 	c := r.cfg.Verdict
 	name := c.Source
-	if name == VerdictAuto {
+	if name == verdict.SourceAuto {
 		switch {
 		case r.sim != nil:
-			name = VerdictSimulator
+			name = verdict.SourceSimulator
 		case pool != nil:
-			name = VerdictDatabase
+			name = verdict.SourceDatabase
 		default:
-			name = VerdictNone
+			name = verdict.SourceNone
 		}
 	}
 	switch name {
-	case VerdictSimulator:
+	case verdict.SourceSimulator:
 		if r.sim == nil {
 			return nil, "", conf.Errorf("verdict.source", "simulator needs the in-process simulated verifier, but verifier.url is set")
 		}
 		return verdict.SourceFunc(r.sim.Verdict), name, nil
-	case VerdictDatabase:
+	case verdict.SourceDatabase:
 		if pool == nil {
 			return nil, "", conf.Errorf("verdict.source", "database needs database.url")
 		}
@@ -43,7 +43,7 @@ func (r *load) verdictSource(pool *pgxpool.Pool) (verdict.Source, string, error)
 			return nil, "", fmt.Errorf("verdict source: %w", err)
 		}
 		return src, name, nil
-	case VerdictAdminAPI:
+	case verdict.SourceAdminAPI:
 		base, cert, key, ca := c.AdminURL, c.AdminCertFile, c.AdminKeyFile, c.AdminCAFile
 		if base == "" {
 			base = r.cfg.Verifier.URL
@@ -65,7 +65,7 @@ func (r *load) verdictSource(pool *pgxpool.Pool) (verdict.Source, string, error)
 		}
 		return src, name, nil
 	default:
-		return nil, VerdictNone, nil
+		return nil, verdict.SourceNone, nil
 	}
 }
 
@@ -74,8 +74,7 @@ func (r *load) verdictSource(pool *pgxpool.Pool) (verdict.Source, string, error)
 func (r *load) verdictStage(src verdict.Source, reg prometheus.Registerer) engine.Option {
 	c := r.cfg.Verdict
 	return engine.WithStage(func(down engine.Sink) engine.Sink {
-		w := verdict.NewWatcher(src, verdict.Options{Timeout: c.Timeout, PollInterval: c.PollInterval,
-			MaxPending: c.MaxPending, FinalWait: c.Timeout, Logger: r.log}, down)
+		w := verdict.NewWatcher(src, verdict.Options{Settings: c, FinalWait: c.Timeout, Logger: r.log}, down)
 		r.watcher.Store(w)
 		if r.aborted.Load() {
 			w.Hurry()

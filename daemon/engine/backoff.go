@@ -14,8 +14,8 @@ import (
 // to Max, each wait drawn at random from its upper half so that a fleet that failed together does not come back
 // together. A successful cycle resets it. Max 0 turns backoff off (the old tool's back-to-back retries).
 type Backoff struct {
-	Initial time.Duration
-	Max     time.Duration
+	Initial time.Duration `key:"initial"`
+	Max     time.Duration `key:"max"`
 }
 
 // agentBackoff is one agent's backoff state.

@@ -18,8 +18,8 @@ type Pacer interface {
 // Stage is one segment of a rate schedule: the rate moves linearly from the previous stage's target (or the start
 // rate) to Target over Duration. A stage whose target equals the previous one holds that rate.
 type Stage struct {
-	Duration time.Duration
-	Target   float64 // cycles per second at the end of the stage
+	Duration time.Duration `key:"duration"`
+	Target   float64       `key:"target"` // cycles per second at the end of the stage
 }
 
 // StagedPacer is a piecewise-linear arrival rate: Start, then each stage ramps to its target. Hit h (0-based) is due

@@ -45,7 +45,7 @@ func TestReportReadsRotatedCompressedRunByStamp(t *testing.T) {
 	dir := t.TempDir()
 	start := time.Date(2026, 12, 7, 19, 30, 0, 0, time.UTC)
 	const n = 6000
-	parts := writeRun(t, dir, start, n, results.Options{Compression: results.CompressionZstd, RotateSize: 4 << 10})
+	parts := writeRun(t, dir, start, n, results.Options{Settings: results.Settings{Compression: results.CompressionZstd, RotateSize: 4 << 10}})
 	if len(parts) < 3 {
 		t.Fatalf("%d parts", len(parts))
 	}
@@ -108,7 +108,7 @@ func decompress(t *testing.T, path string) []byte {
 func TestRotatedRunUsesItsSidecar(t *testing.T) {
 	dir := t.TempDir()
 	parts := writeRun(t, dir, time.Date(2026, 12, 7, 19, 40, 0, 0, time.UTC), 3000,
-		results.Options{Compression: results.CompressionZstd, RotateSize: 4 << 10})
+		results.Options{Settings: results.Settings{Compression: results.CompressionZstd, RotateSize: 4 << 10}})
 	if len(parts) < 2 {
 		t.Fatalf("%d parts", len(parts))
 	}

@@ -31,30 +31,20 @@ const (
 	CompressionZstd = "zstd" // zstd frames, one per flush; a crash loses at most the frame being written
 )
 
-// Options configure a Writer.
+// Options configure a Writer: the results section of the configuration (its Dir is Create's argument, its
+// OnError what the run does about a failure, its Buffer the engine's) and what the run adds.
 type Options struct {
-	// FlushInterval bounds how long a line may sit in memory; 0 means one second.
-	FlushInterval time.Duration
+	Settings
 	// BufferBytes is the in-memory buffer; a line that does not fit triggers a flush first. 0 means 256 KiB.
 	BufferBytes int
 	// OnError is called (once per failure, from the writer's goroutines) when a write, flush or sync fails, so that
-	// the run can stop or carry on as configured. It must not block.
+	// the run can stop or carry on as configured (Settings.OnError). It must not block.
 	OnError func(error)
 	// Logger receives a line for every failure; nil discards.
 	Logger *slog.Logger
 	// RunID is the run's marker. Create puts it in the file name (<stamp>-<run_id>.jsonl) when another run has
 	// already taken <stamp>.jsonl in the same directory; without it such a clash is an error.
 	RunID string
-	// Compression is CompressionNone (also "") or CompressionZstd.
-	Compression string
-	// RotateSize starts a new part once the current one holds this many bytes on disk; 0 never.
-	RotateSize int64
-	// RotateInterval starts a new part once the current one is this old and holds a record; 0 never.
-	RotateInterval time.Duration
-	// MinFreeDisk is the free space (bytes, for unprivileged users) the results file system must keep. Create
-	// refuses to start below it; during the run, OnDiskLow is called once when free space drops below it. 0: no
-	// guard.
-	MinFreeDisk int64
 	// OnDiskLow is called once (from the writer's goroutine) when free space drops below MinFreeDisk. It must not
 	// block. The writer keeps writing: the run is expected to stop and drain.
 	OnDiskLow func(error)
@@ -157,9 +147,9 @@ func Create(dir string, start time.Time, opts Options) (*Writer, error) {
 		return nil, fmt.Errorf("results directory: %w", err)
 	}
 	if opts.MinFreeDisk > 0 {
-		if free, ok := freeBytes(dir); ok && free < opts.MinFreeDisk {
+		if free, ok := freeBytes(dir); ok && free < int64(opts.MinFreeDisk) {
 			return nil, fmt.Errorf("results directory %s: %s free, below results.min_free_disk (%s); free some "+
-				"space or lower the setting", dir, FormatBytes(free), FormatBytes(opts.MinFreeDisk))
+				"space or lower the setting", dir, FormatBytes(free), FormatBytes(int64(opts.MinFreeDisk)))
 		}
 	}
 	stamp := start.Format(StampLayout)
@@ -370,7 +360,7 @@ const diskCheckEvery = 2 * time.Second
 
 func (w *Writer) checkDisk() {
 	free, ok := w.free(w.dir)
-	if !ok || free >= w.opts.MinFreeDisk {
+	if !ok || free >= int64(w.opts.MinFreeDisk) {
 		return
 	}
 	w.mu.Lock()
@@ -381,9 +371,9 @@ func (w *Writer) checkDisk() {
 		return
 	}
 	err := fmt.Errorf("results directory %s: only %s free, below results.min_free_disk (%s)", w.dir,
-		FormatBytes(free), FormatBytes(w.opts.MinFreeDisk))
+		FormatBytes(free), FormatBytes(int64(w.opts.MinFreeDisk)))
 	w.opts.Logger.Error("disk almost full; stopping the run before it fills", "path", w.dir, "free_bytes", free,
-		"min_free_disk", w.opts.MinFreeDisk)
+		"min_free_disk", int64(w.opts.MinFreeDisk))
 	if w.opts.OnDiskLow != nil {
 		w.opts.OnDiskLow(err)
 	}
@@ -491,7 +481,7 @@ func (w *Writer) Observe(r *record.Record) {
 		}
 		// With zstd the size on disk moves a block (or a frame) at a time, so a part ends at most that far past
 		// the bound.
-		if size >= w.opts.RotateSize {
+		if size >= int64(w.opts.RotateSize) {
 			w.rotateLocked()
 		}
 	}

@@ -266,7 +266,8 @@ func readZstd(t *testing.T, path string) (lines []string, clean bool) {
 func TestWriterRotatesBySizeIntoCompleteZstdParts(t *testing.T) {
 	dir := t.TempDir()
 	start := time.Date(2026, 12, 7, 19, 0, 0, 0, time.UTC)
-	w, err := Create(dir, start, Options{Compression: CompressionZstd, RotateSize: 4 << 10, BufferBytes: 1024})
+	w, err := Create(dir, start, Options{Settings: Settings{Compression: CompressionZstd, RotateSize: 4 << 10},
+		BufferBytes: 1024})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +317,7 @@ func TestWriterRotatesBySizeIntoCompleteZstdParts(t *testing.T) {
 // even though the file ends inside the frame that was being written.
 func TestZstdPartReadableUpToLastFrameAfterCrash(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "x.jsonl.zst")
-	w, err := Open(path, Options{Compression: CompressionZstd, FlushInterval: time.Hour})
+	w, err := Open(path, Options{Settings: Settings{Compression: CompressionZstd, FlushInterval: time.Hour}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,7 +364,7 @@ func TestZstdPartReadableUpToLastFrameAfterCrash(t *testing.T) {
 func TestWriterRotatesByIntervalOnlyWithRecords(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		dir := t.TempDir()
-		w, err := Create(dir, time.Now(), Options{RotateInterval: time.Minute})
+		w, err := Create(dir, time.Now(), Options{Settings: Settings{RotateInterval: time.Minute}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -390,14 +391,15 @@ func TestWriterRotatesByIntervalOnlyWithRecords(t *testing.T) {
 
 func TestDiskGuard(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := Create(dir, time.Now(), Options{MinFreeDisk: 1 << 62}); err == nil ||
+	if _, err := Create(dir, time.Now(), Options{Settings: Settings{MinFreeDisk: 1 << 62}}); err == nil ||
 		!strings.Contains(err.Error(), "results.min_free_disk") {
 		t.Fatalf("Create with an impossible min free disk: %v", err)
 	}
 	synctest.Test(t, func(t *testing.T) {
 		var calls atomic.Int32
 		var got error
-		w, err := Create(dir, time.Now(), Options{MinFreeDisk: 100 << 20, OnDiskLow: func(err error) { calls.Add(1); got = err }})
+		w, err := Create(dir, time.Now(), Options{Settings: Settings{MinFreeDisk: 100 << 20},
+			OnDiskLow: func(err error) { calls.Add(1); got = err }})
 		if err != nil {
 			t.Fatal(err)
 		}

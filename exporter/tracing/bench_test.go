@@ -22,7 +22,7 @@ func BenchmarkHooksAndObserve(b *testing.B) {
 			name = "metrics+tracing-0.01"
 		}
 		b.Run(name, func(b *testing.B) {
-			opts := Options{Enabled: on, SampleRatio: 0.01, Exporter: tracetest.NewNoopExporter()}
+			opts := Options{Settings: Settings{Enabled: on, SampleRatio: 0.01}, Exporter: tracetest.NewNoopExporter()}
 			p, err := New(context.Background(), opts)
 			if err != nil {
 				b.Fatal(err)

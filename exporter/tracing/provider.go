@@ -37,22 +37,12 @@ const (
 	DefaultMaxSpansPerTrace = 64
 )
 
-// Options configure tracing. Field names mirror the configuration keys under "tracing.".
+// Options configure tracing: the tracing section of the configuration and what the run adds.
 type Options struct {
-	Enabled       bool
-	Protocol      string            // grpc (default) or http
-	Endpoint      string            // host:port, or a URL (http://, https://) which also sets the path for http
-	Headers       map[string]string // sent with every export, e.g. an API key; never logged
-	Insecure      bool              // plaintext; otherwise TLS with system roots or CAFile
-	CAFile        string            // PEM bundle to verify the collector with
-	SampleRatio   float64           // share of ordinary cycles kept, 0..1
-	SlowThreshold time.Duration     // cycles at least this long are always kept; 0 disables the rule
-	ServiceName   string            // default "attestload"
-	InstanceID    string
-	RunID         string
-
-	MaxTraces        int // unfinished traces buffered at once; 0 means DefaultMaxTraces
-	MaxSpansPerTrace int // spans buffered per trace; 0 means DefaultMaxSpansPerTrace
+	Settings
+	ServiceName string // default "attestload"
+	InstanceID  string
+	RunID       string
 
 	// Exporter replaces the OTLP exporter (tests, embedding). Its spans are exported synchronously.
 	Exporter sdktrace.SpanExporter
@@ -142,8 +132,7 @@ func newOTLPExporter(ctx context.Context, opts Options) (sdktrace.SpanExporter, 
 	// With no endpoint configured, the OTLP exporters read the standard OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT
 	// themselves (and OTEL_EXPORTER_OTLP_INSECURE, _HEADERS, _CERTIFICATE for what is not configured here), as
 	// the compose deployment relies on.
-	fromEnv := opts.Endpoint == "" && (os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "" ||
-		os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "")
+	fromEnv := opts.Endpoint == "" && otlpEndpointFromEnv()
 	if opts.Endpoint == "" && !fromEnv {
 		return nil, errors.New("tracing.endpoint: required when tracing is enabled (or set OTEL_EXPORTER_OTLP_ENDPOINT)")
 	}

@@ -54,8 +54,9 @@ func (g *seededIDs) NewSpanID(context.Context, trace.TraceID) trace.SpanID {
 func newTestProvider(t *testing.T, mod func(*Options)) (*Provider, *tracetest.InMemoryExporter) {
 	t.Helper()
 	exp := tracetest.NewInMemoryExporter()
-	o := Options{Enabled: true, Exporter: exp, SlowThreshold: 5 * time.Second, ServiceName: "attestload",
-		InstanceID: "inst-1", RunID: "run-7", idGenerator: &seededIDs{r: rand.New(rand.NewPCG(1, 2))}}
+	o := Options{Settings: Settings{Enabled: true, SlowThreshold: 5 * time.Second},
+		Exporter: exp, ServiceName: "attestload", InstanceID: "inst-1", RunID: "run-7",
+		idGenerator: &seededIDs{r: rand.New(rand.NewPCG(1, 2))}}
 	if mod != nil {
 		mod(&o)
 	}
@@ -372,13 +373,15 @@ func TestOptionErrors(t *testing.T) {
 		o    Options
 		want string
 	}{
-		{Options{Enabled: true, SampleRatio: 1.5, Endpoint: "x:1"}, "tracing.sample_ratio"},
-		{Options{Enabled: true, SlowThreshold: -1, Endpoint: "x:1"}, "tracing.slow_threshold"},
-		{Options{Enabled: true}, "tracing.endpoint: required"},
-		{Options{Enabled: true, Endpoint: "x:1", Protocol: "udp"}, `tracing.protocol: "udp"`},
-		{Options{Enabled: true, Endpoint: "x:1", Insecure: true, CAFile: "ca.pem"}, "tracing.ca_file: cannot be combined"},
-		{Options{Enabled: true, Endpoint: "x:1", CAFile: "does-not-exist.pem"}, "tracing.ca_file"},
-		{Options{Enabled: true, Endpoint: "x:1", Headers: map[string]string{" ": "v"}}, "tracing.headers"},
+		{Options{Settings: Settings{Enabled: true, SampleRatio: 1.5, Endpoint: "x:1"}}, "tracing.sample_ratio"},
+		{Options{Settings: Settings{Enabled: true, SlowThreshold: -1, Endpoint: "x:1"}}, "tracing.slow_threshold"},
+		{Options{Settings: Settings{Enabled: true}}, "tracing.endpoint: required"},
+		{Options{Settings: Settings{Enabled: true, Endpoint: "x:1", Protocol: "udp"}}, `tracing.protocol: "udp"`},
+		{Options{Settings: Settings{Enabled: true, Endpoint: "x:1", Insecure: true, CAFile: "ca.pem"}},
+			"tracing.ca_file: cannot be combined"},
+		{Options{Settings: Settings{Enabled: true, Endpoint: "x:1", CAFile: "does-not-exist.pem"}}, "tracing.ca_file"},
+		{Options{Settings: Settings{Enabled: true, Endpoint: "x:1", Headers: map[string]string{" ": "v"}}},
+			"tracing.headers"},
 	} {
 		_, err := New(context.Background(), c.o)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -422,8 +425,8 @@ func exportOneFailedCycle(t *testing.T, setup func(url string) Options) *http.Re
 // checks the path and the configured header arrive.
 func TestOTLPHTTPExport(t *testing.T) {
 	r := exportOneFailedCycle(t, func(url string) Options {
-		return Options{Enabled: true, Protocol: ProtocolHTTP, Endpoint: url,
-			Headers: map[string]string{"X-Scope-OrgID": "tenant-1"}}
+		return Options{Settings: Settings{Enabled: true, Protocol: ProtocolHTTP, Endpoint: url,
+			Headers: map[string]string{"X-Scope-OrgID": "tenant-1"}}}
 	})
 	if r == nil {
 		t.Fatal("nothing was exported")
@@ -440,7 +443,7 @@ func TestOTLPEndpointFromEnv(t *testing.T) {
 		t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
 		t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url)
 		t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-scope-orgid=tenant-env")
-		return Options{Enabled: true, Protocol: ProtocolHTTP}
+		return Options{Settings: Settings{Enabled: true, Protocol: ProtocolHTTP}}
 	})
 	if r == nil {
 		t.Fatal("nothing was exported to the OTEL_EXPORTER_OTLP_ENDPOINT collector")

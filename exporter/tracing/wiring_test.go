@@ -109,8 +109,8 @@ func (k *keep) Close() error             { return nil }
 func TestWiringWithClientAndSimulator(t *testing.T) {
 	s := startSim(t)
 	exp := tracetest.NewInMemoryExporter()
-	p, err := tracing.New(context.Background(), tracing.Options{Enabled: true, Exporter: exp, SampleRatio: 1,
-		RunID: "run-w", InstanceID: "i-1"})
+	p, err := tracing.New(context.Background(), tracing.Options{Settings: tracing.Settings{Enabled: true, SampleRatio: 1},
+		Exporter: exp, RunID: "run-w", InstanceID: "i-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,8 +120,7 @@ func TestWiringWithClientAndSimulator(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := &keep{}
-	w := verdict.NewWatcher(verdict.SourceFunc(s.v.Verdict), verdict.Options{PollInterval: 10 * time.Millisecond,
-		Timeout: 10 * time.Second}, tee{m, p.VerdictSink(), out})
+	w := verdict.NewWatcher(verdict.SourceFunc(s.v.Verdict), verdict.Options{Settings: verdict.Settings{PollInterval: 10 * time.Millisecond, Timeout: 10 * time.Second}}, tee{m, p.VerdictSink(), out})
 	c := s.client(t, p.Hooks(), p.WrapTransport)
 
 	good := s.agent(t, "lt-good", 0, nil)
@@ -216,8 +215,9 @@ func BenchmarkCycleSim(b *testing.B) {
 			var wrap func(http.RoundTripper) http.RoundTripper
 			observe := func(*record.Record) {}
 			if on {
-				p, err := tracing.New(context.Background(), tracing.Options{Enabled: true, SampleRatio: 0.01,
-					Exporter: tracetest.NewNoopExporter()})
+				p, err := tracing.New(context.Background(),
+					tracing.Options{Settings: tracing.Settings{Enabled: true, SampleRatio: 0.01},
+						Exporter: tracetest.NewNoopExporter()})
 				if err != nil {
 					b.Fatal(err)
 				}

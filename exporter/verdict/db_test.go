@@ -69,7 +69,7 @@ func TestDBSourceAgainstPostgres(t *testing.T) {
 	// watcher's next poll; the record of 3 must still come out as pass.
 	// Real time here: the pool's I/O lives outside any synctest bubble.
 	next := &collect{}
-	w := NewWatcher(src, Options{Timeout: time.Minute, PollInterval: 20 * time.Millisecond}, next)
+	w := NewWatcher(src, Options{Settings: Settings{Timeout: time.Minute, PollInterval: 20 * time.Millisecond}}, next)
 	r3 := accepted("lt-a", 3, float64(time.Now().UnixNano())/1e9)
 	exec(`UPDATE attestations SET evaluation = 'pass' WHERE agent_id = 'lt-a' AND index = 3`)
 	att("lt-a", 4, "pass", nil)

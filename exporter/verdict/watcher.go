@@ -35,11 +35,10 @@ type Source interface {
 	Resolve(ctx context.Context, keys []Key) (map[Key]Result, error)
 }
 
-// Options tune a Watcher.
+// Options tune a Watcher: the verdict section of the configuration (Timeout, PollInterval and MaxPending; a zero
+// one means its default) and what the run adds.
 type Options struct {
-	Timeout      time.Duration // how long a record waits for its verdict; 0 means 30 s
-	PollInterval time.Duration // how often the source is asked; 0 means 500 ms
-	MaxPending   int           // records held at once; 0 means 100,000
+	Settings
 	// FinalWait is how long Close keeps asking the source while records are still pending (the last cycles'
 	// evidence is usually still being verified when the run ends); 0 means one last lookup only.
 	FinalWait time.Duration

@@ -70,7 +70,7 @@ func TestWatcherResolvesAndTimesOut(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := &fakeSource{known: map[Key]Result{}}
 		next := &collect{}
-		w := NewWatcher(src, Options{Timeout: 10 * time.Second, PollInterval: time.Second}, next)
+		w := NewWatcher(src, Options{Settings: Settings{Timeout: 10 * time.Second, PollInterval: time.Second}}, next)
 		start := float64(time.Now().UnixNano()) / 1e9
 
 		// The evidence was accepted a moment before the record reaches the watcher (the cycle still had to
@@ -146,7 +146,8 @@ func TestWatcherBoundedAndClose(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := &fakeSource{known: map[Key]Result{}, err: errors.New("database down")}
 		next := &collect{}
-		w := NewWatcher(src, Options{Timeout: time.Hour, PollInterval: time.Second, MaxPending: 100}, next)
+		w := NewWatcher(src, Options{Settings: Settings{Timeout: time.Hour, PollInterval: time.Second,
+			MaxPending: 100}}, next)
 		for i := range 150 {
 			w.Observe(accepted("a", i, 1))
 		}
@@ -263,7 +264,8 @@ func TestWatcherCloseWaitsForLastVerdicts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := &fakeSource{known: map[Key]Result{}}
 		next := &collect{}
-		w := NewWatcher(src, Options{Timeout: time.Minute, PollInterval: time.Second, FinalWait: 5 * time.Second}, next)
+		w := NewWatcher(src, Options{Settings: Settings{Timeout: time.Minute, PollInterval: time.Second},
+			FinalWait: 5 * time.Second}, next)
 		start := float64(time.Now().UnixNano()) / 1e9
 		late, never := accepted("a", 1, start), accepted("b", 1, start)
 		w.Observe(late)
@@ -295,7 +297,8 @@ func TestWatcherCloseReturnsWhenNothingPending(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := &fakeSource{known: map[Key]Result{{"a", 1}: {Evaluation: record.EvaluationFail}}}
 		next := &collect{}
-		w := NewWatcher(src, Options{Timeout: time.Minute, PollInterval: time.Second, FinalWait: time.Hour}, next)
+		w := NewWatcher(src, Options{Settings: Settings{Timeout: time.Minute, PollInterval: time.Second},
+			FinalWait: time.Hour}, next)
 		r := accepted("a", 1, float64(time.Now().UnixNano())/1e9)
 		w.Observe(r)
 		t0 := time.Now()
@@ -304,7 +307,8 @@ func TestWatcherCloseReturnsWhenNothingPending(t *testing.T) {
 			t.Fatalf("Close waited %s with verdict %+v; want at once with fail", waited, r.Verdict)
 		}
 		src.err = errors.New("database down")
-		w2 := NewWatcher(src, Options{Timeout: time.Minute, PollInterval: time.Second, FinalWait: time.Hour}, &collect{})
+		w2 := NewWatcher(src, Options{Settings: Settings{Timeout: time.Minute, PollInterval: time.Second},
+			FinalWait: time.Hour}, &collect{})
 		w2.Observe(accepted("b", 1, 0))
 		t0 = time.Now()
 		w2.Close()
@@ -318,7 +322,8 @@ func TestWatcherHurryEndsTheFinalWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := &fakeSource{known: map[Key]Result{}}
 		next := &collect{}
-		w := NewWatcher(src, Options{Timeout: time.Minute, PollInterval: time.Second, FinalWait: time.Minute}, next)
+		w := NewWatcher(src, Options{Settings: Settings{Timeout: time.Minute, PollInterval: time.Second},
+			FinalWait: time.Minute}, next)
 		r := accepted("a", 1, float64(time.Now().UnixNano())/1e9)
 		w.Observe(r)
 		go func() {
@@ -357,7 +362,7 @@ func TestWatcherOutageLogAndCompaction(t *testing.T) {
 		src := &fakeSource{known: map[Key]Result{}, err: errors.New("database down")}
 		next := &collect{}
 		logs := &lockedBuffer{}
-		w := NewWatcher(src, Options{Timeout: 20 * time.Second, PollInterval: time.Second,
+		w := NewWatcher(src, Options{Settings: Settings{Timeout: 20 * time.Second, PollInterval: time.Second},
 			Logger: slog.New(slog.NewTextHandler(logs, nil))}, next)
 		for i := range 100 {
 			w.Observe(accepted("a", i, 1))

@@ -12,6 +12,7 @@ package conf
 
 import (
 	"fmt"
+	"net/url"
 	"reflect"
 	"time"
 )
@@ -45,7 +46,8 @@ type Leaf struct {
 }
 
 // Leaves lists the keys of the struct cfg points to, in field order; a struct-typed field (other than a
-// time.Duration) is a section whose keys are prefixed with its own.
+// time.Duration) is a section whose keys are prefixed with its own, an embedded struct without a key tag is
+// inlined into the section that embeds it.
 func Leaves(cfg any) []Leaf {
 	var out []Leaf
 	leaves("", reflect.ValueOf(cfg).Elem(), &out)
@@ -56,8 +58,11 @@ func leaves(prefix string, v reflect.Value, out *[]Leaf) {
 	t := v.Type()
 	for i := range t.NumField() {
 		f := t.Field(i)
-		k := f.Tag.Get("key")
-		if prefix != "" {
+		k, named := f.Tag.Lookup("key")
+		switch {
+		case !named && f.Anonymous:
+			k = prefix // an embedded struct without a key is inlined into its section
+		case prefix != "":
 			k = prefix + "." + k
 		}
 		fv := v.Field(i)
@@ -104,4 +109,10 @@ func CheckRange(key, rule string, v any) error {
 		return Errorf(key, "must be within [0, 1], got %s", got)
 	}
 	return Errorf(key, "must be %s %s, got %s", rule[:len(rule)-1], rule[len(rule)-1:], got)
+}
+
+// HTTPURL reports whether s is an http:// or https:// URL with a host.
+func HTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }

@@ -120,7 +120,8 @@ func TestPostgresRestartUnderVerdictWatcherAndSampler(t *testing.T) {
 		t.Fatal(err)
 	}
 	sink := &collectSink{}
-	w := verdict.NewWatcher(src, verdict.Options{Timeout: time.Minute, PollInterval: 100 * time.Millisecond}, sink)
+	w := verdict.NewWatcher(src, verdict.Options{Settings: verdict.Settings{Timeout: time.Minute,
+		PollInterval: 100 * time.Millisecond}}, sink)
 	defer w.Close()
 	observe := func(i int) {
 		idx := i

@@ -1,20 +1,20 @@
-package daemon
+package client
 
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
 	"time"
 
-	"github.com/attestload/attestload/attestation/client"
-	"github.com/attestload/attestload/attestation/enroll"
 	"github.com/attestload/attestload/internal/conf"
 )
 
-// VerifierConfig is where the load goes and how the client talks to it.
-type VerifierConfig struct {
+// Settings are the verifier section of the configuration (the keys under "verifier."; internal/conf describes the
+// tags): where the load goes and how the client talks to it.
+type Settings struct {
 	URL                string        `key:"url"` // empty: start the simulated verifier in-process
 	APIPrefix          string        `key:"api_prefix"`
 	CAFile             string        `key:"ca_file" flag:"verifier-ca" usage:"CA certificate file of the verifier (default: the system roots)"`
@@ -44,29 +44,26 @@ type VerifierConfig struct {
 	ExtendTokenOnAttestation bool `key:"extend_token_on_attestation"`
 }
 
-func defaultVerifier() VerifierConfig {
-	return VerifierConfig{APIPrefix: "v3.0", RequestTimeout: 30 * time.Second, ConnectTimeout: 10 * time.Second,
+// DefaultSettings are the verifier section's defaults.
+func DefaultSettings() Settings {
+	return Settings{APIPrefix: "v3.0", RequestTimeout: 30 * time.Second, ConnectTimeout: 10 * time.Second,
 		MaxRetries: 3, MaxRetryAfter: 60 * time.Second, ExtendTokenOnAttestation: true, QuoteInterval: 2,
-		Connections: client.ConnsPerAgent, IdleTimeout: client.DefaultAgentIdleTimeout}
+		Connections: ConnsPerAgent, IdleTimeout: DefaultAgentIdleTimeout}
 }
 
-func (c VerifierConfig) validate() error {
-	if c.URL != "" {
-		u, err := url.Parse(c.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return conf.Errorf("verifier.url", "must be an http:// or https:// URL with a host, got %q", enroll.RedactURL(c.URL))
-		}
-	}
+// Validate checks the verifier keys; errors name the key. The syntax of verifier.url is checked by the caller,
+// which shows it with its password redacted (enroll.RedactURL; the client does not import the database side).
+func (c Settings) Validate() error {
 	if strings.Contains(c.APIPrefix, "/") || c.APIPrefix == "" {
 		return conf.Errorf("verifier.api_prefix", "must be an API version such as \"v3.0\", got %q", c.APIPrefix)
 	}
-	if v := urlAPIVersion(c.URL); v != "" && v != c.APIPrefix {
+	if v := URLAPIVersion(c.URL); v != "" && v != c.APIPrefix {
 		return conf.Errorf("verifier.url", "ends in the API version /%s, but verifier.api_prefix is %q: give the "+
 			"verifier's root URL (the version is added to every request path) and set verifier.api_prefix to %q "+
 			"if that version is meant", v, c.APIPrefix, v)
 	}
 	switch c.Connections {
-	case client.ConnsPerAgent, client.ConnsShared:
+	case ConnsPerAgent, ConnsShared:
 	default:
 		return conf.Errorf("verifier.connections", "must be per-agent or shared, got %q", c.Connections)
 	}
@@ -81,11 +78,21 @@ func (c VerifierConfig) validate() error {
 	return nil
 }
 
+// Resolved is s with a URL that ends in the API version (…/v3.0, pasted from a request path) cut back to the
+// verifier's root: the client adds the version itself.
+func (s Settings) Resolved() Settings {
+	if v := URLAPIVersion(s.URL); v != "" && v == s.APIPrefix {
+		u := strings.TrimSuffix(s.URL, "/")
+		s.URL = strings.TrimSuffix(u[:len(u)-len(v)], "/")
+	}
+	return s
+}
+
 // apiVersionSegment is a push API version as it appears in request paths (v3, v3.0).
 var apiVersionSegment = regexp.MustCompile(`^v[0-9]+(\.[0-9]+)?$`)
 
-// urlAPIVersion is the API version a verifier URL ends in ("https://v:8881/v3.0/" → "v3.0"), or "".
-func urlAPIVersion(raw string) string {
+// URLAPIVersion is the API version a verifier URL ends in ("https://v:8881/v3.0/" → "v3.0"), or "".
+func URLAPIVersion(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil || u.Path == "" {
 		return ""
@@ -98,48 +105,18 @@ func urlAPIVersion(raw string) string {
 	return last
 }
 
-// DatabaseConfig is the verifier's PostgreSQL, where mock agents are enrolled.
-type DatabaseConfig struct {
-	URL              string `key:"url"`
-	Prefix           string `key:"prefix" flag:"prefix" usage:"agent id prefix in the database (default attestload-)"`
-	CleanupLeftovers bool   `key:"cleanup_leftovers" flag:"cleanup-leftovers" usage:"remove rows of earlier crashed runs with the same prefix before starting"`
+// TLSOptions are the transport's options from the verifier section (the source addresses the run chooses may
+// replace LocalAddrs, and the simulated verifier its CA).
+func (s Settings) TLSOptions() TLSOptions {
+	return TLSOptions{CAFile: s.CAFile, CertFile: s.CertFile, KeyFile: s.KeyFile,
+		InsecureSkipVerify: s.InsecureSkipVerify, ConnectTimeout: s.ConnectTimeout,
+		MaxConnsPerHost: s.MaxConnsPerHost, LocalAddrs: s.LocalAddrs}
 }
 
-func defaultDatabase() DatabaseConfig { return DatabaseConfig{Prefix: "attestload-"} }
-
-// sqliteExplanation is why a SQLite database URL is refused (the old tool's explanation), shared with enroll.
-var sqliteExplanation = enroll.ErrSQLiteUnsupported.Error()
-
-func (c DatabaseConfig) validate() error {
-	if d := c.URL; d != "" {
-		low := strings.ToLower(d)
-		switch {
-		case enroll.IsSQLite(d):
-			return conf.Errorf("database.url", "%s", sqliteExplanation)
-		case strings.HasPrefix(low, "postgres://"), strings.HasPrefix(low, "postgresql://"),
-			strings.HasPrefix(low, "postgresql+psycopg2://"), strings.Contains(low, "host="), strings.Contains(low, "dbname="):
-		default:
-			return conf.Errorf("database.url", "must be a PostgreSQL URL (postgresql://user:password@host:5432/verifierdb)")
-		}
-		if err := enroll.CheckURL(d); err != nil {
-			return conf.Errorf("database.url", "%v", err)
-		}
-	}
-	if !validPrefix(c.Prefix) {
-		return conf.Errorf("database.prefix", "must be 1 to 32 letters, digits, '.', '_' or '-', got %q", c.Prefix)
-	}
-	return nil
-}
-
-func validPrefix(p string) bool {
-	if p == "" || len(p) > 32 {
-		return false
-	}
-	for _, r := range p {
-		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-'
-		if !ok {
-			return false
-		}
-	}
-	return true
+// Config is the client's configuration from the verifier section, for the verifier at baseURL (verifier.url, or
+// the simulated verifier's) over rt. FixedTokenExpiry is the negation of extend_token_on_attestation, so that a
+// zero Config assumes the verifier's default.
+func (s Settings) Config(baseURL string, rt http.RoundTripper) Config {
+	return Config{BaseURL: baseURL, APIPrefix: s.APIPrefix, Transport: rt, RequestTimeout: s.RequestTimeout,
+		MaxRetries: s.MaxRetries, MaxRetryAfter: s.MaxRetryAfter, FixedTokenExpiry: !s.ExtendTokenOnAttestation}
 }
