@@ -264,16 +264,7 @@ func (t *AgentTransport) agentHTTPTransport(ac *agentConn) *http.Transport {
 		}
 		return c, err
 	}, func() { ac.open.Add(-1) })
-	return &http.Transport{
-		Proxy:               nil,
-		DialContext:         counted,
-		TLSClientConfig:     t.tls,
-		TLSHandshakeTimeout: connectTimeoutOf(t.opts),
-		MaxIdleConnsPerHost: 1,
-		MaxConnsPerHost:     1,
-		IdleConnTimeout:     t.idle,
-		DisableCompression:  true,
-	}
+	return httpTransport(counted, t.tls, connectTimeoutOf(t.opts), 1, 1, t.idle)
 }
 
 // CloseIdleConnections closes every idle connection.

@@ -96,19 +96,25 @@ func newTransport(o TLSOptions, counter *ConnCounter) (*http.Transport, error) {
 	if o.MaxConnsPerHost > 0 && o.MaxConnsPerHost < idle {
 		idle = o.MaxConnsPerHost
 	}
+	return httpTransport(dial, tlsConf, connectTimeout, idle, o.MaxConnsPerHost, 90*time.Second), nil
+}
+
+// httpTransport is the HTTP/1.1 transport of both connection models (the shared pool, and each agent's own in
+// AgentTransport): idlePerHost idle and maxPerHost open connections at most (0: no cap), each closed after idle
+// unused.
+func httpTransport(dial dialFunc, tc *tls.Config, connectTimeout time.Duration, idlePerHost, maxPerHost int,
+	idle time.Duration) *http.Transport {
 	return &http.Transport{
-		Proxy:                 nil, // load must go to the verifier itself, never through an environment proxy
-		DialContext:           dial,
-		TLSClientConfig:       tlsConf,
-		TLSHandshakeTimeout:   connectTimeout,
-		MaxIdleConns:          0,
-		MaxIdleConnsPerHost:   idle,
-		MaxConnsPerHost:       o.MaxConnsPerHost,
-		IdleConnTimeout:       90 * time.Second,
-		ExpectContinueTimeout: 0,
+		Proxy:               nil, // load must go to the verifier itself, never through an environment proxy
+		DialContext:         dial,
+		TLSClientConfig:     tc,
+		TLSHandshakeTimeout: connectTimeout,
+		MaxIdleConnsPerHost: idlePerHost,
+		MaxConnsPerHost:     maxPerHost,
+		IdleConnTimeout:     idle,
 		// The IMA text compresses well, but the verifier sends no gzip and decompressing would blur byte counts.
 		DisableCompression: true,
-	}, nil
+	}
 }
 
 // newDialer returns a DialContext that picks source addresses round-robin.
