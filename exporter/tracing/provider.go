@@ -177,23 +177,15 @@ func otlpTLSConfig(opts Options) (*tls.Config, error) {
 
 // newGRPCExporter is the OTLP/gRPC exporter; fromEnv leaves the endpoint to the OTEL_EXPORTER_OTLP_* variables.
 func newGRPCExporter(ctx context.Context, opts Options, fromEnv, isURL bool, tlsCfg *tls.Config) (sdktrace.SpanExporter, error) {
-	o := []otlptracegrpc.Option{}
-	switch {
-	case fromEnv:
-	case isURL:
-		o = append(o, otlptracegrpc.WithEndpointURL(opts.Endpoint))
-	default:
-		o = append(o, otlptracegrpc.WithEndpoint(opts.Endpoint))
+	endpointURL := ""
+	if isURL {
+		endpointURL = opts.Endpoint
 	}
-	if len(opts.Headers) > 0 {
-		o = append(o, otlptracegrpc.WithHeaders(opts.Headers))
-	}
-	switch {
-	case opts.Insecure:
-		o = append(o, otlptracegrpc.WithInsecure())
-	case tlsCfg != nil:
-		o = append(o, otlptracegrpc.WithTLSCredentials(credentials.NewTLS(tlsCfg)))
-	}
+	o := otlpSetters[otlptracegrpc.Option]{endpoint: otlptracegrpc.WithEndpoint,
+		endpointURL: otlptracegrpc.WithEndpointURL, headers: otlptracegrpc.WithHeaders,
+		insecure: otlptracegrpc.WithInsecure, tls: func(c *tls.Config) otlptracegrpc.Option {
+			return otlptracegrpc.WithTLSCredentials(credentials.NewTLS(c))
+		}}.options(opts, fromEnv, endpointURL, tlsCfg)
 	exp, err := otlptracegrpc.New(ctx, o...)
 	if err != nil {
 		return nil, fmt.Errorf("tracing: otlp grpc exporter: %w", err)
@@ -203,10 +195,8 @@ func newGRPCExporter(ctx context.Context, opts Options, fromEnv, isURL bool, tls
 
 // newHTTPExporter is the OTLP/HTTP exporter; a bare collector URL gets the standard /v1/traces path.
 func newHTTPExporter(ctx context.Context, opts Options, fromEnv, isURL bool, tlsCfg *tls.Config) (sdktrace.SpanExporter, error) {
-	o := []otlptracehttp.Option{}
-	switch {
-	case fromEnv:
-	case isURL:
+	endpointURL := ""
+	if isURL && !fromEnv {
 		u, err := url.Parse(opts.Endpoint)
 		if err != nil || u.Host == "" {
 			return nil, fmt.Errorf("tracing.endpoint: %q is not a valid URL", opts.Endpoint)
@@ -215,24 +205,49 @@ func newHTTPExporter(ctx context.Context, opts Options, fromEnv, isURL bool, tls
 		if u.Path == "" || u.Path == "/" {
 			u.Path = "/v1/traces"
 		}
-		o = append(o, otlptracehttp.WithEndpointURL(u.String()))
-	default:
-		o = append(o, otlptracehttp.WithEndpoint(opts.Endpoint))
+		endpointURL = u.String()
 	}
-	if len(opts.Headers) > 0 {
-		o = append(o, otlptracehttp.WithHeaders(opts.Headers))
-	}
-	switch {
-	case opts.Insecure:
-		o = append(o, otlptracehttp.WithInsecure())
-	case tlsCfg != nil:
-		o = append(o, otlptracehttp.WithTLSClientConfig(tlsCfg))
-	}
+	o := otlpSetters[otlptracehttp.Option]{endpoint: otlptracehttp.WithEndpoint,
+		endpointURL: otlptracehttp.WithEndpointURL, headers: otlptracehttp.WithHeaders,
+		insecure: otlptracehttp.WithInsecure, tls: otlptracehttp.WithTLSClientConfig}.options(opts, fromEnv,
+		endpointURL, tlsCfg)
 	exp, err := otlptracehttp.New(ctx, o...)
 	if err != nil {
 		return nil, fmt.Errorf("tracing: otlp http exporter: %w", err)
 	}
 	return exp, nil
+}
+
+// otlpSetters are one OTLP exporter's option constructors, so that both exporters are told the same things the
+// same way.
+type otlpSetters[O any] struct {
+	endpoint, endpointURL func(string) O
+	headers               func(map[string]string) O
+	insecure              func() O
+	tls                   func(*tls.Config) O
+}
+
+// options are the exporter's options: the endpoint (endpointURL when the endpoint is a URL; none when fromEnv),
+// the headers, and plaintext or the TLS configuration.
+func (s otlpSetters[O]) options(opts Options, fromEnv bool, endpointURL string, tlsCfg *tls.Config) []O {
+	var o []O
+	switch {
+	case fromEnv:
+	case endpointURL != "":
+		o = append(o, s.endpointURL(endpointURL))
+	default:
+		o = append(o, s.endpoint(opts.Endpoint))
+	}
+	if len(opts.Headers) > 0 {
+		o = append(o, s.headers(opts.Headers))
+	}
+	switch {
+	case opts.Insecure:
+		o = append(o, s.insecure())
+	case tlsCfg != nil:
+		o = append(o, s.tls(tlsCfg))
+	}
+	return o
 }
 
 // Enabled reports whether traces are produced.
