@@ -143,7 +143,7 @@ func TestPrecedenceFlagsEnvFile(t *testing.T) {
 		cfg.Run.Duration != 0 {
 		t.Fatalf("precedence wrong: %+v", cfg.Run)
 	}
-	if want := []engine.Stage{{Duration: time.Minute, Target: 10}, {Duration: 5 * time.Minute, Target: 200}}; !reflect.DeepEqual(cfg.Scheduler.Rate.Stages, want) {
+	if want := (engine.Stages{{Duration: time.Minute, Target: 10}, {Duration: 5 * time.Minute, Target: 200}}); !reflect.DeepEqual(cfg.Scheduler.Rate.Stages, want) {
 		t.Fatalf("stages from env = %v", cfg.Scheduler.Rate.Stages)
 	}
 	if len(cfg.Thresholds) != 2 {

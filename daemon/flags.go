@@ -83,8 +83,8 @@ func BindFlags(fs *pflag.FlagSet) {
 			fs.StringP(f.name, f.short, pick(f.showDefault, def), f.usage)
 		case []string:
 			fs.StringArrayP(f.name, f.short, pick(f.showDefault, def), f.usage)
-		case []engine.Stage:
-			// The compact form DURATION:TARGET,... (ParseStages), as in the environment.
+		case engine.Stages:
+			// The compact form DURATION:TARGET,... (Stages.UnmarshalText), as in the environment.
 			fs.StringP(f.name, f.short, "", f.usage)
 		default:
 			panic(fmt.Sprintf("config key %s: no flag type for %T", f.key, def))

@@ -7,14 +7,11 @@ import (
 	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
-	"github.com/attestload/attestload/daemon/engine"
 	"github.com/attestload/attestload/internal/conf"
 	"github.com/attestload/attestload/internal/suggest"
 )
@@ -62,7 +59,7 @@ func (l Loader) Load() (*Config, error) {
 		if !v.IsSet(lf.Key) {
 			continue
 		}
-		if err := setValue(lf.Key, lf.Field, v.Get(lf.Key)); err != nil {
+		if err := conf.Set(lf.Key, lf.Field, v.Get(lf.Key)); err != nil {
 			return nil, l.attribute(err)
 		}
 	}
@@ -263,93 +260,4 @@ func reservedEnv(name string) bool {
 		}
 	}
 	return false
-}
-
-// setValue is conf.Set, and the rate stages (a list of mappings, or the compact form of ParseStages).
-func setValue(key string, f reflect.Value, raw any) error {
-	if _, ok := f.Interface().([]engine.Stage); ok {
-		st, err := toStages(key, raw)
-		if err != nil {
-			return err
-		}
-		f.Set(reflect.ValueOf(st))
-		return nil
-	}
-	return conf.Set(key, f, raw)
-}
-
-// ParseStages reads the compact stage form used in the environment and on the command line:
-// "DURATION:TARGET,..." e.g. "1m:10,5m:200,30m:200".
-func ParseStages(s string) ([]engine.Stage, error) {
-	var out []engine.Stage
-	for i, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		ds, ts, ok := strings.Cut(part, ":")
-		if !ok {
-			return nil, fmt.Errorf("stage %d %q: want DURATION:TARGET, e.g. 5m:200", i, part)
-		}
-		d, err := time.ParseDuration(strings.TrimSpace(ds))
-		if err != nil {
-			return nil, fmt.Errorf("stage %d %q: bad duration: %v", i, part, err)
-		}
-		t, err := strconv.ParseFloat(strings.TrimSpace(ts), 64)
-		if err != nil {
-			return nil, fmt.Errorf("stage %d %q: bad target: %v", i, part, err)
-		}
-		out = append(out, engine.Stage{Duration: d, Target: t})
-	}
-	return out, nil
-}
-
-func toStages(key string, raw any) ([]engine.Stage, error) {
-	if s, ok := raw.(string); ok {
-		st, err := ParseStages(s)
-		if err != nil {
-			return nil, conf.Errorf(key, "%v", err)
-		}
-		return st, nil
-	}
-	list, ok := raw.([]any)
-	if !ok {
-		return nil, conf.Errorf(key, "must be a list of {duration, target}, got %s", conf.Describe(raw))
-	}
-	out := make([]engine.Stage, 0, len(list))
-	for i, item := range list {
-		ik := fmt.Sprintf("%s[%d]", key, i)
-		m, ok := item.(map[string]any)
-		if !ok {
-			return nil, conf.Errorf(ik, "must be a mapping {duration, target}, got %s", conf.Describe(item))
-		}
-		var st engine.Stage
-		seen := map[string]bool{}
-		names := make([]string, 0, len(m))
-		for k := range m {
-			names = append(names, k)
-		}
-		sort.Strings(names)
-		for _, k := range names {
-			val := m[k]
-			var field any
-			switch strings.ToLower(k) {
-			case "duration":
-				field = &st.Duration
-			case "target":
-				field = &st.Target
-			default:
-				return nil, conf.Errorf(ik+"."+k, "unknown key")
-			}
-			if err := conf.Set(ik+"."+strings.ToLower(k), reflect.ValueOf(field).Elem(), val); err != nil {
-				return nil, err
-			}
-			seen[strings.ToLower(k)] = true
-		}
-		if !seen["duration"] {
-			return nil, conf.Errorf(ik+".duration", "missing")
-		}
-		if !seen["target"] {
-			return nil, conf.Errorf(ik+".target", "missing")
-		}
-		out = append(out, st)
-	}
-	return out, nil
 }

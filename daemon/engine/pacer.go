@@ -3,6 +3,8 @@ package engine
 import (
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -20,6 +22,33 @@ type Pacer interface {
 type Stage struct {
 	Duration time.Duration `key:"duration"`
 	Target   float64       `key:"target"` // cycles per second at the end of the stage
+}
+
+// Stages are the rate model's ramp (scheduler.rate.stages).
+type Stages []Stage
+
+// UnmarshalText reads the compact form of the environment and the command line, "DURATION:TARGET,...", e.g.
+// "1m:10,5m:200,30m:200".
+func (s *Stages) UnmarshalText(text []byte) error {
+	var out Stages
+	for i, part := range strings.Split(string(text), ",") {
+		part = strings.TrimSpace(part)
+		ds, ts, ok := strings.Cut(part, ":")
+		if !ok {
+			return fmt.Errorf("stage %d %q: want DURATION:TARGET, e.g. 5m:200", i, part)
+		}
+		d, err := time.ParseDuration(strings.TrimSpace(ds))
+		if err != nil {
+			return fmt.Errorf("stage %d %q: bad duration: %v", i, part, err)
+		}
+		t, err := strconv.ParseFloat(strings.TrimSpace(ts), 64)
+		if err != nil {
+			return fmt.Errorf("stage %d %q: bad target: %v", i, part, err)
+		}
+		out = append(out, Stage{Duration: d, Target: t})
+	}
+	*s = out
+	return nil
 }
 
 // StagedPacer is a piecewise-linear arrival rate: Start, then each stage ramps to its target. Hit h (0-based) is due

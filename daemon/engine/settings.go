@@ -23,7 +23,7 @@ type Fleet struct {
 // Rate is the rate model: a global arrival rate with ramp stages.
 type Rate struct {
 	Start  float64 `key:"start" check:">=0" flag:"rate-start" usage:"rate model: cycles per second at the start (default 10)"`
-	Stages []Stage `key:"stages" flag:"rate-stages" usage:"rate model: ramp stages DURATION:TARGET,... e.g. 1m:10,5m:200,30m:200"`
+	Stages Stages  `key:"stages" flag:"rate-stages" usage:"rate model: ramp stages DURATION:TARGET,... e.g. 1m:10,5m:200,30m:200"`
 }
 
 // Sizing is the part of the run section that sizes the schedule (the keys under "run."; the run section inlines

@@ -1,9 +1,13 @@
 package conf
 
 import (
+	"encoding"
+	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,83 +25,112 @@ func Describe(x any) string {
 	}
 }
 
-// Set decodes raw (as the file, the environment or a flag gave it) into the field of key.
+// Set decodes raw (as the file, the environment or a flag gave it) into the field of key. An empty list or
+// mapping ("[]", "{}" in a file) means the same as the default, nil. A string goes to a field that reads text
+// itself (encoding.TextUnmarshaler: the rate stages' compact form); a slice of structs is a list of mappings of
+// their fields' keys.
 func Set(key string, f reflect.Value, raw any) error {
-	switch f.Interface().(type) {
-	case string:
-		s, ok := raw.(string)
-		if !ok {
-			if _, isMap := raw.(map[string]any); isMap || raw == nil {
-				return Errorf(key, "must be a string, got %s", Describe(raw))
+	if s, ok := raw.(string); ok {
+		if u, ok := f.Addr().Interface().(encoding.TextUnmarshaler); ok {
+			if err := u.UnmarshalText([]byte(s)); err != nil {
+				return Errorf(key, "%v", err)
 			}
-			if _, isList := raw.([]any); isList {
-				return Errorf(key, "must be a string, got a list")
-			}
-			s = fmt.Sprint(raw)
+			return nil
 		}
-		f.SetString(s)
-	case bool:
-		b, err := toBool(raw)
-		if err != nil {
-			return Errorf(key, "%v", err)
-		}
-		f.SetBool(b)
-	case int:
-		n, err := toInt(raw)
-		if err != nil {
-			return Errorf(key, "%v", err)
-		}
-		f.SetInt(int64(n))
-	case float64:
-		x, err := toFloat(raw)
-		if err != nil {
-			return Errorf(key, "%v", err)
-		}
-		f.SetFloat(x)
-	case time.Duration:
-		d, err := toDuration(raw)
-		if err != nil {
-			return Errorf(key, "%v", err)
-		}
-		f.SetInt(int64(d))
-	case []string:
-		ss, err := toStrings(raw)
-		if err != nil {
-			return Errorf(key, "%v", err)
-		}
-		if len(ss) == 0 {
-			ss = nil // "[]" in a file means the same as the default
-		}
-		f.Set(reflect.ValueOf(ss))
-	case map[string]string:
-		m, err := toStringMap(raw)
-		if err != nil {
-			return Errorf(key, "%v", err)
-		}
-		if len(m) == 0 {
-			m = nil // "{}" in a file means the same as the default
-		}
-		f.Set(reflect.ValueOf(m))
-	case ByteSize:
-		b, err := toByteSize(raw)
-		if err != nil {
-			return Errorf(key, "%v", err)
-		}
-		f.SetInt(int64(b))
-	default:
+	}
+	if f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Struct {
+		return setList(key, f, raw)
+	}
+	decode, ok := decoders[f.Type()]
+	if !ok {
 		return Errorf(key, "internal: unsupported field type %s", f.Type())
 	}
+	v, err := decode(raw)
+	if err != nil {
+		return Errorf(key, "%v", err)
+	}
+	rv := reflect.ValueOf(v)
+	if k := rv.Kind(); (k == reflect.Slice || k == reflect.Map) && rv.Len() == 0 {
+		rv = reflect.Zero(f.Type())
+	}
+	f.Set(rv)
 	return nil
+}
+
+// setList decodes a list of mappings into a slice of structs whose fields carry key tags; each item's keys are
+// checked and decoded as the section's are, the item's index in the key ("scheduler.rate.stages[1].target").
+func setList(key string, f reflect.Value, raw any) error {
+	var names []string
+	for i := range f.Type().Elem().NumField() {
+		names = append(names, f.Type().Elem().Field(i).Tag.Get("key"))
+	}
+	shape := "{" + strings.Join(names, ", ") + "}"
+	list, ok := raw.([]any)
+	if !ok {
+		return Errorf(key, "must be a list of %s, got %s", shape, Describe(raw))
+	}
+	out := reflect.MakeSlice(f.Type(), len(list), len(list))
+	for i, item := range list {
+		ik := fmt.Sprintf("%s[%d]", key, i)
+		m, ok := item.(map[string]any)
+		if !ok {
+			return Errorf(ik, "must be a mapping %s, got %s", shape, Describe(item))
+		}
+		seen := map[string]bool{}
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			j := slices.Index(names, strings.ToLower(k))
+			if j < 0 {
+				return Errorf(ik+"."+k, "unknown key")
+			}
+			if err := Set(ik+"."+names[j], out.Index(i).Field(j), m[k]); err != nil {
+				return err
+			}
+			seen[names[j]] = true
+		}
+		for _, n := range names {
+			if !seen[n] {
+				return Errorf(ik+"."+n, "missing")
+			}
+		}
+	}
+	f.Set(out)
+	return nil
+}
+
+// decoders read a raw value as each type of field the configuration has; an error says what the value must be.
+var decoders = map[reflect.Type]func(raw any) (any, error){
+	reflect.TypeFor[string]():            decoder(toString),
+	reflect.TypeFor[bool]():              decoder(toBool),
+	reflect.TypeFor[int]():               decoder(toInt),
+	reflect.TypeFor[float64]():           decoder(toFloat),
+	reflect.TypeFor[time.Duration]():     decoder(toDuration),
+	reflect.TypeFor[[]string]():          decoder(toStrings),
+	reflect.TypeFor[map[string]string](): decoder(toStringMap),
+	reflect.TypeFor[ByteSize]():          decoder(toByteSize),
+}
+
+func decoder[T any](f func(raw any) (T, error)) func(raw any) (any, error) {
+	return func(raw any) (any, error) { return f(raw) }
+}
+
+func toString(raw any) (string, error) {
+	switch x := raw.(type) {
+	case string:
+		return x, nil
+	case map[string]any, nil:
+		return "", fmt.Errorf("must be a string, got %s", Describe(raw))
+	case []any:
+		return "", errors.New("must be a string, got a list")
+	}
+	return fmt.Sprint(raw), nil
 }
 
 // toByteSize reads a size: a non-negative integer of bytes or a number with a unit (ParseByteSize).
 func toByteSize(raw any) (ByteSize, error) {
+	if n, ok := raw.(int); ok {
+		raw = int64(n)
+	}
 	switch x := raw.(type) {
-	case int:
-		if x < 0 {
-			return 0, fmt.Errorf("must not be negative, got %d", x)
-		}
-		return ByteSize(x), nil
 	case int64:
 		if x < 0 {
 			return 0, fmt.Errorf("must not be negative, got %d", x)
