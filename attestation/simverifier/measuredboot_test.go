@@ -79,3 +79,25 @@ func withPCR(q *quoteData, n int, v []byte) *quoteData {
 	c.values[n] = v
 	return c
 }
+
+// A reference state is compared with the log when its JSON is truthy in Python's sense (bool(json.loads(text))), the
+// rule the simulator models (truthy): empty containers, "", 0 and false are not.
+func TestMeasuredBootRefStateTruthiness(t *testing.T) {
+	var m mbPolicies
+	for text, want := range map[string]bool{
+		`{}`: false, `{"a": 1}`: true, `[]`: false, `[0]`: true, `""`: false, `"0"`: true,
+		`0`: false, `0.0`: false, `1.5`: true, `-1`: true, `false`: false, `true`: true,
+	} {
+		s := m.state(&text)
+		if !s.requested || !s.valid {
+			t.Errorf("%s: requested %v, valid %v; want both", text, s.requested, s.valid)
+		}
+		if s.nonEmpty != want {
+			t.Errorf("%s: compared with the log %v, want %v (Python's bool of the value)", text, s.nonEmpty, want)
+		}
+	}
+	null := "null"
+	if s := m.state(&null); !s.requested || s.valid || s.nonEmpty {
+		t.Errorf("null: %+v, want requested, not valid, not compared", s)
+	}
+}
