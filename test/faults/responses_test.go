@@ -75,7 +75,11 @@ func TestBrokenResponses(t *testing.T) {
 	for _, f := range responseFaults {
 		t.Run(f.name, func(t *testing.T) {
 			w := newWorld(t, harness.SimOptions{})
-			d := w.start(w.baseEnv(), w.runArgs(8, time.Second)...)
+			// Plain results: the zstd encoder (the default, at its best level) is set up by the first flush, which
+			// can fall inside the measured window, and takes 36 MiB (about 60 MiB more peak in this race-built
+			// binary: 102-128 MiB of growth against 41-48 plain, on the same code), which is not what the memory
+			// bound below is about; the soak and the benchmarks measure the encoder's memory.
+			d := w.start(w.baseEnv("ATTESTLOAD_RESULTS_COMPRESSION=none"), w.runArgs(8, time.Second)...)
 			d.waitCycles(t, record.OutcomeSuccess, 8, time.Minute)
 			from := float64(time.Now().UnixNano()) / 1e9
 			w.sim.SetFaults(simverifier.Faults{Rules: map[simverifier.Endpoint]simverifier.FaultRule{f.endpoint: f.rule}})
