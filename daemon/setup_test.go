@@ -46,6 +46,17 @@ func testConfig(t *testing.T, dir string) Config {
 }
 
 // executeAndClose runs r to its end and closes it, as cmd/attestload does, failing the test on either error.
+// runTestLoad assembles a load from cfg, runs it and closes it.
+func runTestLoad(t *testing.T, cfg Config) Summary {
+	t.Helper()
+	ctx := t.Context()
+	r, err := newLoad(ctx, cfg, loadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return executeAndClose(t, ctx, r)
+}
+
 func executeAndClose(t *testing.T, ctx context.Context, r *load) Summary {
 	t.Helper()
 	sum, err := r.execute(ctx)
@@ -222,12 +233,7 @@ func TestSetupRateModelFollowsTheConfiguredStages(t *testing.T) {
 	// 20/s held for 1 s, then 20 → 60/s over 1 s: 20 + 40 = 60 ticks.
 	cfg.Scheduler.Rate = engine.Rate{Start: 20, Stages: []engine.Stage{{Duration: time.Second, Target: 20},
 		{Duration: time.Second, Target: 60}}}
-	ctx := t.Context()
-	r, err := newLoad(ctx, cfg, loadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := executeAndClose(t, ctx, r)
+	sum := runTestLoad(t, cfg)
 	recs := readRecords(t, sum.ResultsPath)
 	info := sidecar(t, sum.ResultsPath)
 	st := sum.Stats
@@ -271,12 +277,7 @@ func TestSetupSidecarCountsLateCycles(t *testing.T) {
 	// At least 2 requests (create, update) of 100 ms per cycle: 6 agents need 1.2 s of the one worker per 0.4 s
 	// interval, so each round starts about 0.8 s later than the one before.
 	cfg.Simulator.Latency = 100 * time.Millisecond
-	ctx := t.Context()
-	r, err := newLoad(ctx, cfg, loadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := executeAndClose(t, ctx, r)
+	sum := runTestLoad(t, cfg)
 	recs := readRecords(t, sum.ResultsPath)
 	info := sidecar(t, sum.ResultsPath)
 	if len(recs) != 18 {
@@ -312,12 +313,7 @@ func TestInMemorySimulatorAcceptsECCAgents(t *testing.T) {
 			cfg := testConfig(t, t.TempDir())
 			cfg.Run.KeyType = kt
 			cfg.Evidence.Profile = "quote-only"
-			ctx := t.Context()
-			r, err := newLoad(ctx, cfg, loadOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			sum := executeAndClose(t, ctx, r)
+			sum := runTestLoad(t, cfg)
 			recs := readRecords(t, sum.ResultsPath)
 			if len(recs) != 8 {
 				t.Fatalf("%d records, want 8", len(recs))
